@@ -1,0 +1,72 @@
+"""`pixelrun setup`: make sure the system packages the engine needs are installed.
+
+wgpu needs a Vulkan driver (Mesa's lavapipe, package mesa-vulkan-drivers, when there is
+no GPU) and the window tests need a virtual X server (xvfb). Python packages come from
+pip; these two come from apt-get, installed here only when missing.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+# Debian package -> how to tell it is already present
+REQUIREMENTS = {
+    "mesa-vulkan-drivers": lambda: bool(
+        glob.glob("/usr/share/vulkan/icd.d/lvp_icd*.json")
+        or glob.glob("/usr/share/vulkan/icd.d/nvidia_icd*.json")
+        or glob.glob("/etc/vulkan/icd.d/*.json")
+    ),
+    "xvfb": lambda: shutil.which("Xvfb") is not None,
+}
+
+
+def missing_packages() -> list[str]:
+    return [pkg for pkg, present in REQUIREMENTS.items() if not present()]
+
+
+def ensure_system_packages(quiet: bool = False) -> int:
+    """Install missing packages with apt-get; 0 on success, 1 with a message if impossible."""
+    missing = missing_packages()
+    if not missing:
+        if not quiet:
+            print("pixelrun setup: system packages present (%s)" % ", ".join(REQUIREMENTS))
+        return 0
+    apt = shutil.which("apt-get")
+    as_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    sudo = [] if as_root else (["sudo", "-n"] if shutil.which("sudo") else None)
+    if apt is None or sudo is None:
+        print(
+            "pixelrun setup: missing system packages: %s. Install them with your package "
+            "manager (Debian/Ubuntu: apt-get install %s); without them wgpu finds no "
+            "adapter on machines without a GPU and window tests cannot start."
+            % (", ".join(missing), " ".join(missing)),
+            file=sys.stderr,
+        )
+        return 1
+    print("pixelrun setup: installing %s with apt-get" % " ".join(missing), flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    try:
+        subprocess.run(sudo + [apt, "update", "-qq"], check=True, env=env)
+        subprocess.run(
+            sudo + [apt, "install", "-y", "-qq", "--no-install-recommends", *missing],
+            check=True,
+            env=env,
+        )
+    except subprocess.CalledProcessError as exc:
+        print(f"pixelrun setup: apt-get failed ({exc}); install {' '.join(missing)} by hand", file=sys.stderr)
+        return 1
+    still = missing_packages()
+    if still:
+        print(f"pixelrun setup: still missing after apt-get: {', '.join(still)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("setup", help="install missing system packages (Vulkan driver, Xvfb)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=lambda args: ensure_system_packages(args.quiet))

@@ -1,0 +1,1 @@
+"""pixelrun: Rerun-style image logging (``import pixelrun as rr``)."""
