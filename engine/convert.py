@@ -81,3 +81,27 @@ def convert(
     """Raw bytes (bytes, memoryview, uint8 array; CuPy for "cupy") -> (H, W, 4) uint8."""
     name = choose_backend(backend, buffer)
     return backend_module(name).to_display_rgba(buffer, fmt, value_range=value_range)
+
+
+def convert_batch(
+    frames,
+    fmt: ImageFormat,
+    value_range: Optional[tuple[float, float]] = None,
+    backend: str = "auto",
+) -> np.ndarray:
+    """N frames of one format -> (N, H, W, 4) uint8.
+
+    On CUDA the whole column is one launch (`cupy_convert.convert_batch`); other
+    backends convert frame by frame into one preallocated output.
+    frames: an (N, nbytes) uint8 array (host or CUDA) or a sequence of byte buffers.
+    """
+    n = len(frames)
+    batch_bytes = n * fmt.byte_count()
+    name = choose_backend(backend, frames, batch_bytes=batch_bytes)
+    mod = backend_module(name)
+    if hasattr(mod, "convert_batch"):
+        return mod.convert_batch(frames, fmt, value_range=value_range)
+    out = np.empty((n, fmt.height, fmt.width, 4), dtype=np.uint8)
+    for i in range(n):  # per frame, not per pixel: each call is a whole-image kernel
+        out[i] = mod.to_display_rgba(frames[i], fmt, value_range=value_range)
+    return out
