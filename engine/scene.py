@@ -6,11 +6,16 @@ ordered list of `Layer`s that every compositor (NumPy, wgpu, CuPy) draws the sam
 
 from __future__ import annotations
 
+import warnings
+import weakref
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
+import pyarrow as pa
 
-from pixelrun.kernels.formats import ImageFormat
+from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_DRAW_ORDER, IMAGE_FORMAT, IMAGE_OPACITY
+from pixelrun.kernels.formats import ImageFormat, validate
 
 DEFAULT_OPACITY = 1.0
 DEFAULT_IMAGE_DRAW_ORDER = -10.0
@@ -42,3 +47,156 @@ def canvas_size(layers: list[Layer]) -> tuple[int, int]:
     if not layers:
         return (0, 0)
     return (max(l.format.width for l in layers), max(l.format.height for l in layers))
+
+
+# ------------------------------------------------------------------ from the store
+#
+# scene_at asks the store one latest-at question per image entity (per entity, not per
+# row or pixel) and builds Layers whose buffers are zero-copy views into the chunks.
+
+
+class SceneWarning(UserWarning):
+    """An entity's image cannot be drawn (bad format, wrong byte count); it is left out."""
+
+
+# What a scene asks of each entity, in this order.
+_IMAGE_QUERY = (IMAGE_BUFFER, IMAGE_FORMAT, IMAGE_OPACITY, IMAGE_DRAW_ORDER)
+
+
+def _last_instance(hit):
+    """The last instance of a hit's component batch (Rerun's mono-component rule), or None."""
+    values = hit.values
+    n = len(values)
+    return values[n - 1] if n else None
+
+
+def _blob(hit) -> Optional[np.ndarray]:
+    """The image bytes of an Image:buffer hit as a 1-D uint8 view (no copy)."""
+    inst = _last_instance(hit)
+    if inst is None or not inst.is_valid:
+        return None
+    if isinstance(inst, pa.ListScalar):
+        leaf = inst.values
+        if leaf is None:
+            return None
+        return leaf.to_numpy(zero_copy_only=True)
+    # binary-typed blobs (tolerated, though Rerun writes list<uint8>)
+    return np.frombuffer(inst.as_buffer(), dtype=np.uint8)
+
+
+def _format(hit) -> Optional[ImageFormat]:
+    inst = _last_instance(hit)
+    if inst is None or not inst.is_valid:
+        return None
+    d = inst.as_py()
+    return ImageFormat(
+        d["width"],
+        d["height"],
+        pixel_format=d.get("pixel_format"),
+        color_model=d.get("color_model"),
+        channel_datatype=d.get("channel_datatype"),
+    )
+
+
+def _float(hit, default: float) -> float:
+    if hit is None:
+        return default
+    inst = _last_instance(hit)
+    if inst is None or not inst.is_valid:
+        return default
+    return float(inst.as_py())
+
+
+def _problem(problems: Optional[list], msg: str) -> None:
+    if problems is None:
+        warnings.warn(SceneWarning(msg), stacklevel=3)
+    else:
+        problems.append(msg)
+
+
+def scene_at(
+    store,
+    timeline: Optional[str],
+    time: Optional[int],
+    entity: Optional[str] = None,
+    problems: Optional[list] = None,
+) -> list[Layer]:
+    """The layers to draw at `time` on `timeline` (SPEC 4), in draw order.
+
+    An entity is in the scene when its Image:buffer and Image:format both resolve by
+    latest-at; Image:opacity and Image:draw_order resolve on their own, defaulting to
+    1.0 and -10. `entity` restricts to that subtree. timeline None: static data only;
+    time None: the latest data on the timeline.
+
+    An image that cannot be drawn (unknown enum value, byte count not matching its
+    format) is left out with a message naming the entity: appended to `problems` when
+    a list is given, else issued as a SceneWarning. Everything else is still drawn.
+    """
+    buf_c, fmt_c, op_c, do_c = _IMAGE_QUERY
+    layers: list[Layer] = []
+    cache = _layer_cache(store)
+    for ent in store.entities(under=entity, with_component=buf_c):
+        hits = store.latest_at(ent, (buf_c, fmt_c, op_c, do_c), timeline, time)
+        hb, hf = hits.get(buf_c), hits.get(fmt_c)
+        if hb is None or hf is None:
+            continue
+        hop, hdo = hits.get(op_c), hits.get(do_c)
+        # rows never change once logged: the same four rows give the same Layer
+        key = (hb.row_id, hf.row_id, hop.row_id if hop else None, hdo.row_id if hdo else None)
+        cached = cache.get(ent)
+        if cached is not None and cached[0] == key:
+            layers.append(cached[1])
+            continue
+        try:
+            # a static format serves every frame: parse it once
+            fmt = cached[1].format if cached is not None and cached[0][1] == hf.row_id else _format(hf)
+        except ValueError as exc:
+            _problem(
+                problems,
+                f"{ent}: Image:format cannot be read: {exc} (expected Rerun 0.41's "
+                "PixelFormat / ColorModel / ChannelDatatype values)",
+            )
+            continue
+        blob = _blob(hb)
+        if fmt is None or blob is None:
+            continue  # cleared (an empty batch): nothing to show
+        msg = validate(int(blob.shape[0]), fmt)
+        if msg is not None:
+            _problem(problems, f"{ent}: {msg}")
+            continue
+        layer = Layer(
+            ent,
+            hb.row_id,
+            blob,
+            fmt,
+            _float(hop, DEFAULT_OPACITY),
+            _float(hdo, DEFAULT_IMAGE_DRAW_ORDER),
+        )
+        cache[ent] = (key, layer)  # one entry per entity: bounded, at most one frame each
+        layers.append(layer)
+    return order_layers(layers)
+
+
+# store -> {entity: (row-id key, Layer)}: the viewer asks for the same scene every frame
+_LAYER_CACHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _layer_cache(store) -> dict:
+    try:
+        cache = _LAYER_CACHES.get(store)
+        if cache is None:
+            cache = _LAYER_CACHES[store] = {}
+        return cache
+    except TypeError:  # a store that cannot be weakly referenced: no cache
+        return {}
+
+
+def times_of(store, timeline: str, entity: Optional[str] = None) -> np.ndarray:
+    """Sorted distinct time points on `timeline` where image data (a buffer or a
+    format row) is logged, over the entities under `entity` (all when None)."""
+    buf_c, fmt_c = IMAGE_BUFFER, IMAGE_FORMAT
+    parts = [np.empty(0, np.int64)]
+    for ent in store.entities(under=entity, with_component=buf_c):
+        parts.append(store.index_times(ent, timeline, buf_c))
+        parts.append(store.index_times(ent, timeline, fmt_c))
+    return np.unique(np.concatenate(parts))
