@@ -1,0 +1,159 @@
+"""Headless rendering: a recording's 2D view at one time point as an (H, W, 4) uint8 array.
+
+    from pixelrun.engine.render import render
+    rgba = render("rec.rrd", timeline="step", time=19)            # the composited view
+    rgba = render(rec, entity="cam/left", backend="numpy")          # a subtree, on the CPU
+
+``source`` is an ``.rrd`` path, a memory recording (an object with ``rrd_bytes()``),
+bytes, or a store (``pixelrun.engine.store.ChunkStore``). The view is SPEC 4's: every
+image entity resolved by latest-at, drawn by DrawOrder then entity path, blended in
+linear light over the background (default transparent), at native size.
+
+Backends: "wgpu" (the Renderer on this process's shared device), "numpy" (the float64
+oracle, engine/composite.py), "cupy" (engine/cupy_composite.py, NVIDIA only), "auto"
+(engine/convert.py's rule: wgpu when an adapter exists, else numpy). Every backend
+gives the same pixels (within 1 LSB).
+
+Timeline choice when ``timeline`` is None: the recording's only timeline; with several,
+the first user timeline by name (``log_time``/``log_tick``, which the SDK stamps on every
+``log``, only when there is nothing else); with none, static data only. ``time`` None
+means the latest data on that timeline.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional, Sequence
+
+import numpy as np
+
+from pixelrun.engine.convert import choose_backend
+from pixelrun.engine.scene import Layer, scene_at, times_of
+
+__all__ = [
+    "render",
+    "render_layers",
+    "layers_at",
+    "open_source",
+    "default_timeline",
+    "time_points",
+    "resolve_backend",
+    "check_timeline",
+    "shared_renderer",
+    "RenderWarning",
+    "BACKENDS",
+]
+
+BACKENDS = ("wgpu", "numpy", "cupy", "auto")
+_AUTOMATIC_TIMELINES = ("log_time", "log_tick")
+
+_renderer = None
+
+
+class RenderWarning(UserWarning):
+    """Something in the recording could not be drawn; the message names the entity."""
+
+
+def resolve_backend(backend: str) -> str:
+    """A backend name checked, with "auto" resolved by engine/convert.py's rule."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown render backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    return choose_backend(backend) if backend == "auto" else backend
+
+
+def shared_renderer():
+    """The process-wide wgpu Renderer (created on first use, on gpu.get_device())."""
+    global _renderer
+    if _renderer is None:
+        from pixelrun.engine import gpu  # noqa: PLC0415 - wgpu only when asked for
+        from pixelrun.engine.renderer import Renderer  # noqa: PLC0415
+
+        _renderer = Renderer(gpu.get_device())
+    return _renderer
+
+
+def render_layers(layers: Sequence[Layer], background=None, backend: str = "wgpu") -> np.ndarray:
+    """Composite a list of Layers at native size with one backend -> (H, W, 4) uint8."""
+    bg = (0, 0, 0, 0) if background is None else tuple(background)
+    name = resolve_backend(backend)
+    if name == "numpy":
+        from pixelrun.engine.composite import composite  # noqa: PLC0415
+
+        return composite(list(layers), bg)
+    if name == "cupy":
+        try:
+            from pixelrun.engine.cupy_composite import composite as cupy_composite  # noqa: PLC0415
+        except ImportError as exc:
+            raise RuntimeError(f"backend 'cupy' cannot be used here: {exc}") from exc
+        return cupy_composite(list(layers), bg)
+    return shared_renderer().render_offscreen(list(layers), bg)
+
+
+def _is_store(source) -> bool:
+    return hasattr(source, "latest_at") and hasattr(source, "entities")
+
+
+def open_source(source):
+    """A store from an .rrd path, a memory recording, bytes, or a store (returned as is)."""
+    if _is_store(source):
+        return source
+    from pixelrun.engine.store import open_store  # noqa: PLC0415
+
+    return open_store(source)
+
+
+def default_timeline(store) -> Optional[str]:
+    """The timeline a render uses when none is named (see the module docstring)."""
+    names = sorted(store.timelines())
+    if not names:
+        return None
+    user = [n for n in names if n not in _AUTOMATIC_TIMELINES]
+    return (user or names)[0]
+
+
+def check_timeline(store, timeline: Optional[str]) -> None:
+    """ValueError naming the recording's timelines when `timeline` is not one of them."""
+    if timeline is None:
+        return
+    names = sorted(store.timelines())
+    if timeline not in names:
+        raise ValueError(
+            f"timeline {timeline!r} is not in this recording (it has: {', '.join(names) or 'no timelines'})"
+        )
+
+
+def layers_at(store, *, entity=None, timeline=None, time=None) -> list[Layer]:
+    """The scene's layers at a time point; undrawable images are reported as RenderWarnings."""
+    problems: list[str] = []
+    layers = scene_at(store, timeline, time, entity, problems=problems)
+    for msg in problems:
+        warnings.warn(f"left out of the render: {msg}", RenderWarning, stacklevel=3)
+    return layers
+
+
+def render(
+    source,
+    *,
+    entity: Optional[str] = None,
+    timeline: Optional[str] = None,
+    time: Optional[int] = None,
+    background=None,
+    backend: str = "wgpu",
+) -> np.ndarray:
+    """Render a recording's view at one time point -> (H, W, 4) uint8 (see module docstring).
+
+    An empty view (no image resolves) is a (0, 0, 4) array.
+    """
+    store = open_source(source)
+    if timeline is None:
+        timeline = default_timeline(store)
+    else:
+        check_timeline(store, timeline)
+    layers = layers_at(store, entity=entity, timeline=timeline, time=time)
+    return render_layers(layers, background=background, backend=backend)
+
+
+def time_points(store, timeline: str, entity: Optional[str] = None) -> np.ndarray:
+    """Every time point on `timeline` where image data is logged (sorted int64)."""
+    check_timeline(store, timeline)
+    return times_of(store, timeline, entity)

@@ -1,0 +1,424 @@
+// Colour images (SPEC 3): ColorModel x ChannelDatatype -> display RGBA8.
+//
+// The raw bytes are bound as they are (array<u32>, upload padded to 4 bytes); every
+// sample is read by byte address, so RGB is never padded on the CPU. Three entry
+// points share the sample readers:
+//   reduce_partial: per-workgroup min/max of the finite colour samples (alpha excluded)
+//   reduce_final:   one workgroup folds the partials and applies SPEC 3.1's range rule,
+//                   writing `range_buf` on the device (no CPU round trip)
+//   decode:         one invocation per pixel of a tile, writes the RGBA8 storage texture
+// The datatype and channel layout are pipeline-overridable constants (set from
+// kernels/formats.py), so every format gets a specialised pipeline.
+//
+// 64-bit values are kept as vec2<u32>(low word, high word), two's complement.
+// NaN/Inf are detected on the bits: WGSL implementations may assume floats are finite.
+
+override DT_BYTES: u32 = 1u;     // 1, 2, 4 or 8
+override DT_KIND: u32 = 0u;      // 0 unsigned int, 1 signed int, 2 float
+override CHANNELS: u32 = 1u;     // samples per pixel
+override NCOLOR: u32 = 1u;       // colour channels are 0..NCOLOR-1 (1 for L, 3 otherwise)
+override RI: u32 = 0u;           // index of R, G, B within a pixel
+override GI: u32 = 0u;
+override BI: u32 = 0u;
+override AI: i32 = -1;           // index of alpha, -1 when there is none
+
+const MODE_EXACT_INT: u32 = 0u;  // <=16-bit ints: floor((510 d + s) / (2 s)), exact
+const MODE_INT64_DIFF: u32 = 1u; // >16-bit ints: exact 64-bit v - lo, then f32 divide
+const MODE_FLOAT: u32 = 2u;      // (v - lo_f) / (hi_f - lo_f) in f32
+const MODE_THRESHOLDS: u32 = 3u; // explicit integer range: count thresholds <= v
+const MODE_CONSTANT: u32 = 4u;   // auto range of a constant float image: t = 0.5
+
+struct Params {
+    width: u32,
+    height: u32,
+    x0: u32,          // tile origin within the image
+    y0: u32,
+    tw: u32,          // tile size
+    th: u32,
+    n_partials: u32,  // workgroups of reduce_partial
+    alpha_max_u: u32, // integer type max, for exact alpha of <=16-bit types
+    alpha_max_f: f32, // the same as f32, for wider types
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    // MODE_THRESHOLDS: byte = #{k in 1..255 : v >= t[k-1]} (computed exactly on the CPU)
+    thresholds: array<vec4<i32>, 64>,
+}
+
+struct Range {
+    lo: vec2<u32>,    // integer modes: lo as 64-bit two's complement
+    span: vec2<u32>,  // integer modes: hi - lo as u64
+    lo_f: f32,        // MODE_FLOAT
+    hi_f: f32,
+    mode: u32,
+    halve: u32,       // MODE_FLOAT: scale by 0.5 first, so hi - lo cannot overflow f32
+    shift: i32,       // F64: values are narrowed as v * 2^-shift (lo_f, hi_f too)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> raw: array<u32>;
+@group(0) @binding(2) var<storage, read_write> range_buf: Range;
+@group(0) @binding(3) var<storage, read_write> partials: array<vec4<u32>>;
+@group(0) @binding(4) var out_tex: texture_storage_2d<rgba8unorm, write>;
+
+// ------------------------------------------------------------------ sample readers
+
+fn byte_at(a: u32) -> u32 {
+    return (raw[a >> 2u] >> ((a & 3u) * 8u)) & 0xffu;
+}
+
+fn sample_addr(pixel: u32, c: u32) -> u32 {
+    return (pixel * CHANNELS + c) * DT_BYTES;
+}
+
+// An integer sample widened to 64-bit two's complement.
+fn read_int(a: u32) -> vec2<u32> {
+    var lo: u32;
+    if (DT_BYTES == 1u) {
+        lo = byte_at(a);
+        if (DT_KIND == 1u) { lo = bitcast<u32>(bitcast<i32>(lo << 24u) >> 24u); }
+    } else if (DT_BYTES == 2u) {
+        lo = (raw[a >> 2u] >> ((a & 2u) * 8u)) & 0xffffu;
+        if (DT_KIND == 1u) { lo = bitcast<u32>(bitcast<i32>(lo << 16u) >> 16u); }
+    } else if (DT_BYTES == 4u) {
+        lo = raw[a >> 2u];
+    } else {
+        return vec2<u32>(raw[a >> 2u], raw[(a >> 2u) + 1u]);
+    }
+    var hi = 0u;
+    if (DT_KIND == 1u && bitcast<i32>(lo) < 0) { hi = 0xffffffffu; }
+    return vec2<u32>(lo, hi);
+}
+
+const F32_MAX_BITS: u32 = 0x7f7fffffu;
+
+// float64 bits of v -> float32 bits of v * 2^-shift, round to nearest even. The shift
+// (a power of two shared by the whole image, from its largest magnitude) keeps huge
+// or tiny float64 images inside f32's range; finite values still beyond it saturate
+// to +-max (they stay finite, as in the float64 reference); values below f32's normal
+// range become zero.
+fn f64_to_f32_bits(w0: u32, w1: u32, shift: i32) -> u32 {
+    let sign = w1 & 0x80000000u;
+    let e = (w1 >> 20u) & 0x7ffu;
+    if (e == 0x7ffu) { // Inf / NaN: keep the class
+        let mant_nonzero = ((w1 & 0xfffffu) | w0) != 0u;
+        return sign | 0x7f800000u | select(0u, 0x400000u, mant_nonzero);
+    }
+    let e32 = i32(e) - 896 - shift; // -1023 + 127
+    if (e32 <= 0) { return sign; }
+    if (e32 >= 255) { return sign | F32_MAX_BITS; }
+    let m23 = ((w1 & 0xfffffu) << 3u) | (w0 >> 29u);
+    let rest = w0 & 0x1fffffffu;
+    var bits = (u32(e32) << 23u) | m23;
+    if (rest > 0x10000000u || (rest == 0x10000000u && (m23 & 1u) == 1u)) { bits = bits + 1u; }
+    if (bits >= 0x7f800000u) { bits = F32_MAX_BITS; }
+    return sign | bits;
+}
+
+// A float sample's f32 bits (F16 and F64 converted here, on the device; F64 scaled by
+// 2^-shift).
+fn read_float_bits(a: u32, shift: i32) -> u32 {
+    if (DT_BYTES == 2u) {
+        let h = (raw[a >> 2u] >> ((a & 2u) * 8u)) & 0xffffu;
+        if ((h & 0x7c00u) == 0x7c00u) { // keep Inf/NaN explicit, whatever unpack does
+            return ((h & 0x8000u) << 16u) | 0x7f800000u | select(0u, 0x400000u, (h & 0x3ffu) != 0u);
+        }
+        return bitcast<u32>(unpack2x16float(h).x);
+    } else if (DT_BYTES == 4u) {
+        return raw[a >> 2u];
+    }
+    return f64_to_f32_bits(raw[a >> 2u], raw[(a >> 2u) + 1u], shift);
+}
+
+fn f64_finite(w1: u32) -> bool {
+    return (w1 & 0x7ff00000u) != 0x7ff00000u;
+}
+
+fn bits_finite(b: u32) -> bool {
+    return (b & 0x7f800000u) != 0x7f800000u;
+}
+
+// ------------------------------------------------------------------ 64-bit helpers
+
+fn sub64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    let borrow = select(0u, 1u, a.x < b.x);
+    return vec2<u32>(a.x - b.x, a.y - b.y - borrow);
+}
+
+fn u64_to_f32(a: vec2<u32>) -> f32 {
+    return f32(a.y) * 4294967296.0 + f32(a.x);
+}
+
+fn int_to_f32(v: vec2<u32>) -> f32 {
+    if (DT_KIND == 1u && (v.y & 0x80000000u) != 0u) {
+        return -u64_to_f32(sub64(vec2<u32>(0u, 0u), v));
+    }
+    return u64_to_f32(v);
+}
+
+// Order-preserving keys: min/max of keys is min/max of values, for every datatype.
+fn key_less(a: vec2<u32>, b: vec2<u32>) -> bool {
+    return a.y < b.y || (a.y == b.y && a.x < b.x);
+}
+
+fn int_key(v: vec2<u32>) -> vec2<u32> {
+    return vec2<u32>(v.x, v.y ^ select(0u, 0x80000000u, DT_KIND == 1u));
+}
+
+fn float_key(bits: u32) -> vec2<u32> {
+    let k = select(bits | 0x80000000u, ~bits, (bits & 0x80000000u) != 0u);
+    return vec2<u32>(k, 0u);
+}
+
+// float64 bits (low, high word) -> order-preserving 64-bit key, and back.
+fn f64_key(w: vec2<u32>) -> vec2<u32> {
+    if ((w.y & 0x80000000u) != 0u) { return ~w; }
+    return vec2<u32>(w.x, w.y | 0x80000000u);
+}
+
+fn key_to_f64(k: vec2<u32>) -> vec2<u32> {
+    if ((k.y & 0x80000000u) != 0u) { return vec2<u32>(k.x, k.y ^ 0x80000000u); }
+    return ~k;
+}
+
+const KEY64_NEG_ZERO: vec2<u32> = vec2<u32>(0xffffffffu, 0x7fffffffu); // key of -0.0
+const KEY64_ONE: vec2<u32> = vec2<u32>(0u, 0xbff00000u);   // key of 1.0 (0x3ff00000 00000000)
+const KEY64_255: vec2<u32> = vec2<u32>(0u, 0xc06fe000u);   // key of 255.0 (0x406fe000 00000000)
+
+fn key_to_float(k: vec2<u32>) -> f32 {
+    let bits = select(~k.x, k.x ^ 0x80000000u, (k.x & 0x80000000u) != 0u);
+    return bitcast<f32>(bits);
+}
+
+// ------------------------------------------------------------------ reduction
+
+const WG: u32 = 256u;
+const NO_MIN: vec2<u32> = vec2<u32>(0xffffffffu, 0xffffffffu);
+const NO_MAX: vec2<u32> = vec2<u32>(0u, 0u);
+
+var<workgroup> s_min: array<vec2<u32>, 256>;
+var<workgroup> s_max: array<vec2<u32>, 256>;
+
+fn fold_workgroup(lid: u32, mn_in: vec2<u32>, mx_in: vec2<u32>) {
+    s_min[lid] = mn_in;
+    s_max[lid] = mx_in;
+    workgroupBarrier();
+    var stride = WG / 2u;
+    loop {
+        if (stride == 0u) { break; }
+        if (lid < stride) {
+            if (key_less(s_min[lid + stride], s_min[lid])) { s_min[lid] = s_min[lid + stride]; }
+            if (key_less(s_max[lid], s_max[lid + stride])) { s_max[lid] = s_max[lid + stride]; }
+        }
+        workgroupBarrier();
+        stride = stride / 2u;
+    }
+}
+
+@compute @workgroup_size(256)
+fn reduce_partial(@builtin(local_invocation_id) lid3: vec3<u32>,
+                  @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let lid = lid3.x;
+    let n = params.width * params.height;
+    let total = nwg.x * WG;
+    var mn = NO_MIN;
+    var mx = NO_MAX;
+    var any = false;
+    for (var p = wid.x * WG + lid; p < n; p = p + total) {
+        for (var c = 0u; c < NCOLOR; c = c + 1u) {
+            let a = sample_addr(p, c);
+            var k: vec2<u32>;
+            if (DT_KIND == 2u && DT_BYTES == 8u) {
+                let w = vec2<u32>(raw[a >> 2u], raw[(a >> 2u) + 1u]);
+                if (!f64_finite(w.y)) { continue; }
+                k = f64_key(w);
+            } else if (DT_KIND == 2u) {
+                let bits = read_float_bits(a, 0);
+                if (!bits_finite(bits)) { continue; }
+                k = float_key(bits);
+            } else {
+                k = int_key(read_int(a));
+            }
+            if (!any || key_less(k, mn)) { mn = k; }
+            if (!any || key_less(mx, k)) { mx = k; }
+            any = true;
+        }
+    }
+    fold_workgroup(lid, mn, mx);
+    if (lid == 0u) {
+        partials[wid.x] = vec4<u32>(s_min[0], s_max[0]);
+    }
+}
+
+@compute @workgroup_size(256)
+fn reduce_final(@builtin(local_invocation_id) lid3: vec3<u32>) {
+    let lid = lid3.x;
+    var mn = NO_MIN;
+    var mx = NO_MAX;
+    for (var i = lid; i < params.n_partials; i = i + WG) {
+        let p = partials[i];
+        if (key_less(p.xy, mn)) { mn = p.xy; }
+        if (key_less(mx, p.zw)) { mx = p.zw; }
+    }
+    fold_workgroup(lid, mn, mx);
+    if (lid != 0u) { return; }
+    mn = s_min[0];
+    mx = s_max[0];
+    var r: Range;
+    r.lo = vec2<u32>(0u, 0u);
+    r.span = vec2<u32>(0u, 0u);
+    r.lo_f = 0.0;
+    r.hi_f = 1.0;
+    r.halve = 0u;
+    r.shift = 0;
+    if (DT_KIND == 2u && DT_BYTES == 8u) {
+        // float64: the rule is decided on exact 64-bit keys, then lo/hi are narrowed
+        // with a shared power-of-two scale so any finite magnitude fits f32
+        r.mode = MODE_FLOAT;
+        if (!key_less(mx, mn)) {
+            let nonneg = !key_less(mn, KEY64_NEG_ZERO);
+            if (nonneg && !key_less(KEY64_ONE, mx)) {
+                r.lo_f = 0.0; r.hi_f = 1.0;
+            } else if (nonneg && !key_less(KEY64_255, mx)) {
+                r.lo_f = 0.0; r.hi_f = 255.0;
+            } else if (mn.x == mx.x && mn.y == mx.y) {
+                r.mode = MODE_CONSTANT;
+            } else {
+                let vmn = key_to_f64(mn);
+                let vmx = key_to_f64(mx);
+                let e = max((vmn.y >> 20u) & 0x7ffu, (vmx.y >> 20u) & 0x7ffu);
+                r.shift = i32(e) - 1023 - 64; // largest magnitude becomes about 2^64
+                r.lo_f = bitcast<f32>(f64_to_f32_bits(vmn.x, vmn.y, r.shift));
+                r.hi_f = bitcast<f32>(f64_to_f32_bits(vmx.x, vmx.y, r.shift));
+            }
+        }
+    } else if (DT_KIND == 2u) {
+        r.mode = MODE_FLOAT;
+        if (!key_less(mx, mn)) { // at least one finite sample (else [0, 1])
+            let fmn = key_to_float(mn);
+            let fmx = key_to_float(mx);
+            if (fmn >= 0.0 && fmx <= 1.0) {
+                r.lo_f = 0.0; r.hi_f = 1.0;
+            } else if (fmn >= 0.0 && fmx <= 255.0) {
+                r.lo_f = 0.0; r.hi_f = 255.0;
+            } else if (fmn == fmx) {
+                r.mode = MODE_CONSTANT; // [v-1, v+1]: every finite sample is at 0.5
+            } else {
+                r.lo_f = fmn; r.hi_f = fmx;
+                r.halve = select(0u, 1u, abs(fmn) > 1.0e38 || abs(fmx) > 1.0e38);
+            }
+        }
+    } else {
+        // keys back to values
+        let vmn = vec2<u32>(mn.x, mn.y ^ select(0u, 0x80000000u, DT_KIND == 1u));
+        let vmx = vec2<u32>(mx.x, mx.y ^ select(0u, 0x80000000u, DT_KIND == 1u));
+        let mn_neg = DT_KIND == 1u && (vmn.y & 0x80000000u) != 0u;
+        r.mode = select(MODE_INT64_DIFF, MODE_EXACT_INT, DT_BYTES <= 2u);
+        if (!mn_neg && vmx.y == 0u && vmx.x <= 255u) {
+            r.lo = vec2<u32>(0u, 0u);
+            r.span = vec2<u32>(255u, 0u);
+        } else if (vmn.x == vmx.x && vmn.y == vmx.y) {
+            r.lo = sub64(vmn, vec2<u32>(1u, 0u));
+            r.span = vec2<u32>(2u, 0u);
+        } else {
+            r.lo = vmn;
+            r.span = sub64(vmx, vmn);
+        }
+    }
+    range_buf = r;
+}
+
+// ------------------------------------------------------------------ decode
+
+fn q(t: f32) -> u32 {
+    return u32(floor(clamp(t, 0.0, 1.0) * 255.0 + 0.5));
+}
+
+fn threshold_count(v: i32) -> u32 {
+    var n = 0u;
+    for (var step = 128u; step > 0u; step = step / 2u) {
+        let k = n + step; // candidate count; its threshold is thresholds[k - 1]
+        if (k <= 255u) {
+            let t = params.thresholds[(k - 1u) / 4u][(k - 1u) % 4u];
+            if (t <= v) { n = k; }
+        }
+    }
+    return n;
+}
+
+fn scale_float(v: f32, r: Range) -> f32 {
+    if (r.halve != 0u) {
+        return (v * 0.5 - r.lo_f * 0.5) / (r.hi_f * 0.5 - r.lo_f * 0.5);
+    }
+    return (v - r.lo_f) / (r.hi_f - r.lo_f);
+}
+
+// One colour channel -> byte; `ok` is false for NaN/Inf.
+struct Chan { byte: u32, ok: bool, }
+
+fn colour_byte(a: u32, r: Range) -> Chan {
+    if (DT_KIND == 2u) {
+        let bits = read_float_bits(a, r.shift);
+        if (!bits_finite(bits)) { return Chan(0u, false); }
+        if (r.mode == MODE_CONSTANT) { return Chan(128u, true); }
+        return Chan(q(scale_float(bitcast<f32>(bits), r)), true);
+    }
+    let v = read_int(a);
+    if (r.mode == MODE_EXACT_INT) {
+        let span = r.span.x;
+        let d = u32(clamp(bitcast<i32>(v.x) - bitcast<i32>(r.lo.x), 0, i32(span)));
+        return Chan((510u * d + span) / (2u * span), true);
+    } else if (r.mode == MODE_THRESHOLDS) {
+        return Chan(threshold_count(bitcast<i32>(v.x)), true);
+    } else if (r.mode == MODE_INT64_DIFF) {
+        return Chan(q(u64_to_f32(sub64(v, r.lo)) / u64_to_f32(r.span)), true);
+    }
+    return Chan(q(scale_float(int_to_f32(v), r)), true);
+}
+
+fn alpha_byte(a: u32) -> u32 {
+    if (DT_KIND == 2u) {
+        let bits = read_float_bits(a, 0);
+        if (!bits_finite(bits)) {
+            // NaN -> 0, +Inf -> 255, -Inf -> 0 (as the reference's q)
+            let is_nan = (bits & 0x7fffffu) != 0u;
+            return select(select(255u, 0u, (bits & 0x80000000u) != 0u), 0u, is_nan);
+        }
+        return q(bitcast<f32>(bits));
+    }
+    let v = read_int(a);
+    if (DT_BYTES <= 2u) {
+        let m = params.alpha_max_u;
+        let d = u32(max(bitcast<i32>(v.x), 0));
+        return (510u * d + m) / (2u * m);
+    }
+    if (DT_KIND == 1u && (v.y & 0x80000000u) != 0u) { return 0u; }
+    return q(u64_to_f32(v) / params.alpha_max_f);
+}
+
+@compute @workgroup_size(8, 8)
+fn decode(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= params.tw || gid.y >= params.th) { return; }
+    let p = (params.y0 + gid.y) * params.width + (params.x0 + gid.x);
+    let r = range_buf;
+    let cr = colour_byte(sample_addr(p, RI), r);
+    var rgb = vec3<u32>(cr.byte, cr.byte, cr.byte);
+    var ok = cr.ok;
+    if (NCOLOR == 3u) {
+        let cg = colour_byte(sample_addr(p, GI), r);
+        let cb = colour_byte(sample_addr(p, BI), r);
+        rgb = vec3<u32>(cr.byte, cg.byte, cb.byte);
+        ok = ok && cg.ok && cb.ok;
+    }
+    var rgba = vec4<u32>(255u, 0u, 255u, 255u); // SPEC 3.4: NaN/Inf -> magenta
+    if (ok) {
+        var alpha = 255u;
+        if (AI >= 0) { alpha = alpha_byte(sample_addr(p, u32(AI))); }
+        rgba = vec4<u32>(rgb, alpha);
+    }
+    textureStore(out_tex, vec2<i32>(gid.xy), vec4<f32>(rgba) / 255.0);
+}
