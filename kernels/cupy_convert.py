@@ -226,7 +226,8 @@ def frame_value_ranges(xp, src, fmt: ImageFormat, value_range: ValueRange = None
             return dict(mode=MODE_EXACT, lo_d=full(ilo, np.float64), lo_i=full(ilo, np.int64),
                         span_i=full(ihi - ilo, np.int64), inv=full(1.0 / (ihi - ilo), np.float64),
                         t0=full(0.0, np.float32))
-        flo, fhi = float(lo), float(hi)
+        # MODE_FLOAT works on halved values so hi - lo cannot overflow (color.cu)
+        flo, fhi = float(lo) * 0.5, float(hi) * 0.5
         return dict(mode=MODE_FLOAT, lo_d=full(flo, np.float64), lo_i=full(0, np.int64),
                     span_i=full(0, np.int64), inv=full(1.0 / (fhi - flo), np.float64),
                     t0=full(0.0, np.float32))
@@ -251,6 +252,8 @@ def frame_value_ranges(xp, src, fmt: ImageFormat, value_range: ValueRange = None
         equal = any_finite & ~unit & ~byte & (mn == mx)
         lo = xp.where(any_finite & ~unit & ~byte, xp.where(equal, mn - 1.0, mn), 0.0)
         hi = xp.where(~any_finite | unit, 1.0, xp.where(byte, 255.0, xp.where(equal, mx + 1.0, mx)))
+        # MODE_FLOAT works on halved values so hi - lo cannot overflow (color.cu)
+        lo, hi = lo * 0.5, hi * 0.5
         span = hi - lo
         # hi == lo can only come from min == max beyond float64's reach; the
         # reference then computes 0/0 and shows 0, and inf * 0 does the same here.

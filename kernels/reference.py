@@ -249,11 +249,16 @@ def _decode_color(buf: np.ndarray, fmt: ImageFormat, value_range: ValueRange) ->
         out[..., :3] = q(_wide_int_t(colour, int(lo), int(hi)))
     else:
         v = colour.astype(np.float64)
-        span = float(hi) - float(lo)
+        lo_f, hi_f = float(lo), float(hi)
+        if not np.isfinite(hi_f - lo_f):
+            # the span of e.g. [-1.7e308, 1.7e308] overflows float64: halving every term
+            # leaves t unchanged and keeps it finite
+            v, lo_f, hi_f = v * 0.5, lo_f * 0.5, hi_f * 0.5
+        span = hi_f - lo_f
         with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf become magenta below
             # span 0 only for a constant image beyond 2**53, where [v-1, v+1] rounds to
             # [v, v]: every sample sits in the middle of its range
-            out[..., :3] = q((v - float(lo)) / span) if span > 0 else q(np.full_like(v, 0.5))
+            out[..., :3] = q((v - lo_f) / span) if span > 0 else q(np.full_like(v, 0.5))
 
     if model.alpha_index < 0:
         out[..., 3] = 255

@@ -157,14 +157,17 @@ __device__ __forceinline__ void pr_color_body(
             for (int c = 0; c < 3; ++c) {
                 const T raw = p[idx[c]];
                 float t;
+                // In float mode (2) samples are halved (lo and k come halved from the planner) so
+                // that v - lo cannot overflow for ranges like [-1.7e308, 1.7e308];
+                // halving is exact, t is unchanged.
                 if (S::needs_double) {
                     const double v = S::value(raw);
                     if (S::is_float && !pr_isfinite(v)) bad = true;
-                    t = (float)(v - lo) * k;
+                    t = (float)(((mode == 2 ? v * 0.5 : v) - lo) * wide_inv);
                 } else {
                     const float v = S::fvalue(raw);
                     if (S::is_float && !pr_isfinite(v)) bad = true;
-                    t = (v - lo_f) * k;
+                    t = ((mode == 2 ? v * 0.5f : v) - lo_f) * k;
                 }
                 rgb[c] = pr_q(t);
             }

@@ -131,6 +131,8 @@ def _color_special_cases() -> list[Case]:
     add(_color("extremes-F16", RGBA, D.F16, 2, 1, [-65504.0, 65504.0, 6e-8, 1.0, 0.0, 1.0, 2.0, 0.5]))
     add(_color("extremes-F32", RGBA, D.F32, 2, 1, [-1e38, 1e38, 1e-45, 1.0, 0.0, 1.0, -1.0, 0.25]))
     add(_color("extremes-F64", RGBA, D.F64, 2, 1, [-1e30, 1e30, 1e-300, 1.0, 0.0, 1.0, -1.0, 0.25]))
+    # max - min overflows float64: the range is still [min, max], t stays finite
+    add(_color("extremes-F64-span-overflow", L, D.F64, 3, 1, [-1.7e308, 0.0, 1.7e308]))
 
     # alpha by the type's maximum; signed alpha clamps at 0; float alpha as it is
     add(_color("alpha-U16", RGBA, D.U16, 4, 1,

@@ -172,9 +172,11 @@ def test_frame_value_ranges_agree_with_reference_rule(case):
     if rp["mode"] == cupy_convert.MODE_EXACT:
         assert (int(rp["lo_i"][0]), int(rp["lo_i"][0] + rp["span_i"][0])) == (lo, hi)
     elif rp["mode"] == cupy_convert.MODE_FLOAT:
-        assert float(rp["lo_d"][0]) == float(lo)
+        # float mode works on halved values (color.cu), so both come halved
+        assert float(rp["lo_d"][0]) == float(lo) * 0.5
         if float(hi) > float(lo):
-            assert float(rp["inv"][0]) == pytest.approx(1.0 / (float(hi) - float(lo)), rel=1e-15)
+            want_inv = 1.0 / (float(hi) * 0.5 - float(lo) * 0.5)
+            assert float(rp["inv"][0]) == pytest.approx(want_inv, rel=1e-15)
     else:  # wide integers: lo exact as bits; min == max uses t0 = 1/2
         lo_native = np.array([rp["lo_i"][0]], np.int64).view(np.uint64)[0] if info.numpy.kind == "u" and info.size == 8 else int(rp["lo_i"][0])
         if rp["t0"][0] == 0.5:
