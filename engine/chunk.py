@@ -48,6 +48,8 @@ class Chunk:
     timelines: dict[str, TimeColumn] = field(default_factory=dict)
     components: dict[str, pa.Array] = field(default_factory=dict)
     chunk_id: Optional[bytes] = None  # 16 bytes; assigned by the writer when None
+    # Field metadata of components not in COMPONENT_TYPES (kept for round trips).
+    component_meta: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def num_rows(self) -> int:
@@ -57,6 +59,340 @@ class Chunk:
     def is_static(self) -> bool:
         return not self.timelines
 
+    def to_record_batch(self) -> pa.RecordBatch:
+        """Rerun 0.41's Arrow record batch for this chunk (see module-level function)."""
+        return to_record_batch(self)
+
+    @staticmethod
+    def from_record_batch(batch: pa.RecordBatch) -> "Chunk":
+        """Chunk from a Rerun 0.41 record batch (see module-level function)."""
+        return from_record_batch(batch)
+
     def row_id_ints(self) -> list[int]:
         """Row ids as Python ints (for cache keys; not for hot loops)."""
         return [(int(hi) << 64) | int(lo) for hi, lo in self.row_ids]
+
+
+# ----------------------------------------------------------------- Arrow schema (0.41)
+#
+# What Rerun 0.41 writes for one chunk (measured by dissecting files its SDK wrote):
+# - schema metadata: rerun:entity_path ("/images"), rerun:id ("chunk_<32 hex>"),
+#   sorbet:version "0.1.4";
+# - first column "rerun.controls.RowId": non-null fixed_size_binary(16), each id the
+#   big-endian (time_ns, counter) pair, tagged with the TUID extension name;
+# - one index column per timeline, sorted by name: int64 (sequence), duration[ns],
+#   timestamp[ns];
+# - one list column per component, sorted by name, with archetype/component metadata.
+
+SORBET_VERSION = "0.1.4"
+ROW_ID_COLUMN = "rerun.controls.RowId"
+_ROW_ID_META = {
+    "ARROW:extension:metadata": '{"namespace":"row"}',
+    "ARROW:extension:name": "rerun.datatypes.TUID",
+    "rerun:is_sorted": "true",
+    "rerun:kind": "control",
+}
+
+TIMELINE_ARROW_TYPES = {
+    "sequence": pa.int64(),
+    "duration": pa.duration("ns"),
+    "timestamp": pa.timestamp("ns"),
+}
+
+IMAGE_BUFFER_TYPE = pa.list_(pa.field("item", pa.uint8(), nullable=False))
+IMAGE_FORMAT_STRUCT = pa.struct(
+    [
+        pa.field("width", pa.uint32(), nullable=False),
+        pa.field("height", pa.uint32(), nullable=False),
+        pa.field("pixel_format", pa.uint8()),
+        pa.field("color_model", pa.uint8()),
+        pa.field("channel_datatype", pa.uint8()),
+    ]
+)
+
+# component -> (archetype, component_type, element type of the component's list column)
+COMPONENT_TYPES: dict[str, tuple[str, str, pa.DataType]] = {
+    IMAGE_BUFFER: (IMAGE_ARCHETYPE, "rerun.components.ImageBuffer", IMAGE_BUFFER_TYPE),
+    IMAGE_FORMAT: (IMAGE_ARCHETYPE, "rerun.components.ImageFormat", IMAGE_FORMAT_STRUCT),
+    IMAGE_OPACITY: (IMAGE_ARCHETYPE, "rerun.components.Opacity", pa.float32()),
+    IMAGE_DRAW_ORDER: (IMAGE_ARCHETYPE, "rerun.components.DrawOrder", pa.float32()),
+}
+
+
+def component_metadata(component: str) -> dict[str, str]:
+    """Rerun's field metadata for a known component column (empty dict if unknown)."""
+    known = COMPONENT_TYPES.get(component)
+    if known is None:
+        return {}
+    archetype, ctype, _ = known
+    return {
+        "rerun:archetype": archetype,
+        "rerun:component": component,
+        "rerun:component_type": ctype,
+        "rerun:kind": "data",
+    }
+
+
+def normalize_entity_path(path: str) -> str:
+    """'/a/b' form: leading slash, empty parts dropped (SPEC 5)."""
+    parts = [p for p in str(path).split("/") if p]
+    return "/" + "/".join(parts)
+
+
+def tuid_to_str(prefix: str, time_ns: int, inc: int) -> str:
+    """Rerun's textual TUID: 'chunk_18EAEB...' = upper-hex time, lower-hex counter."""
+    return f"{prefix}_{time_ns:016X}{inc:016x}"
+
+
+def tuid_from_str(text: str) -> Optional[tuple[int, int]]:
+    """Inverse of `tuid_to_str` (None when malformed)."""
+    hexpart = text.rsplit("_", 1)[-1]
+    if len(hexpart) != 32:
+        return None
+    try:
+        return int(hexpart[:16], 16), int(hexpart[16:], 16)
+    except ValueError:
+        return None
+
+
+def chunk_id_parts(chunk_id: bytes) -> tuple[int, int]:
+    """(time_ns, inc) of a 16-byte big-endian chunk id."""
+    return int.from_bytes(chunk_id[:8], "big"), int.from_bytes(chunk_id[8:16], "big")
+
+
+def row_ids_to_arrow(row_ids: np.ndarray) -> pa.Array:
+    """(n, 2) uint64 -> fixed_size_binary(16), big-endian so bytes sort like ids."""
+    be = np.ascontiguousarray(row_ids, dtype=">u8")
+    return pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(16), len(be), [None, pa.py_buffer(be)]
+    )
+
+
+def row_ids_from_arrow(arr: pa.Array) -> np.ndarray:
+    """fixed_size_binary(16) -> (n, 2) uint64 (native order)."""
+    n = len(arr)
+    buf = arr.buffers()[1]
+    raw = np.frombuffer(buf, dtype=">u8", count=2 * (arr.offset + n))
+    return raw[2 * arr.offset :].reshape(n, 2).astype(np.uint64)
+
+
+# -------------------------------------------------------------- component builders
+#
+# The SDK builds its columns with these, so the Arrow types live in one place.
+
+
+def buffer_column(blobs, alloc=None) -> pa.Array:
+    """`Image:buffer` column: one row per blob (bytes-like or uint8 array, or None).
+
+    A 2-D uint8 array (one row per frame) and a single blob are wrapped without
+    copying; a list of several blobs is concatenated once, into ``alloc(nbytes)``
+    when given (a uint8 array; the SDK passes recycled memory) or a new array.
+    """
+    if isinstance(blobs, np.ndarray) and blobs.ndim == 2:
+        rows = np.ascontiguousarray(blobs).view(np.uint8)
+        n, per = rows.shape[0], rows.shape[1] if rows.ndim == 2 else 0
+        offsets = (np.arange(n + 1, dtype=np.int64) * per)
+        if offsets[-1] >= 2**31:
+            raise ValueError("buffer column over 2 GiB: split it into several chunks")
+        inner = pa.ListArray.from_buffers(
+            IMAGE_BUFFER_TYPE, n, [None, pa.py_buffer(offsets.astype(np.int32))],
+            children=[pa.Array.from_buffers(pa.uint8(), n * per, [None, pa.py_buffer(rows.reshape(-1))])],
+        )
+        return _wrap_rows(inner, [True] * n, n)
+    n = len(blobs)
+    present = [b for b in blobs if b is not None]
+    views = [np.frombuffer(b, dtype=np.uint8) if not isinstance(b, np.ndarray)
+             else b.reshape(-1).view(np.uint8) for b in present]
+    sizes = np.array([v.size for v in views], dtype=np.int64)
+    if len(views) == 1:
+        values = pa.py_buffer(views[0])
+    elif views:
+        out = alloc(int(sizes.sum())) if alloc is not None else np.empty(int(sizes.sum()), np.uint8)
+        values = pa.py_buffer(np.concatenate(views, out=out))
+    else:
+        values = pa.py_buffer(b"")
+    total = int(sizes.sum()) if len(sizes) else 0
+    inner_offsets = np.zeros(len(views) + 1, dtype=np.int32)
+    np.cumsum(sizes, out=inner_offsets[1:])
+    inner = pa.ListArray.from_buffers(
+        IMAGE_BUFFER_TYPE,
+        len(views),
+        [None, pa.py_buffer(inner_offsets)],
+        children=[pa.Array.from_buffers(pa.uint8(), total, [None, values])],
+    )
+    return _wrap_rows(inner, [b is not None for b in blobs], n)
+
+
+def _wrap_rows(values: pa.Array, present: list[bool], n: int) -> pa.Array:
+    """Outer list: each present row holds exactly one instance of `values`, in order."""
+    mask = np.asarray(present, dtype=bool)
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(mask, out=offsets[1:])
+    typ = pa.list_(pa.field("item", values.type))
+    if mask.all():
+        return pa.ListArray.from_buffers(typ, n, [None, pa.py_buffer(offsets)], children=[values])
+    validity = pa.py_buffer(np.packbits(mask, bitorder="little"))
+    return pa.ListArray.from_buffers(
+        typ, n, [validity, pa.py_buffer(offsets)], null_count=int(n - mask.sum()),
+        children=[values],
+    )
+
+
+def format_column(formats: list) -> pa.Array:
+    """`Image:format` column from kernels ImageFormat objects (or None per row)."""
+    present = [f for f in formats if f is not None]
+
+    def opt(vals):
+        return pa.array([None if v is None else int(v) for v in vals], type=pa.uint8())
+
+    arrays = [
+        pa.array([f.width for f in present], type=pa.uint32()),
+        pa.array([f.height for f in present], type=pa.uint32()),
+        opt([f.pixel_format for f in present]),
+        opt([None if f.pixel_format is not None else f.color_model for f in present]),
+        opt([None if f.pixel_format is not None else f.channel_datatype for f in present]),
+    ]
+    values = pa.StructArray.from_arrays(arrays, fields=list(IMAGE_FORMAT_STRUCT))
+    return _wrap_rows(values, [f is not None for f in formats], len(formats))
+
+
+def float_column(values: list) -> pa.Array:
+    """`Image:opacity` / `Image:draw_order` column (float32, None = row lacks it)."""
+    present = [float(v) for v in values if v is not None]
+    inner = pa.array(np.asarray(present, dtype=np.float32), type=pa.float32())
+    return _wrap_rows(inner, [v is not None for v in values], len(values))
+
+
+def formats_from_column(col: pa.Array) -> list:
+    """Decode an `Image:format` column to a list of kernels ImageFormat (None if absent).
+
+    Rows holding several instances use the last one (Rerun's mono-component rule).
+    """
+    from pixelrun.kernels.formats import ImageFormat  # engine -> kernels is allowed
+
+    out: list = []
+    rows = col.to_pylist()
+    for row in rows:
+        if not row:
+            out.append(None)
+            continue
+        d = row[-1]
+        out.append(
+            ImageFormat(
+                d["width"], d["height"], pixel_format=d.get("pixel_format"),
+                color_model=d.get("color_model"), channel_datatype=d.get("channel_datatype"),
+            )
+        )
+    return out
+
+
+def buffer_row(col: pa.Array, i: int) -> Optional[memoryview]:
+    """Bytes of row i of an `Image:buffer` column without copying (None if absent)."""
+    if not col[i].is_valid:
+        return None
+    start, end = col.offsets[i].as_py(), col.offsets[i + 1].as_py()
+    if end <= start:
+        return None
+    inner = col.values  # list<uint8> per instance; last instance wins
+    j = end - 1
+    lo, hi = inner.offsets[j].as_py(), inner.offsets[j + 1].as_py()
+    leaf = inner.values  # offsets above are absolute positions in `leaf`
+    buf = leaf.buffers()[1]
+    return memoryview(buf)[leaf.offset + lo : leaf.offset + hi]
+
+
+# ------------------------------------------------------------ Chunk <-> RecordBatch
+
+
+def to_record_batch(chunk: "Chunk") -> pa.RecordBatch:
+    """The chunk as Rerun 0.41's Arrow record batch (schema and metadata included)."""
+    if chunk.chunk_id is None:
+        raise ValueError("to_record_batch: chunk_id must be assigned first")
+    n = chunk.num_rows
+    fields = [pa.field(ROW_ID_COLUMN, pa.binary(16), nullable=False, metadata=_ROW_ID_META)]
+    arrays = [row_ids_to_arrow(chunk.row_ids)]
+    for name in sorted(chunk.timelines):
+        tc = chunk.timelines[name]
+        vals = np.asarray(tc.values, dtype=np.int64)
+        if vals.shape != (n,):
+            raise ValueError(f"{chunk.entity_path}: timeline {name!r} has {vals.shape} values for {n} rows")
+        meta = {"rerun:index_name": name, "rerun:kind": "index"}
+        if n < 2 or bool(np.all(vals[1:] >= vals[:-1])):
+            meta = {"rerun:index_name": name, "rerun:is_sorted": "true", "rerun:kind": "index"}
+        typ = TIMELINE_ARROW_TYPES[tc.kind]
+        arrays.append(pa.Array.from_buffers(typ, n, [None, pa.py_buffer(vals)]))
+        fields.append(pa.field(name, typ, metadata=meta))
+    for name in sorted(chunk.components):
+        col = chunk.components[name]
+        if len(col) != n:
+            raise ValueError(f"{chunk.entity_path}: component {name!r} has {len(col)} rows, expected {n}")
+        meta = chunk.component_meta.get(name) or component_metadata(name)
+        arrays.append(col)
+        fields.append(pa.field(name, col.type, metadata=meta or None))
+    t, inc = chunk_id_parts(chunk.chunk_id)
+    schema = pa.schema(
+        fields,
+        metadata={
+            "rerun:entity_path": normalize_entity_path(chunk.entity_path),
+            "rerun:id": tuid_to_str("chunk", t, inc),
+            "sorbet:version": SORBET_VERSION,
+        },
+    )
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _timeline_kind(typ: pa.DataType) -> Optional[str]:
+    if pa.types.is_timestamp(typ):
+        return "timestamp"
+    if pa.types.is_duration(typ):
+        return "duration"
+    if pa.types.is_integer(typ):
+        return "sequence"
+    return None
+
+
+def from_record_batch(batch: pa.RecordBatch) -> "Chunk":
+    """Inverse of `to_record_batch`; accepts any chunk Rerun 0.41 writes.
+
+    Columns are classified by their ``rerun:kind`` metadata (control / index / data);
+    unknown components are kept with their metadata so they survive a round trip.
+    """
+    smeta = {k.decode(): v.decode() for k, v in (batch.schema.metadata or {}).items()}
+    entity = smeta.get("rerun:entity_path")
+    if entity is None:
+        raise ValueError("record batch has no rerun:entity_path metadata: not a Rerun chunk")
+    chunk_id = None
+    parts = tuid_from_str(smeta.get("rerun:id", ""))
+    if parts is not None:
+        chunk_id = parts[0].to_bytes(8, "big") + parts[1].to_bytes(8, "big")
+    row_ids = None
+    timelines: dict[str, TimeColumn] = {}
+    components: dict[str, pa.Array] = {}
+    meta_out: dict[str, dict[str, str]] = {}
+    for i, f in enumerate(batch.schema):
+        fmeta = {k.decode(): v.decode() for k, v in (f.metadata or {}).items()}
+        kind = fmeta.get("rerun:kind")
+        col = batch.column(i)
+        if f.name == ROW_ID_COLUMN or kind == "control":
+            if pa.types.is_fixed_size_binary(f.type) and f.type.byte_width == 16:
+                row_ids = row_ids_from_arrow(col)
+            continue
+        if kind == "index" or (kind is None and _timeline_kind(f.type) and not pa.types.is_list(f.type)):
+            tk = _timeline_kind(f.type)
+            if tk is None:
+                raise ValueError(f"{entity}: index column {f.name!r} has unsupported type {f.type}")
+            name = fmeta.get("rerun:index_name", f.name)
+            if col.null_count:
+                raise ValueError(f"{entity}: index column {f.name!r} has {col.null_count} null(s)")
+            vals = col.cast(pa.int64()) if not pa.types.is_int64(f.type) else col
+            timelines[name] = TimeColumn(tk, vals.to_numpy(zero_copy_only=False).astype(np.int64, copy=False))
+            continue
+        name = fmeta.get("rerun:component", f.name)
+        components[name] = col
+        if name not in COMPONENT_TYPES and fmeta:
+            meta_out[name] = fmeta
+    if row_ids is None:
+        raise ValueError(f"{entity}: chunk has no {ROW_ID_COLUMN} column")
+    return Chunk(
+        normalize_entity_path(entity), row_ids, timelines, components, chunk_id, meta_out
+    )

@@ -1,1 +1,201 @@
-"""pixelrun: Rerun-style image logging (``import pixelrun as rr``)."""
+"""pixelrun: Rerun-style image logging (``import pixelrun as rr``).
+
+Both API generations of Rerun's image logging work (SPEC section 1):
+
+    rr.init("app", spawn=True)
+    rr.set_time("step", sequence=3)            # or rr.set_time_sequence("step", 3)
+    rr.log("cam", rr.Image(frame))
+    rr.send_columns("cam", indexes=[rr.TimeColumn("step", sequence=t)],
+                    columns=rr.Image.columns(buffer=frames))
+
+Sinks: ``rr.save(path)``, ``rr.memory_recording()``, ``rr.connect(addr)``,
+``rr.spawn()``; ``PIXELRUN_SAVE=PATH`` captures every recording of an unmodified
+script in PATH. Bad input warns (``PixelrunWarning``) and drops the row, or raises
+``ValueError`` in strict mode (``init(strict=True)`` / ``PIXELRUN_STRICT=1``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Optional
+
+from pixelrun import components
+from pixelrun.archetypes import Image
+from pixelrun.batcher import BatcherConfig
+from pixelrun.errors import PixelrunWarning, is_strict, set_strict_mode
+from pixelrun.kernels.formats import ChannelDatatype, ColorModel, PixelFormat
+from pixelrun.recording import RecordingStream, entity_path
+from pixelrun.sinks import MemoryRecording
+from pixelrun.timeline import (
+    TimeColumn, TimeNanosColumn, TimeSecondsColumn, TimeSequenceColumn,
+)
+
+__all__ = [
+    "init", "new_recording", "get_global_data_recording", "set_global_data_recording",
+    "log", "send_columns", "set_time", "set_time_sequence", "set_time_seconds",
+    "set_time_nanos", "reset_time", "disable_timeline", "save", "memory_recording",
+    "connect", "connect_tcp", "connect_grpc", "spawn", "disconnect", "flush",
+    "Image", "components", "ColorModel", "ChannelDatatype", "PixelFormat",
+    "TimeColumn", "TimeSequenceColumn", "TimeSecondsColumn", "TimeNanosColumn",
+    "RecordingStream", "MemoryRecording", "BatcherConfig", "PixelrunWarning",
+    "set_strict_mode", "is_strict", "entity_path",
+]
+
+__version__ = "0.1.0"
+
+_global: Optional[RecordingStream] = None
+_warned_no_recording = False
+
+
+def init(
+    application_id: str,
+    *,
+    recording_id: Optional[str] = None,
+    spawn: bool = False,
+    strict: Optional[bool] = None,
+    default_enabled: bool = True,
+    **_ignored: Any,
+) -> RecordingStream:
+    """Create the global recording (and start a viewer when ``spawn=True``).
+
+    `strict` sets strict mode for the process (None: follow PIXELRUN_STRICT).
+    """
+    global _global
+    if strict is not None:
+        set_strict_mode(strict)
+    _global = RecordingStream(application_id, recording_id=recording_id, spawn=spawn)
+    return _global
+
+
+def new_recording(application_id: str, *, recording_id: Optional[str] = None,
+                  make_default: bool = False, spawn: bool = False, **_: Any) -> RecordingStream:
+    """A further recording stream (optionally made the global one)."""
+    global _global
+    rec = RecordingStream(application_id, recording_id=recording_id, spawn=spawn)
+    if make_default:
+        _global = rec
+    return rec
+
+
+def get_global_data_recording() -> Optional[RecordingStream]:
+    return _global
+
+
+def set_global_data_recording(recording: Optional[RecordingStream]) -> Optional[RecordingStream]:
+    global _global
+    old, _global = _global, recording
+    return old
+
+
+def _rec(recording: Optional[RecordingStream]) -> Optional[RecordingStream]:
+    global _warned_no_recording
+    rec = recording if recording is not None else _global
+    if rec is None and not _warned_no_recording:
+        _warned_no_recording = True
+        warnings.warn("pixelrun: nothing is recorded before rr.init(...)", PixelrunWarning, stacklevel=3)
+    return rec
+
+
+def log(entity_path: Any, entity: Any, *extra: Any, static: bool = False,
+        timeless: bool = False, recording: Optional[RecordingStream] = None,
+        strict: Optional[bool] = None) -> None:
+    """Log an archetype or components at the current time (or as static data)."""
+    rec = _rec(recording)
+    if rec is not None:
+        rec.log(entity_path, entity, *extra, static=static, timeless=timeless, strict=strict)
+
+
+def send_columns(entity_path: Any, indexes: Any = None, columns: Any = None, *,
+                 times: Any = None, components: Any = None,
+                 recording: Optional[RecordingStream] = None, strict: Optional[bool] = None) -> None:
+    """Log many rows at once (``indexes=/columns=`` or seed-era ``times=/components=``)."""
+    rec = _rec(recording)
+    if rec is not None:
+        rec.send_columns(entity_path, indexes, columns, times=times, components=components, strict=strict)
+
+
+def set_time(timeline: str, *, recording: Optional[RecordingStream] = None, sequence: Any = None,
+             duration: Any = None, timestamp: Any = None) -> None:
+    """Set the calling thread's time: exactly one of sequence=, duration=, timestamp=."""
+    rec = _rec(recording)
+    if rec is not None:
+        rec.set_time(timeline, sequence=sequence, duration=duration, timestamp=timestamp)
+
+
+def set_time_sequence(timeline: str, sequence: Optional[int], recording: Optional[RecordingStream] = None) -> None:
+    rec = _rec(recording)
+    if rec is not None:
+        rec.set_time_sequence(timeline, sequence)
+
+
+def set_time_seconds(timeline: str, seconds: Optional[float], recording: Optional[RecordingStream] = None) -> None:
+    rec = _rec(recording)
+    if rec is not None:
+        rec.set_time_seconds(timeline, seconds)
+
+
+def set_time_nanos(timeline: str, nanos: Optional[int], recording: Optional[RecordingStream] = None) -> None:
+    rec = _rec(recording)
+    if rec is not None:
+        rec.set_time_nanos(timeline, nanos)
+
+
+def reset_time(recording: Optional[RecordingStream] = None) -> None:
+    rec = _rec(recording)
+    if rec is not None:
+        rec.reset_time()
+
+
+def disable_timeline(timeline: str, recording: Optional[RecordingStream] = None) -> None:
+    rec = _rec(recording)
+    if rec is not None:
+        rec.disable_timeline(timeline)
+
+
+def save(path: str, recording: Optional[RecordingStream] = None, **_: Any) -> None:
+    """Write the recording to an .rrd file."""
+    rec = _rec(recording)
+    if rec is not None:
+        rec.save(path)
+
+
+def memory_recording(recording: Optional[RecordingStream] = None) -> Optional[MemoryRecording]:
+    """Keep the recording in memory; returns an object with ``rrd_bytes()``."""
+    rec = _rec(recording)
+    return rec.memory_recording() if rec is not None else None
+
+
+def connect(addr: Optional[str] = None, *, recording: Optional[RecordingStream] = None, **_: Any) -> None:
+    """Stream to a viewer over TCP ("host:port", default 127.0.0.1:9876)."""
+    rec = _rec(recording)
+    if rec is not None:
+        rec.connect(addr)
+
+
+connect_tcp = connect
+
+
+def connect_grpc(url: Optional[str] = None, *, recording: Optional[RecordingStream] = None, **_: Any) -> None:
+    rec = _rec(recording)
+    if rec is not None:
+        rec.connect_grpc(url)
+
+
+def spawn(*, port: int = 9876, connect: bool = True, recording: Optional[RecordingStream] = None, **_: Any) -> None:
+    """Start the pixelrun viewer (if available) and stream to it."""
+    rec = _rec(recording)
+    if rec is not None:
+        rec.spawn(port=port, connect=connect)
+
+
+def disconnect(recording: Optional[RecordingStream] = None) -> None:
+    rec = _rec(recording)
+    if rec is not None:
+        rec.disconnect()
+
+
+def flush(blocking: bool = True, recording: Optional[RecordingStream] = None, **_: Any) -> None:
+    """Write everything logged so far to the sinks."""
+    rec = _rec(recording)
+    if rec is not None:
+        rec.flush(blocking)

@@ -1,0 +1,193 @@
+"""Logging throughput: pixelrun's SDK vs rerun-sdk 0.41, same data, files on /dev/shm.
+
+Every run is a fresh process (so import costs, caches and RSS are per run), and
+contenders alternate A B C A B C. Workloads (issue 4):
+
+- rgb1080:   1920x1080 RGB u8 random pixels x 300 frames, rr.log to a file
+- rgb480:    640x480 RGB u8 x 2000 frames
+- nv12_1080: NV12 1920x1080 (bytes=) x 300 frames
+- columns:   one send_columns of 300 x 640x480 RGB u8
+- rgb1080_30fps: 150 frames of 1080p RGB paced at 30 fps (the log call's own latency;
+  in the unpaced workloads p50/p99 include back-pressure waits on the writer)
+
+Contenders: "rerun 0.41" (the peer, run with --rerun-python), "pixelrun", and
+"ceiling": the physical floor measured in the same run, i.e. one copy of each frame
+plus raw writes of it on a writer thread (what any SDK must at least do).
+
+Columns: wall time from the first log call until the file is complete (flush and
+close included), frames/s, MB/s of pixel data, p50/p99 of the individual log call,
+peak RSS of the process, and the file size. Usage:
+
+    python3 benchmarks/log_throughput.py --rerun-python .venv-rerun/bin/python [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _bench import Timing, bench_args, print_table  # noqa: E402
+
+WORKLOADS = {
+    "rgb1080": dict(kind="log", w=1920, h=1080, n=300, fmt="rgb"),
+    "rgb480": dict(kind="log", w=640, h=480, n=2000, fmt="rgb"),
+    "nv12_1080": dict(kind="log", w=1920, h=1080, n=300, fmt="nv12"),
+    "columns": dict(kind="columns", w=640, h=480, n=300, fmt="rgb"),
+    # A camera at 30 fps: the loop sleeps between frames, so the log latency is the
+    # SDK's own cost, not back-pressure from a saturated writer.
+    "rgb1080_30fps": dict(kind="log", w=1920, h=1080, n=150, fmt="rgb", fps=30),
+}
+QUICK_FRAMES = {"rgb1080": 60, "rgb480": 400, "nv12_1080": 60, "columns": 60, "rgb1080_30fps": 30}
+
+# One child script for every contender: `MODULE` is "pixelrun", "rerun" or "ceiling".
+CHILD = r'''
+import json, os, resource, sys, threading, time, queue
+import numpy as np
+module, path, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+w, h, n, fmt, kind = spec["w"], spec["h"], spec["n"], spec["fmt"], spec["kind"]
+rng = np.random.default_rng(0)
+POOL = 4  # distinct random frames, cycled (generation is not what we measure)
+if fmt == "rgb":
+    frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(POOL)]
+    frame_bytes = w * h * 3
+else:
+    nb = w * h + 2 * ((w + 1) // 2) * ((h + 1) // 2)
+    frames = [rng.integers(0, 256, nb, dtype=np.uint8).tobytes() for _ in range(POOL)]
+    frame_bytes = nb
+lat = []
+if module == "ceiling":
+    q = queue.Queue(maxsize=16)
+    def writer():
+        with open(path, "wb", buffering=0) as f:
+            while True:
+                b = q.get()
+                if b is None:
+                    return
+                f.write(b)
+    th = threading.Thread(target=writer)
+    t0 = time.perf_counter()
+    th.start()
+    if kind == "columns":
+        allf = np.stack([frames[i % POOL] for i in range(n)])
+        t0 = time.perf_counter()
+        q.put(np.array(allf, copy=True))
+    else:
+        fps = spec.get("fps")
+        for i in range(n):
+            if fps:
+                time.sleep(max(0.0, t0 + i / fps - time.perf_counter()))
+            a = time.perf_counter()
+            f = frames[i % POOL]
+            q.put(np.array(f, copy=True) if isinstance(f, np.ndarray) else bytes(bytearray(f)))
+            lat.append(time.perf_counter() - a)
+    q.put(None)
+    th.join()
+    total = time.perf_counter() - t0
+else:
+    if module == "pixelrun":
+        import pixelrun as rr
+    else:
+        import rerun as rr
+    rr.init("bench", spawn=False)
+    rr.save(path)
+    if kind == "columns":
+        allf = np.stack([frames[i % POOL] for i in range(n)])
+        fmt_c = rr.components.ImageFormat(width=w, height=h, color_model="RGB", channel_datatype="U8")
+        t0 = time.perf_counter()
+        rr.log("cam", rr.Image.from_fields(format=fmt_c), static=True)
+        rr.send_columns("cam", indexes=[rr.TimeColumn("frame", sequence=np.arange(n))],
+                        columns=rr.Image.columns(buffer=allf.reshape(n, -1)))
+    else:
+        fps = spec.get("fps")
+        t0 = time.perf_counter()
+        for i in range(n):
+            if fps:
+                time.sleep(max(0.0, t0 + i / fps - time.perf_counter()))
+            a = time.perf_counter()
+            rr.set_time("frame", sequence=i)
+            f = frames[i % POOL]
+            if fmt == "rgb":
+                rr.log("cam", rr.Image(f))
+            else:
+                rr.log("cam", rr.Image(bytes=f, width=w, height=h, pixel_format=rr.PixelFormat.NV12))
+            lat.append(time.perf_counter() - a)
+    rr.get_global_data_recording().flush()  # 0.41 has no module-level flush
+    rr.disconnect()
+    total = time.perf_counter() - t0
+size = os.path.getsize(path)
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+lat.sort()
+def pct(p):
+    return lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))] if lat else float("nan")
+print(json.dumps(dict(total=total, frames=n, bytes=n * frame_bytes, p50=pct(0.5), p99=pct(0.99),
+                      rss=rss, size=size)))
+'''
+
+
+def run_child(python: str, module: str, spec: dict, workdir: str) -> dict:
+    path = os.path.join(workdir, f"{module}.rrd")
+    env = dict(os.environ, XDG_RUNTIME_DIR="/tmp", RERUN_TELEMETRY_ENABLED="false")
+    for k in ("PIXELRUN_SAVE", "PIXELRUN_STRICT"):
+        env.pop(k, None)
+    try:
+        r = subprocess.run([python, "-c", CHILD, module, path, json.dumps(spec)], capture_output=True,
+                           text=True, env=env, timeout=900)
+        if r.returncode != 0:
+            raise RuntimeError(f"{module} failed: {r.stderr[-2000:]}")
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rerun-python", default=None, help="interpreter with rerun-sdk 0.41 (the peer)")
+    p.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated subset")
+    p.add_argument("--frames", type=int, default=None, help="override frames per workload")
+    args = bench_args(__doc__, parser=p, repeat=5, quick_repeat=2)
+    contenders = {"pixelrun": sys.executable, "ceiling": sys.executable}
+    if args.rerun_python:
+        contenders = {"rerun 0.41": args.rerun_python, **contenders}
+    rows = []
+    workdir = tempfile.mkdtemp(prefix="pixelrun_bench_", dir="/dev/shm")
+    for wname in args.workloads.split(","):
+        spec = dict(WORKLOADS[wname])
+        if args.frames:
+            spec["n"] = args.frames
+        elif args.quick:
+            spec["n"] = QUICK_FRAMES[wname]
+        results: dict = {c: [] for c in contenders}
+        for _ in range(args.repeat):  # A B C A B C: drift hits everyone alike
+            for cname, py in contenders.items():
+                module = {"rerun 0.41": "rerun", "pixelrun": "pixelrun", "ceiling": "ceiling"}[cname]
+                results[cname].append(run_child(py, module, spec, workdir))
+        case = f"{wname} ({spec['w']}x{spec['h']} x{spec['n']})"
+        for cname, rs in results.items():
+            t = Timing(cname, [r["total"] for r in rs], group=case, peer=(cname == "rerun 0.41"))
+            med = statistics.median
+            total = med([r["total"] for r in rs])
+            t.extra = {
+                "frames/s": f"{rs[0]['frames'] / total:.0f}",
+                "MB/s": f"{rs[0]['bytes'] / total / 1e6:.0f}",
+                "log p50 ms": "-" if spec["kind"] == "columns" else f"{med([r['p50'] for r in rs]) * 1e3:.3f}",
+                "log p99 ms": "-" if spec["kind"] == "columns" else f"{med([r['p99'] for r in rs]) * 1e3:.3f}",
+                "peak RSS MB": f"{med([r['rss'] for r in rs]) / 2**20:.0f}",
+                "file MB": f"{med([r['size'] for r in rs]) / 1e6:.1f}",
+            }
+            rows.append(t)
+    os.rmdir(workdir)
+    footer = ("_Wall time = first log call until the file is flushed and closed; "
+              "ceiling = one copy per frame + raw writes on a thread; files on /dev/shm; "
+              f"{args.repeat} fresh processes per contender, alternating._")
+    print_table(rows, title="Logging throughput to an .rrd file", footer=footer)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Image components, as ``rr.components.X`` (Rerun's names and column descriptors).
+
+Each component knows its column name (``Image:buffer``...) and holds the values of
+one or more rows. They can be logged alone or in a list
+(``rr.log(path, [rr.components.ImageFormat(...), rr.Image.indicator()], static=True)``)
+and passed to ``send_columns(components=[...])``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_DRAW_ORDER, IMAGE_FORMAT, IMAGE_OPACITY
+from pixelrun.kernels import formats
+
+__all__ = ["ImageBuffer", "ImageBufferBatch", "ImageFormat", "Opacity", "DrawOrder", "ComponentColumn"]
+
+
+class ComponentColumn:
+    """Values of one component for N rows (what ``send_columns`` consumes).
+
+    `values` is a list (one value per row) or, for image buffers, a 2-D uint8 array
+    with one row of bytes per frame. `error` holds the reason when the input was bad.
+    """
+
+    def __init__(self, name: str, values: Any, error: Optional[str] = None) -> None:
+        self.component_name = name
+        self.values = values
+        self.error = error
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __repr__(self) -> str:
+        return f"ComponentColumn({self.component_name!r}, {len(self)} rows)"
+
+
+class ImageBuffer:
+    """One image's raw bytes (a Blob). Accepts bytes-like objects or arrays."""
+
+    component_name = IMAGE_BUFFER
+
+    def __init__(self, data: Any) -> None:
+        from pixelrun.image_input import _bytes_view
+
+        self.error: Optional[str] = None
+        try:
+            self.value = _bytes_view(data, "ImageBuffer")
+        except ValueError as exc:
+            self.value, self.error = None, str(exc)
+
+    def as_row(self) -> dict:
+        return {IMAGE_BUFFER: self.value}
+
+
+class ImageBufferBatch(ComponentColumn):
+    """Several image buffers: an (N, ...) array (split per frame by bytes) or a list."""
+
+    component_name = IMAGE_BUFFER
+
+    def __init__(self, data: Any) -> None:
+        from pixelrun.image_input import as_byte_rows
+
+        try:
+            super().__init__(IMAGE_BUFFER, as_byte_rows(data, "ImageBufferBatch"))
+        except ValueError as exc:
+            super().__init__(IMAGE_BUFFER, [], str(exc))
+
+    def as_row(self) -> dict:
+        # Logged with rr.log: a batch of one row (Rerun logs its first instance).
+        return {IMAGE_BUFFER: self.values[-1] if len(self.values) else None}
+
+
+class ImageFormat(formats.ImageFormat):
+    """Resolution and pixel layout of an image (``rr.components.ImageFormat``).
+
+    Same fields as the format table's ImageFormat (names or enums accepted):
+    ``ImageFormat(width, height, *, pixel_format=None, color_model=None,
+    channel_datatype=None)``.
+    """
+
+    component_name = IMAGE_FORMAT
+
+    def as_row(self) -> dict:
+        return {IMAGE_FORMAT: formats.ImageFormat(
+            self.width, self.height, pixel_format=self.pixel_format,
+            color_model=self.color_model, channel_datatype=self.channel_datatype,
+        )}
+
+
+class _Float32Component:
+    component_name = ""
+
+    def __init__(self, value: Any) -> None:
+        self.error: Optional[str] = None
+        try:
+            arr = np.asarray(value, dtype=np.float32).reshape(-1)
+            if arr.size != 1:
+                raise ValueError(f"expected one number, got {arr.size}")
+            self.value = float(arr[0])
+        except (TypeError, ValueError) as exc:
+            self.value, self.error = None, f"{type(self).__name__}: {exc}"
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def as_row(self) -> dict:
+        return {self.component_name: self.value}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.value})"
+
+
+class Opacity(_Float32Component):
+    """Opacity multiplier of an image (float32; 1.0 opaque)."""
+
+    component_name = IMAGE_OPACITY
+
+
+class DrawOrder(_Float32Component):
+    """Layer order of an image in 2D views (float32; higher on top; default -10)."""
+
+    component_name = IMAGE_DRAW_ORDER

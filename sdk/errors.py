@@ -1,0 +1,56 @@
+"""How the SDK reports bad input: a warning by default, ValueError in strict mode.
+
+Rerun's rule, kept here: logging must never crash or stall the caller's loop, so bad
+data produces a `PixelrunWarning` naming the entity and the reason, and the row is
+dropped. Strict mode (``init(strict=True)`` or ``PIXELRUN_STRICT=1``) turns the same
+messages into ``ValueError`` for tests and CI.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from typing import Optional
+
+__all__ = ["PixelrunWarning", "is_strict", "set_strict_mode", "report", "user_stacklevel"]
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class PixelrunWarning(UserWarning):
+    """Bad input that was dropped (the message names the entity and the reason)."""
+
+
+_strict: Optional[bool] = None  # None: follow PIXELRUN_STRICT
+
+
+def set_strict_mode(strict: Optional[bool]) -> None:
+    """Raise ValueError instead of warning (None: follow ``PIXELRUN_STRICT``)."""
+    global _strict
+    _strict = strict
+
+
+def is_strict() -> bool:
+    """Whether bad input raises (strict) or warns and drops the row."""
+    if _strict is not None:
+        return _strict
+    return os.environ.get("PIXELRUN_STRICT", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def user_stacklevel() -> int:
+    """The `stacklevel` for warnings.warn called by our caller that points at the
+    first frame outside the pixelrun SDK (the user's line)."""
+    f = sys._getframe(2)  # the caller of the function that asks
+    level = 2
+    while f is not None and os.path.dirname(os.path.abspath(f.f_code.co_filename)) == _PKG_DIR:
+        f = f.f_back
+        level += 1
+    return level
+
+
+def report(message: str) -> None:
+    """Raise ValueError (strict) or emit a PixelrunWarning with `message`."""
+    if is_strict():
+        raise ValueError(message)
+    warnings.warn(message, PixelrunWarning, stacklevel=user_stacklevel())
