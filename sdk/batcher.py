@@ -23,6 +23,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from pixelrun.buffer_pool import POOL
+from pixelrun.image_input import resolve_buffer
 from pixelrun.engine.chunk import (
     IMAGE_BUFFER, IMAGE_DRAW_ORDER, IMAGE_FORMAT, IMAGE_OPACITY, Chunk, TimeColumn,
     buffer_column, float_column, format_column,
@@ -88,6 +89,9 @@ class Row:
 def build_column(name: str, values):
     """Arrow column for a component from per-row Python values (None = absent)."""
     if name == IMAGE_BUFFER:
+        # GPU images arrive as DeferredBytes: wait for their copies here, on the
+        # batcher thread, never on the logging thread
+        values = [resolve_buffer(v) for v in values]
         return buffer_column(values, alloc=POOL.empty)  # batching copy into recycled memory
     if name == IMAGE_FORMAT:
         return format_column(values)

@@ -21,7 +21,7 @@ from pixelrun.buffer_pool import POOL
 from pixelrun.kernels import formats
 from pixelrun.kernels.formats import COLOR_MODELS, ColorModel, ImageFormat
 
-__all__ = ["array_to_image", "bytes_to_image", "as_byte_rows"]
+__all__ = ["array_to_image", "bytes_to_image", "as_byte_rows", "DeferredBytes", "resolve_buffer"]
 
 _DEFAULT_MODEL = {1: ColorModel.L, 3: ColorModel.RGB, 4: ColorModel.RGBA}
 
@@ -67,19 +67,55 @@ def _channels_of(color_model: Any) -> Optional[int]:
         return None  # reported later, with the entity
 
 
-def _squeeze(arr: np.ndarray, channels: Optional[int] = None) -> np.ndarray:
+def _squeezed_shape(shape: tuple, channels: Optional[int] = None) -> tuple:
     """Drop leading, then trailing, size-1 axes while ndim > 2 (SPEC 1).
 
     When a multi-channel color model is given and the last axis matches it, that
     axis is the channel axis: a one-row (1, W, C) image keeps its row.
     """
-    shape = list(arr.shape)
+    shape = list(shape)
     keep_channels = channels is not None and channels > 1 and shape and shape[-1] == channels
     while len(shape) > (3 if keep_channels else 2) and shape[0] == 1:
         shape.pop(0)
     while len(shape) > 2 and shape[-1] == 1:
         shape.pop()
-    return arr.reshape(shape) if list(arr.shape) != shape else arr
+    return tuple(shape)
+
+
+def _squeeze(arr: np.ndarray, channels: Optional[int] = None) -> np.ndarray:
+    shape = _squeezed_shape(arr.shape, channels)
+    return arr.reshape(shape) if arr.shape != shape else arr
+
+
+class DeferredBytes:
+    """The raw bytes of a GPU image whose device-to-host copy is still in flight.
+
+    `log` returns as soon as the copy is queued (gpu_input.to_host_async: pinned
+    memory, its own stream); the batcher thread calls `resolve()` when it builds the
+    chunk, so the logging thread never waits on the GPU. len() is known at once, so
+    byte counts and batching limits work as for host buffers.
+    """
+
+    __slots__ = ("_copy", "_nbytes")
+
+    def __init__(self, copy: "gpu_input.HostCopy", nbytes: int) -> None:
+        self._copy = copy
+        self._nbytes = nbytes
+
+    def __len__(self) -> int:
+        return self._nbytes
+
+    def resolve(self) -> np.ndarray:
+        """Wait for the copy; a flat uint8 view of the image's bytes."""
+        arr = np.ascontiguousarray(self._copy.result())
+        if arr.dtype != _le_dtype(arr.dtype):
+            arr = arr.astype(_le_dtype(arr.dtype))
+        return arr.reshape(-1).view(np.uint8)
+
+
+def resolve_buffer(buf: Any) -> Any:
+    """A host buffer for `buf` (waits for a DeferredBytes; anything else as is)."""
+    return buf.resolve() if isinstance(buf, DeferredBytes) else buf
 
 
 def _le_dtype(dtype: np.dtype) -> np.dtype:
@@ -88,23 +124,31 @@ def _le_dtype(dtype: np.dtype) -> np.dtype:
     ) else dtype
 
 
-def array_to_image(image: Any, color_model: Any = None) -> tuple[np.ndarray, ImageFormat]:
-    """(flat uint8 copy of the pixels, ImageFormat) for an image-like object."""
+def array_to_image(image: Any, color_model: Any = None) -> tuple[Any, ImageFormat]:
+    """(flat uint8 copy of the pixels, ImageFormat) for an image-like object.
+
+    For GPU arrays the first element is a DeferredBytes: the copy runs asynchronously.
+    """
     pil = _is_pil(image)
-    arr, owned = _to_numpy(image)
-    dt = formats.datatype_from_numpy(arr.dtype)
+    copy = gpu_input.to_host_async(image) if gpu_input.is_gpu_array(image) else None
+    if copy is not None:
+        arr, owned, dtype, shape = None, True, np.dtype(copy.dtype), tuple(copy.shape)
+    else:
+        arr, owned = _to_numpy(image)
+        dtype, shape = arr.dtype, arr.shape
+    dt = formats.datatype_from_numpy(dtype)
     if dt is None:
         names = ", ".join(i.numpy.name for i in formats.DATATYPES.values())
-        raise ValueError(f"unsupported pixel dtype {arr.dtype} (supported: {names})")
+        raise ValueError(f"unsupported pixel dtype {dtype} (supported: {names})")
     if not pil:  # a PIL image's shape is authoritative (its mode names the channels)
-        arr = _squeeze(arr, _channels_of(color_model))
-    if arr.ndim == 2:
+        shape = _squeezed_shape(shape, _channels_of(color_model))
+    if len(shape) == 2:
         channels = 1
-    elif arr.ndim == 3:
-        channels = arr.shape[2]
+    elif len(shape) == 3:
+        channels = shape[2]
     else:
         raise ValueError(
-            f"expected an image of shape (H, W) or (H, W, C), got shape {tuple(arr.shape)}"
+            f"expected an image of shape (H, W) or (H, W, C), got shape {tuple(shape)}"
         )
     if color_model is not None:
         model = formats.parse_color_model(color_model)
@@ -112,17 +156,20 @@ def array_to_image(image: Any, color_model: Any = None) -> tuple[np.ndarray, Ima
         if need != channels:
             raise ValueError(
                 f"color model {model.name} needs {need} channel(s), but the array of shape "
-                f"{tuple(arr.shape)} has {channels}"
+                f"{tuple(shape)} has {channels}"
             )
     else:
         model = _DEFAULT_MODEL.get(channels)
         if model is None:
             raise ValueError(
-                f"cannot infer a color model for {channels} channels (shape {tuple(arr.shape)}): "
+                f"cannot infer a color model for {channels} channels (shape {tuple(shape)}): "
                 "expected 1 (L), 3 (RGB) or 4 (RGBA), or pass color_model="
             )
-    h, w = int(arr.shape[0]), int(arr.shape[1])
+    h, w = int(shape[0]), int(shape[1])
     fmt = ImageFormat(w, h, color_model=model, channel_datatype=dt)
+    if copy is not None:  # bytes still on their way from the GPU: the batcher waits
+        return DeferredBytes(copy, int(np.prod(shape)) * dtype.itemsize), fmt
+    arr = arr.reshape(shape) if arr.shape != shape else arr
     le = _le_dtype(arr.dtype)
     if owned and le == arr.dtype and arr.flags.c_contiguous:
         data = arr  # already a private, packed, little-endian buffer

@@ -123,24 +123,55 @@ def test_array_likes():
     assert fmt.width == 2 and len(buf) == 4 * np.asarray([[1, 2]]).dtype.itemsize
 
 
-def test_gpu_arrays_go_through_gpu_input(monkeypatch):
+def test_gpu_arrays_go_through_gpu_input_and_are_awaited_off_the_logging_thread(monkeypatch):
+    import threading
+
     host = np.array([[[1, 2, 3]], [[4, 5, 6]]], dtype=np.uint8)  # (H=2, W=1, 3)
-    calls = []
+    started, waited_on = [], []
 
     class FakeCuda:
         __cuda_array_interface__ = {"shape": (2, 1, 3), "typestr": "|u1", "data": (0, False), "version": 3}
 
     import pixelrun.gpu_input as gi
 
-    def to_host(obj):
-        calls.append(obj)
-        return host.copy()
+    class Handle(gi.HostCopy):
+        shape, dtype = host.shape, host.dtype
 
-    monkeypatch.setattr(gi, "to_host", to_host)
+        def done(self):
+            return True
+
+        def result(self):
+            waited_on.append(threading.current_thread())
+            return host.copy()
+
+    def to_host_async(obj):
+        started.append(obj)
+        return Handle()
+
+    monkeypatch.setattr(gi, "to_host_async", to_host_async)
     rec, mem = _stream()
     rec.log("gpu", rr.Image(FakeCuda()))
-    assert len(calls) == 1
+    assert len(started) == 1 and waited_on == []  # log only queued the copy
     assert _one(mem, "/gpu") == (bytes([1, 2, 3, 4, 5, 6]), ImageFormat(1, 2, color_model="RGB", channel_datatype="U8"))
+    assert len(waited_on) == 1 and waited_on[0] is not threading.main_thread()
+
+
+def test_gpu_image_with_wrong_model_is_rejected_before_its_bytes_arrive(monkeypatch):
+    import pixelrun.gpu_input as gi
+
+    class FakeCuda:
+        __cuda_array_interface__ = {"shape": (2, 2, 3), "typestr": "|u1", "data": (0, False), "version": 3}
+
+    class Handle(gi.HostCopy):
+        shape, dtype = (2, 2, 3), np.dtype(np.uint8)
+
+        def result(self):
+            raise AssertionError("a rejected image must not wait for its bytes")
+
+    monkeypatch.setattr(gi, "to_host_async", lambda obj: Handle())
+    rec, mem = _stream()
+    with pytest.warns(rr.PixelrunWarning, match="needs 4 channel"):
+        rec.log("gpu", rr.Image(FakeCuda(), color_model="RGBA"))
 
 
 def test_one_row_image_with_explicit_model_keeps_its_row():
