@@ -89,6 +89,9 @@ def _format(hit) -> Optional[ImageFormat]:
     if inst is None or not inst.is_valid:
         return None
     d = inst.as_py()
+    if not isinstance(d, dict) or d.get("width") is None or d.get("height") is None:
+        # a damaged or foreign struct: reported by the caller like any bad format
+        raise ValueError(f"width and height are required, got {d!r}")
     return ImageFormat(
         d["width"],
         d["height"],

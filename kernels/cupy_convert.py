@@ -37,6 +37,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from pixelrun.kernels.buffers import as_byte_view
 from pixelrun.kernels.formats import (
     COLOR_MODELS,
     DATATYPES,
@@ -392,18 +393,8 @@ def _is_device_array(obj) -> bool:
     return hasattr(obj, "__cuda_array_interface__")
 
 
-def _host_bytes(buffer) -> np.ndarray:
-    """A 1-D uint8 view of host bytes (same accepted types as the reference)."""
-    if isinstance(buffer, np.ndarray):
-        if buffer.dtype != np.uint8:
-            raise ValueError(f"expected raw bytes as a uint8 array, got a {buffer.dtype} array")
-        return np.ascontiguousarray(buffer).reshape(-1)
-    if isinstance(buffer, (bytes, bytearray, memoryview)):
-        return np.frombuffer(buffer, dtype=np.uint8)
-    raise ValueError(
-        "expected bytes, bytearray, memoryview, a uint8 array or a CUDA array, "
-        f"got {type(buffer).__name__}"
-    )
+def _host_bytes_view(buffer) -> np.ndarray:
+    return as_byte_view(buffer, "bytes, bytearray, memoryview, a uint8 array or a CUDA array")
 
 
 def _device_bytes(cupy, obj):
@@ -452,7 +443,7 @@ def _frames_on_device(cupy, frames, fmt: ImageFormat):
         parts = [_device_bytes(cupy, f) for f in frames]
         _check_frames([p.size for p in parts], fmt, batch=True)
         return cupy.stack(parts)
-    host = [_host_bytes(f) for f in frames]
+    host = [_host_bytes_view(f) for f in frames]
     _check_frames([h.size for h in host], fmt, batch=True)
     # One pinned staging buffer and one copy for the whole batch.
     import cupyx  # noqa: PLC0415
@@ -488,7 +479,7 @@ def to_display_rgba_gpu(buffer: Buffer, fmt: ImageFormat, value_range: ValueRang
         src = _device_bytes(cupy, buffer)
         _check_frames([src.size], fmt, batch=False)
     else:
-        host = _host_bytes(buffer)
+        host = _host_bytes_view(buffer)
         _check_frames([host.size], fmt, batch=False)
         src = cupy.asarray(host)
     return _convert_device(cupy, src.reshape(1, -1), fmt, value_range)[0]

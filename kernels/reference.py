@@ -21,6 +21,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from pixelrun.kernels.buffers import as_byte_view
 from pixelrun.kernels.formats import (
     COLOR_MODELS,
     DATATYPES,
@@ -77,21 +78,6 @@ def srgb_decode(c) -> np.ndarray:
     """sRGB-encoded value -> linear light (float64), SPEC 4."""
     c = np.asarray(c, dtype=np.float64)
     return np.where(c <= 0.04045, c / 12.92, np.power((np.maximum(c, 0.04045) + 0.055) / 1.055, 2.4))
-
-
-def _as_bytes(buffer: Buffer) -> np.ndarray:
-    """A 1-D uint8 view of the caller's bytes (no copy when already contiguous)."""
-    if isinstance(buffer, np.ndarray):
-        if buffer.dtype != np.uint8:
-            raise ValueError(f"expected raw bytes as a uint8 array, got a {buffer.dtype} array")
-        return np.ascontiguousarray(buffer).reshape(-1)
-    if isinstance(buffer, memoryview) and not buffer.c_contiguous:
-        buffer = buffer.tobytes()  # a strided view: its bytes in logical order, once
-    if isinstance(buffer, (bytes, bytearray, memoryview)):
-        return np.frombuffer(buffer, dtype=np.uint8)
-    raise ValueError(
-        f"expected bytes, bytearray, memoryview or a uint8 array, got {type(buffer).__name__}"
-    )
 
 
 def _int_formula(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -293,7 +279,7 @@ def to_display_rgba(buffer: Buffer, fmt: ImageFormat, value_range: ValueRange = 
     Returns an (H, W, 4) uint8 array. Raises ValueError (formats.validate's message)
     when the byte count does not match.
     """
-    buf = _as_bytes(buffer)
+    buf = as_byte_view(buffer)
     check(buf.size, fmt)
     if fmt.pixel_format is None:
         return _decode_color(buf, fmt, value_range)

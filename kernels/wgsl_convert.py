@@ -34,6 +34,7 @@ import numpy as np
 import wgpu
 
 from pixelrun.kernels import reference
+from pixelrun.kernels.buffers import as_byte_view
 from pixelrun.kernels.formats import (
     COLOR_MODELS,
     DATATYPES,
@@ -96,17 +97,6 @@ def tile_grid(width: int, height: int, max_tile: int) -> list[tuple[int, int, in
         for y0 in range(0, height, max_tile)
         for x0 in range(0, width, max_tile)
     ]
-
-
-def _as_bytes(buffer) -> np.ndarray:
-    """A flat uint8 view of the caller's bytes (no copy when already contiguous)."""
-    if isinstance(buffer, np.ndarray):
-        if buffer.dtype != np.uint8:
-            raise ValueError(f"expected raw bytes as a uint8 array, got a {buffer.dtype} array")
-        return np.ascontiguousarray(buffer).reshape(-1)
-    if isinstance(buffer, (bytes, bytearray, memoryview)):
-        return np.frombuffer(buffer, dtype=np.uint8)
-    raise ValueError(f"expected bytes, bytearray, memoryview or a uint8 array, got {type(buffer).__name__}")
 
 
 def _checked_range(value_range) -> tuple:
@@ -240,7 +230,7 @@ class WgslConverter:
         With ``fmt`` the byte count is checked first (formats.check's message, prefixed by
         the entity). The buffer is padded at its end to a multiple of 4 bytes.
         """
-        data = _as_bytes(buffer)
+        data = as_byte_view(buffer)
         if fmt is not None:
             check(data.size, fmt, entity)
         size = max(4, (data.size + 3) // 4 * 4)

@@ -92,7 +92,11 @@ class _StreamWriter(Sink):
             self._manifests[store.store_key].add(
                 chunk, batch, body_offset, enc.size - rrd.MESSAGE_HEADER_SIZE, enc.uncompressed_size
             )
-            self._emit(enc.parts)
+            self._write_encoded(enc)
+
+    def _write_encoded(self, enc) -> None:
+        """Write one encoded chunk message (and advance the offset)."""
+        self._emit(enc.parts)
 
     def _end_bytes(self) -> bytes:
         """End message + stream footer for everything written so far."""
@@ -134,20 +138,12 @@ class FileSink(_StreamWriter):
         for p in parts:
             self._f.write(p)
 
-    def write_chunk(self, store, chunk, batch, enc) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            if store.store_key not in self._manifests:
-                self.add_store(store)
-            body_offset = self.offset + rrd.MESSAGE_HEADER_SIZE
-            self._manifests[store.store_key].add(
-                chunk, batch, body_offset, enc.size - rrd.MESSAGE_HEADER_SIZE, enc.uncompressed_size
-            )
-            enc.write_to(self._f)
-            self.offset += enc.size
-            if self._f.tell() != self.offset:  # the footer's offsets must be exact
-                raise IOError(f"{self.path}: wrote {self._f.tell()} bytes, expected {self.offset}")
+    def _write_encoded(self, enc) -> None:
+        # straight from the chunk's buffers into the file: no joined copy of the pixels
+        enc.write_to(self._f)
+        self.offset += enc.size
+        if self._f.tell() != self.offset:  # the footer's offsets must be exact
+            raise IOError(f"{self.path}: wrote {self._f.tell()} bytes, expected {self.offset}")
 
     def flush(self, timeout: Optional[float] = None) -> None:
         pass  # unbuffered: the kernel has every byte already
