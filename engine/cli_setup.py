@@ -66,7 +66,42 @@ def ensure_system_packages(quiet: bool = False) -> int:
     return 0
 
 
+RERUN_PEER = "rerun-sdk==0.41.0"
+
+
+def ensure_rerun_venv(path: str, quiet: bool = False) -> int:
+    """Create a virtual environment holding the real Rerun 0.41 (the side-by-side peer).
+
+    It lives apart from pixelrun's environment (its `rerun` module must not shadow
+    anything), is used only by cross-check tests and benchmarks, and is optional: when
+    it cannot be made, those tests skip with that reason and this returns 0.
+    """
+    py = os.path.join(path, "bin", "python")
+    check = [py, "-c", "import rerun, sys; sys.exit(rerun.__version__ != '0.41.0')"]
+    if os.path.exists(py) and subprocess.run(check, capture_output=True).returncode == 0:
+        if not quiet:
+            print(f"pixelrun setup: {RERUN_PEER} present in {path}")
+        return 0
+    print(f"pixelrun setup: installing {RERUN_PEER} into {path} (the cross-check peer)", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", path], check=True)
+        subprocess.run([py, "-m", "pip", "install", "-q", RERUN_PEER], check=True)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        print(f"pixelrun setup: could not install {RERUN_PEER} ({exc}); the Rerun cross-check "
+              "tests will skip and say so", file=sys.stderr)
+    return 0
+
+
+def _run(args) -> int:
+    rc = ensure_system_packages(args.quiet)
+    if args.rerun_venv:
+        rc = rc or ensure_rerun_venv(args.rerun_venv, args.quiet)
+    return rc
+
+
 def register(sub) -> None:
     p = sub.add_parser("setup", help="install missing system packages (Vulkan driver, Xvfb)")
     p.add_argument("-q", "--quiet", action="store_true")
-    p.set_defaults(func=lambda args: ensure_system_packages(args.quiet))
+    p.add_argument("--rerun-venv", metavar="DIR",
+                   help=f"also make DIR a virtual environment with {RERUN_PEER} for cross-checks")
+    p.set_defaults(func=_run)

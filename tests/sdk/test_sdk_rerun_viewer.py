@@ -1,7 +1,7 @@
 """Rerun 0.41's own headless viewer shows recordings written by pixelrun.
 
-Opt-in (it starts Rerun's viewer under Xvfb, about 10 s per screenshot, heavy on a
-shared 2-core machine): set PIXELRUN_RERUN_VIEWER_TESTS=1.
+Runs whenever .venv-rerun holds rerun-sdk 0.41 (`pixelrun setup --rerun-venv
+.venv-rerun`, part of the README's test command) and xvfb-run exists.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ RERUN_BIN = ROOT / ".venv-rerun" / "bin" / "rerun"
 EXAMPLES = ROOT / "tests" / "examples"
 
 pytestmark = [
-    pytest.mark.skipif(os.environ.get("PIXELRUN_RERUN_VIEWER_TESTS") != "1",
-                       reason="opt-in: set PIXELRUN_RERUN_VIEWER_TESTS=1 (runs Rerun's headless viewer, ~10 s each)"),
     pytest.mark.skipif(not RERUN_BIN.exists(), reason="real rerun 0.41 not installed in .venv-rerun"),
     pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="xvfb-run is not installed"),
 ]
