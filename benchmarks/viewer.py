@@ -1,0 +1,348 @@
+"""Viewer end to end: `log` -> pixels read back from the window, and sustained frame rate.
+
+Two measurements, each against the physical ceiling measured in the same run:
+
+1. Latency. One program logs 1080p NV12 frames (10 per second, each a different
+   grey) to a live `pixelrun view`; the viewer reads back, after every frame it draws,
+   the window pixel showing the image centre (`--probe`). Latency of frame i = the
+   first probe time showing frame i's grey - the time just before its `rr.log` call
+   (CLOCK_MONOTONIC is shared by all processes). Ceiling: the same bytes through a
+   loopback socket, uploaded to the GPU, plus a 1-pixel readback (no decode, no
+   composite, no window), in this process.
+2. Throughput. Four programs each log 1080p NV12 at 30 Hz to their own entity; the
+   table gives the viewer's frames per second (redraws, each preceded by ingest
+   and the scene query), and how many of the top stream's 30 updates per second
+   reached the window. Ceiling: four 1080p NV12 uploads plus one readback per frame.
+
+Runs under Xvfb + lavapipe here (it starts its own Xvfb when DISPLAY is unset), or on
+any machine with a display and a GPU. ``--quick`` shortens both runs.
+
+    python3 benchmarks/viewer.py [--quick] [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _bench import Timing, bench_args, measure, print_table  # noqa: E402
+
+W, H = 1920, 1080
+
+PRODUCER = r"""
+import json, sys, time
+import numpy as np
+import pixelrun as rr
+
+port, entity, n, hz, grey_base = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+W, H = 1920, 1080
+N = W * H
+buf = np.full(N + 2 * ((W + 1) // 2) * ((H + 1) // 2), 128, np.uint8)
+rr.init("pixelrun_bench_viewer", spawn=False)
+rr.connect(f"127.0.0.1:{port}")
+times = []
+t0 = time.monotonic() + 0.5
+for i in range(n):
+    target = t0 + i / hz
+    while True:
+        left = target - time.monotonic()
+        if left <= 0:
+            break
+        time.sleep(min(left, 0.005))
+    buf[:N] = 16 + (grey_base + i) % 200
+    rr.set_time("frame", sequence=i)
+    t = time.monotonic()
+    rr.log(entity, rr.Image(bytes=buf.tobytes(), width=W, height=H, pixel_format=rr.PixelFormat.NV12))
+    times.append(t)
+rr.flush()
+print(json.dumps({"times": times, "grey_base": grey_base}), flush=True)
+"""
+
+
+def q(x: float) -> int:
+    return int(math.floor(min(max(x, 0.0), 1.0) * 255 + 0.5))
+
+
+def grey_of(y: int) -> int:
+    """Display value of NV12 limited-range Y with neutral chroma (SPEC 2, BT.601)."""
+    return q((y - 16) / 219)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_display() -> subprocess.Popen | None:
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+    if os.environ.get("DISPLAY"):
+        return None
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        sys.exit("no DISPLAY and no Xvfb: run `pixelrun setup` or set DISPLAY")
+    n = next(n for n in range(150, 400) if not os.path.exists(f"/tmp/.X{n}-lock"))
+    proc = subprocess.Popen([xvfb, f":{n}", "-screen", "0", "1920x1200x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        if os.path.exists(f"/tmp/.X11-unix/X{n}"):
+            break
+        time.sleep(0.05)
+    os.environ["DISPLAY"] = f":{n}"
+    return proc
+
+
+class Viewer:
+    def __init__(self, tmp: Path, probe_uv=(W // 2, H // 2)) -> None:
+        self.port = free_port()
+        self.probe = tmp / f"probe-{self.port}.txt"
+        self.log = open(tmp / f"viewer-{self.port}.log", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pixelrun.engine.cli", "view", "--port", str(self.port),
+             "--window-size", "1280x720", "--probe", str(self.probe), str(probe_uv[0]), str(probe_uv[1])],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        time.sleep(2.0)  # let the window open (the listener starts first)
+
+    def probes(self) -> np.ndarray:
+        """(t, frame, r, g, b, a) rows."""
+        rows = [l.split() for l in self.probe.read_text().splitlines() if l.strip()]
+        return np.array(rows, dtype=np.float64).reshape(-1, 6)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def run_producers(port: int, specs: list[tuple[str, int, float, int]]) -> list[dict]:
+    procs = [
+        subprocess.Popen([sys.executable, "-c", PRODUCER, str(port), ent, str(n), str(hz), str(base)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for ent, n, hz, base in specs
+    ]
+    out = []
+    for p in procs:
+        so, se = p.communicate(timeout=600)
+        if p.returncode != 0:
+            raise RuntimeError(f"producer failed: {se[-2000:]}")
+        out.append(json.loads(so.strip().splitlines()[-1]))
+    return out
+
+
+def latency_run(tmp: Path, frames: int) -> list[float]:
+    v = Viewer(tmp)
+    try:
+        (res,) = run_producers(v.port, [("cam", frames, 10.0, 0)])
+        time.sleep(1.0)
+        pr = v.probes()
+    finally:
+        v.stop()
+    lat = []
+    for i, t_log in enumerate(res["times"]):
+        g = grey_of(16 + i % 200)
+        hit = pr[(pr[:, 0] >= t_log) & (pr[:, 2] == g)]
+        if len(hit):
+            lat.append(float(hit[0, 0] - t_log))
+    return lat
+
+
+def throughput_run(tmp: Path, seconds: float) -> dict:
+    v = Viewer(tmp)
+    n = int(seconds * 30)
+    try:
+        t_start = time.monotonic()
+        res = run_producers(v.port, [(f"cam{k}", n, 30.0, 50 * k) for k in range(4)])
+        time.sleep(0.5)
+        pr = v.probes()
+    finally:
+        v.stop()
+    # steady window: from the first to the last log of the top stream (cam3, drawn last)
+    top = res[3]["times"]
+    lo, hi = top[0] + 0.5, top[-1]
+    win = pr[(pr[:, 0] >= lo) & (pr[:, 0] <= hi)]
+    intervals = np.diff(win[:, 0]) if len(win) > 1 else np.array([float("nan")])
+    greys = win[:, 2]
+    updates = int(np.count_nonzero(np.diff(greys) != 0)) if len(greys) > 1 else 0
+    logged = [len(r["times"]) / (r["times"][-1] - r["times"][0]) for r in res]
+    return {
+        "intervals": intervals.tolist(),
+        "fps": (len(win) - 1) / (win[-1, 0] - win[0, 0]) if len(win) > 1 else 0.0,
+        "updates_per_s": updates / (hi - lo) if hi > lo else 0.0,
+        "logged_hz": logged,
+        "wall": time.monotonic() - t_start,
+    }
+
+
+def ceiling(repeat: int, uploads: int) -> Timing:
+    """Loopback socket + GPU upload of `uploads` NV12 frames + a 1-pixel readback."""
+    from pixelrun.engine import gpu
+
+    device = gpu.get_device()
+    size = W * H + 2 * (W // 2) * (H // 2)
+    frame = np.full(size, 128, np.uint8).tobytes()
+    gpu_buf = device.create_buffer(size=size, usage="STORAGE|COPY_DST|COPY_SRC")
+    read = device.create_buffer(size=256, usage="COPY_DST|MAP_READ")
+    a, b = socket.socketpair()
+    got = bytearray(size)
+
+    def once():
+        for _ in range(uploads):
+            t = threading.Thread(target=a.sendall, args=(frame,))
+            t.start()
+            view = memoryview(got)
+            n = 0
+            while n < size:
+                n += b.recv_into(view[n:], size - n)
+            t.join()
+            device.queue.write_buffer(gpu_buf, 0, got)
+        enc = device.create_command_encoder()
+        enc.copy_buffer_to_buffer(gpu_buf, 0, read, 0, 256)
+        device.queue.submit([enc.finish()])
+        read.map_sync("READ")
+        read.unmap()
+
+    try:
+        return measure("ceiling: loopback TCP + GPU upload + 1-px readback", once, repeat=repeat, peer=True)
+    finally:
+        a.close()
+        b.close()
+
+
+def frame_cost(repeat: int) -> list[Timing]:
+    """In-process: one window frame with 4 new 1080p NV12 layers vs the headless render.
+
+    Separates the GPU cost of a frame (lavapipe here) from the CPU contention of the
+    live runs. Each timed call ingests 4 new rows (new row ids: the decode cache is
+    cold) and draws; the window frame includes imgui and a 1-pixel readback (so the
+    GPU work is finished when the timer stops), the headless render a full readback.
+    """
+    import glfw
+
+    from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn, buffer_column, format_column
+    from pixelrun.engine.scene import Layer
+    from pixelrun.engine.store import ChunkStore
+    from pixelrun.engine.viewer import Viewer as Window
+    from pixelrun.engine.viewer_data import ViewerData
+    from pixelrun.kernels.formats import ImageFormat, PixelFormat
+
+    fmt = ImageFormat(W, H, pixel_format=PixelFormat.NV12)
+    buf = np.random.default_rng(0).integers(0, 256, fmt.byte_count(), dtype=np.uint8)
+    data = ViewerData(ChunkStore(memory_limit="2GB"))
+    win = Window(data, size=(1280, 720))
+    for _ in range(20):  # let the window reach its size before timing
+        glfw.poll_events()
+        win.canvas.force_draw()
+    win.probe_at = (W // 2, H // 2)
+    win.probe_sink = lambda *a: None
+    step = [0]
+
+    def ingest():
+        step[0] += 1
+        t = step[0]
+        data.ingest([
+            Chunk(f"/cam{k}", np.array([[t, k]], np.uint64),
+                  {"frame": TimeColumn("sequence", np.array([t], np.int64))},
+                  {IMAGE_BUFFER: buffer_column([buf]), IMAGE_FORMAT: format_column([fmt])},
+                  chunk_id=(t * 8 + k).to_bytes(16, "big"))
+            for k in range(4)
+        ])
+
+    def window_frame():
+        ingest()
+        win.canvas.force_draw()
+
+    def idle_frame():
+        win.request_draw()
+        win.canvas.force_draw()
+
+    layer_id = [10**9]
+
+    def headless():
+        layer_id[0] += 4
+        layers = [Layer(f"/cam{k}", layer_id[0] + k, buf, fmt) for k in range(4)]
+        win.renderer.render_offscreen(layers)
+
+    size = "x".join(map(str, win.physical_size()))
+    group = "frame cost, 4 new 1080p NV12 layers"
+    rows = [
+        measure("headless render_offscreen (1920x1080 readback)", headless, group=group, peer=True, repeat=repeat),
+        measure(f"window frame ({size}, imgui, 1-px readback)", window_frame, group=group, repeat=repeat),
+        measure("window frame, panels only (hover; scene cached)", idle_frame, group=group, repeat=repeat),
+    ]
+    win.close()
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=None, help="length of the 4-stream run (default 12, --quick 4)")
+    p.add_argument("--frames", type=int, default=None, help="frames in the latency run (default 60, --quick 20)")
+    args = bench_args(__doc__, parser=p, repeat=15, quick_repeat=5)
+    seconds = args.seconds or (4.0 if args.quick else 12.0)
+    frames = args.frames or (20 if args.quick else 60)
+    xvfb = ensure_display()
+    from pixelrun.engine import gpu
+
+    adapter = gpu.adapter_summary() if hasattr(gpu, "adapter_summary") else "?"
+    try:
+        with tempfile.TemporaryDirectory() as td:
+            tmp = Path(td)
+            lat = latency_run(tmp, frames)
+            ceil1 = ceiling(args.repeat, 1)
+            ceil1.group = "latency, 1 x 1080p NV12"
+            rows = [ceil1]
+            if lat:
+                rows.append(Timing("pixelrun: rr.log -> window pixel (p50; p99 in column)", lat,
+                                   group=ceil1.group,
+                                   extra={"p99 ms": f"{np.percentile(lat, 99) * 1e3:.1f}",
+                                          "frames seen": f"{len(lat)}/{frames}"}))
+            ceil4 = ceiling(args.repeat, 4)
+            ceil4.group = "4 x 1080p NV12 @ 30 Hz"
+            ceil4.extra = {"fps": f"{1 / ceil4.median:.1f}"}
+            tp = throughput_run(tmp, seconds)
+            frame_row = Timing(
+                "pixelrun viewer: time per drawn frame", [x for x in tp["intervals"] if x == x],
+                group=ceil4.group,
+                extra={
+                    "fps": f"{tp['fps']:.1f}",
+                    "top stream updates shown/s": f"{tp['updates_per_s']:.1f} of 30",
+                    "logged Hz per stream": "/".join(f"{h:.0f}" for h in tp["logged_hz"]),
+                },
+            )
+            rows += [ceil4, frame_row]
+            rows += frame_cost(args.repeat)
+            print_table(rows, title=f"Viewer end to end ({adapter}; window 1280x720)",
+                        footer=f"_latency: {len(lat)} frames logged 100 ms apart; throughput: {seconds:.0f} s of 4 streams; "
+                               "ceiling rows: same bytes, no decode, no composite, no window._")
+    finally:
+        if xvfb is not None:
+            xvfb.terminate()
+            xvfb.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,609 @@
+"""The viewer window under Xvfb + lavapipe: frames, screenshots, hover, live data, failures.
+
+Every test here opens real windows on a virtual X server started by the
+`xvfb_display` fixture (tests/conftest.py). Pixels are checked in screenshots of the
+window's own surface texture; the PNG carries the view transform, so an image pixel
+(u, v) is found at window pixel ``floor((u + 0.5) * scale + offset)``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pixelrun.engine.viewer import read_view_metadata
+from pixelrun.kernels.formats import ImageFormat
+
+from viewer_helpers import image_chunk, rrd_stream, send, wait_until
+
+RED, GREEN = (255, 0, 0, 255), (0, 255, 0, 255)
+
+
+def seed1_pixels() -> np.ndarray:
+    """Seed example 1's image, written here from the seed text."""
+    image = np.zeros((200, 300, 3), dtype=np.uint8)
+    image[:, :, 0] = 255
+    image[50:150, 50:150] = (0, 255, 0)
+    return image
+
+
+SEED1_FMT = ImageFormat(300, 200, color_model="RGB", channel_datatype="U8")
+
+
+def window_pixel(png: Path, u: int, v: int) -> tuple[int, ...]:
+    meta = read_view_metadata(png)
+    s = meta["scale"]
+    ox, oy = meta["offset"]
+    x, y = int((u + 0.5) * s + ox), int((v + 0.5) * s + oy)
+    with Image.open(png) as im:
+        return tuple(im.convert("RGBA").getpixel((x, y)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def viewer_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pixelrun.engine.cli", "view", *args]
+
+
+class LiveViewer:
+    """A `pixelrun view --port N` process; screenshots on SIGUSR1 into `shots`."""
+
+    def __init__(self, tmp: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.shots = tmp / "shots"
+        self.shots.mkdir(exist_ok=True)
+        self.log = open(tmp / "viewer.log", "w+")
+        self.proc = subprocess.Popen(
+            viewer_cmd("--port", str(self.port), "--screenshot-dir", str(self.shots), "--window-size", "1000x700"),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        assert wait_until(self.accepts, timeout=60), self.output()
+
+    def accepts(self) -> bool:
+        if self.proc.poll() is not None:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def output(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def screenshot(self, timeout: float = 30) -> Path:
+        before = set(self.shots.glob("*.png"))
+        self.proc.send_signal(signal.SIGUSR1)
+        assert wait_until(lambda: set(self.shots.glob("*.png")) - before, timeout=timeout), self.output()
+        (new,) = set(self.shots.glob("*.png")) - before
+        return new
+
+    def screenshot_until(self, check, timeout: float = 60) -> Path:
+        """Screenshots until `check(png)` holds (data may still be arriving)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            png = self.screenshot()
+            if check(png) or time.monotonic() > deadline:
+                return png
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def live_viewer(xvfb_display, tmp_path):
+    v = LiveViewer(tmp_path)
+    yield v
+    v.stop()
+
+
+def seed1_ok(png: Path) -> bool:
+    return window_pixel(png, 10, 10) == RED and window_pixel(png, 100, 100) == GREEN
+
+
+# ----------------------------------------------------------------------- one-shot
+
+
+def test_screenshot_to_draws_one_frame_of_a_recording(xvfb_display, tmp_path):
+    rec = tmp_path / "seed1.rrd"
+    rec.write_bytes(rrd_stream([image_chunk("image", seed1_pixels(), SEED1_FMT)]))
+    out = tmp_path / "out.png"
+    r = subprocess.run(
+        viewer_cmd(str(rec), "--screenshot-to", str(out), "--window-size", "900x600"),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    with Image.open(out) as im:
+        assert im.size == (900, 600)
+    assert window_pixel(out, 10, 10) == RED
+    assert window_pixel(out, 100, 100) == GREEN
+    assert window_pixel(out, 299, 199) == RED  # the last pixel is inside the image too
+    meta = read_view_metadata(out)
+    assert meta["canvas"] == [300, 200]
+
+
+def test_no_display_is_a_clear_error(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    r = subprocess.run(viewer_cmd("--port", str(free_port())), capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 1
+    assert "no display" in r.stderr
+
+
+def test_bad_window_size_is_rejected():
+    r = subprocess.run(viewer_cmd("--window-size", "big"), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "WIDTHxHEIGHT" in r.stderr
+
+
+# ----------------------------------------------------------------------- live data
+
+
+def test_live_stream_then_hostile_bytes_then_a_good_client(live_viewer):
+    # random bytes, a truncated stream and an absurd length: each drops its connection
+    send(live_viewer.port, np.random.default_rng(0).integers(0, 256, 10000, dtype=np.uint8).tobytes())
+    good = rrd_stream([image_chunk("image", seed1_pixels(), SEED1_FMT, step=0)], end=False)
+    send(live_viewer.port, good[: len(good) // 2])
+    send(live_viewer.port, rrd_stream([], end=False) + (2).to_bytes(8, "little") + (1 << 62).to_bytes(8, "little"))
+    assert live_viewer.proc.poll() is None
+    send(live_viewer.port, good)
+    png = live_viewer.screenshot_until(seed1_ok)
+    assert window_pixel(png, 10, 10) == RED
+    assert window_pixel(png, 100, 100) == GREEN
+    assert live_viewer.proc.poll() is None
+
+
+def test_several_programs_stream_into_one_viewer(live_viewer):
+    fmt = ImageFormat(64, 32, color_model="RGB", channel_datatype="U8")
+    left = np.zeros((32, 64, 3), np.uint8)
+    left[..., 2] = 255  # blue, drawn below
+    right = np.zeros((16, 16, 3), np.uint8)
+    right[..., 1] = 255  # green 16x16, on top (later entity path at equal draw order)
+    socks = [
+        send(live_viewer.port, rrd_stream([image_chunk("a", left, fmt, step=0)], rec="r1", end=False), close=False),
+        send(live_viewer.port, rrd_stream([image_chunk("b", right, ImageFormat(16, 16, color_model="RGB", channel_datatype="U8"), step=0)], rec="r2", end=False), close=False),
+    ]
+
+    def ok(png):
+        return window_pixel(png, 40, 20) == (0, 0, 255, 255) and window_pixel(png, 5, 5) == GREEN
+
+    png = live_viewer.screenshot_until(ok)
+    assert window_pixel(png, 40, 20) == (0, 0, 255, 255)
+    assert window_pixel(png, 5, 5) == GREEN
+    for s in socks:
+        s.close()
+
+
+# ----------------------------------------------------------------------- in-process
+
+
+@pytest.fixture
+def nv12_viewer(xvfb_display):
+    from pixelrun.engine.store import ChunkStore
+    from pixelrun.engine.viewer import Viewer
+    from pixelrun.engine.viewer_data import ViewerData
+    from pixelrun.kernels.formats import PixelFormat
+
+    fmt = ImageFormat(64, 48, pixel_format=PixelFormat.NV12)
+    buf = np.random.default_rng(0).integers(0, 256, fmt.byte_count(), dtype=np.uint8)
+    data = ViewerData(ChunkStore(memory_limit=None))
+    data.ingest([image_chunk("cam", buf, fmt, step=0)])
+    v = Viewer(data, size=(800, 600))
+    v.canvas.force_draw()
+    v.nv12 = (buf, fmt)
+    yield v
+    v.close()
+
+
+def _move(v, px, py, buttons=()):
+    v._on_pointer({"event_type": "pointer_move", "x": px, "y": py, "buttons": buttons, "button": 0})
+
+
+def test_hover_reads_the_raw_nv12_samples_under_the_cursor(nv12_viewer):
+    v = nv12_viewer
+    buf, fmt = v.nv12
+    u, w = 11, 21
+    px, py = v.view.image_to_window(u + 0.5, w + 0.5)
+    _move(v, px, py)
+    v.canvas.force_draw()
+    ro = v.readout
+    assert (ro.x, ro.y) == (u, w)
+    n, cw = 64 * 48, 32
+    expected = (
+        ("Y", int(buf[w * 64 + u])),
+        ("U", int(buf[n + (w // 2) * 2 * cw + (u // 2) * 2])),
+        ("V", int(buf[n + (w // 2) * 2 * cw + (u // 2) * 2 + 1])),
+    )
+    assert ro.raw == expected
+    # off the image: no readout
+    _move(v, 5, 5)  # over the entity panel
+    v.canvas.force_draw()
+    assert v.readout is None
+
+
+def test_wheel_zooms_about_the_cursor_drag_pans_and_f_fits(nv12_viewer):
+    v = nv12_viewer
+    fit_scale = v.view.scale
+    area = v.image_area()
+    cx, cy = area.x + area.w / 2, area.y + area.h / 2
+    under = v.view.window_to_image(cx, cy)
+    v._on_wheel({"event_type": "wheel", "x": cx, "y": cy, "dx": 0, "dy": -200})
+    assert v.view.scale > fit_scale
+    assert v.view.window_to_image(cx, cy) == under
+    before = (v.view.offset_x, v.view.offset_y)
+    v._on_pointer({"event_type": "pointer_down", "x": cx, "y": cy, "button": 1, "buttons": (1,)})
+    _move(v, cx + 30, cy - 10, buttons=(1,))
+    v._on_pointer({"event_type": "pointer_up", "x": cx + 30, "y": cy - 10, "button": 1, "buttons": ()})
+    assert (v.view.offset_x, v.view.offset_y) == (before[0] + 30, before[1] - 10)
+    v._on_key({"event_type": "key_down", "key": "f"})
+    assert v.view.mode == "fit" and v.view.scale == fit_scale
+    v._on_key({"event_type": "key_down", "key": "1"})
+    assert v.view.scale == 1.0
+
+
+def test_key_s_saves_a_screenshot_of_the_window(nv12_viewer, tmp_path):
+    v = nv12_viewer
+    v._screenshot_dir = tmp_path
+    v._on_key({"event_type": "key_down", "key": "s"})
+    v.canvas.force_draw()
+    (png,) = list(tmp_path.glob("*.png"))
+    w, h = v.physical_size()
+    with Image.open(png) as im:
+        assert im.size == (w, h)
+        # above the fitted image (aspect 4:3 in a taller area): the window background
+        assert v.view.offset_y > 2
+        assert im.convert("RGBA").getpixel((w - 2, 2)) == (13, 13, 13, 255)
+    assert read_view_metadata(png)["canvas"] == [64, 48]
+
+
+# ----------------------------------------------------------------------- with the SDK
+
+# Seed example 1, unchanged but for the import line (the SDK's copy of the seed).
+SEED1_SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "seed_image_simple.py"
+
+SPAWN_PORT = 9876  # what spawn=True connects to (Rerun's default port)
+
+
+def _port_busy(port: int, wait: float = 0.0) -> bool:
+    """True when something listens on `port` (after waiting up to `wait` s for it to go)."""
+
+    def busy() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    return not wait_until(lambda: not busy(), timeout=wait, interval=0.5) if wait else busy()
+
+
+def test_seed_example_1_with_spawn_shows_its_pixels(xvfb_display, tmp_path):
+    if _port_busy(SPAWN_PORT, wait=60):
+        pytest.skip(f"port {SPAWN_PORT} is taken by another process; spawn=True needs it")
+    viewer = LiveViewer(tmp_path, port=SPAWN_PORT)
+    try:
+        r = subprocess.run([sys.executable, str(SEED1_SCRIPT)], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        png = viewer.screenshot_until(seed1_ok)
+        assert window_pixel(png, 10, 10) == RED
+        assert window_pixel(png, 100, 100) == GREEN
+        # spawn found the running viewer: no second one was started
+        assert viewer.proc.poll() is None
+    finally:
+        viewer.stop()
+
+
+def test_seed_example_3_send_columns_follows_to_the_last_step(xvfb_display, tmp_path):
+    """Static format + 20 buffers on `step`: the live view follows to step 19."""
+    if _port_busy(SPAWN_PORT, wait=60):
+        pytest.skip(f"port {SPAWN_PORT} is taken by another process; spawn=True needs it")
+    viewer = LiveViewer(tmp_path, port=SPAWN_PORT)
+    script = SEED1_SCRIPT.parent / "seed_image_send_columns.py"
+    blue, cyan = (0, 0, 255, 255), (0, 255, 255, 255)
+    try:
+        r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        # step 19: cyan in rows 50..149 of columns 190..289, blue elsewhere
+        png = viewer.screenshot_until(lambda p: window_pixel(p, 200, 100) == cyan)
+        assert window_pixel(png, 200, 100) == cyan
+        assert window_pixel(png, 10, 10) == blue
+        assert window_pixel(png, 185, 100) == blue
+        assert read_view_metadata(png)["time"] == 19
+    finally:
+        viewer.stop()
+
+
+STREAMER = r'''
+import sys, time
+import numpy as np
+import pixelrun as rr
+
+port, n = sys.argv[1], int(sys.argv[2])
+W, H = 1920, 1080
+frame = np.random.default_rng(0).integers(0, 256, W * H * 3 // 2, dtype=np.uint8).tobytes()
+rr.init("kill_test")
+rr.connect(f"127.0.0.1:{port}")
+t0 = time.monotonic()
+for i in range(n):
+    rr.set_time("frame", sequence=i)
+    rr.log("cam", rr.Image(bytes=frame, width=W, height=H, pixel_format=rr.PixelFormat.NV12))
+    if i == 10:
+        print("streaming", flush=True)
+    time.sleep(0.01)
+rr.flush()
+print(f"done {time.monotonic() - t0:.2f}", flush=True)
+'''
+
+KILL_BOUND_S = 60.0  # stated bound: extra time allowed after the viewer dies
+
+
+def _stream(tmp_path, port, n, kill: "LiveViewer | None" = None) -> tuple[float, str]:
+    script = tmp_path / "streamer.py"
+    script.write_text(STREAMER)
+    t0 = time.monotonic()
+    proc = subprocess.Popen([sys.executable, str(script), str(port), str(n)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if kill is not None:
+        assert proc.stdout.readline().strip() == "streaming"
+        kill.proc.kill()  # SIGKILL: no goodbye on the socket
+        kill.proc.wait()
+    return proc, t0
+
+
+def test_killing_the_viewer_mid_stream_does_not_hang_the_program(xvfb_display, tmp_path):
+    n = 150  # 1080p NV12 frames, about 3 MB each
+    # normal time: the same program with the viewer alive throughout
+    alive = LiveViewer(tmp_path)
+    try:
+        proc, t0 = _stream(tmp_path, alive.port, n)
+        out, err = proc.communicate(timeout=600)
+        normal = time.monotonic() - t0
+        assert proc.returncode == 0 and "done" in out, err
+    finally:
+        alive.stop()
+    victim = LiveViewer(tmp_path)
+    proc, t0 = _stream(tmp_path, victim.port, n, kill=victim)
+    try:
+        out, err = proc.communicate(timeout=normal + KILL_BOUND_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"program still running {normal + KILL_BOUND_S:.0f} s after start "
+                    f"(normal run {normal:.1f} s) although its viewer was killed")
+    assert proc.returncode == 0, err
+    assert "done" in out
+    print(f"normal run {normal:.1f} s; with the viewer killed {time.monotonic() - t0:.1f} s")
+    victim.stop()
+
+
+def test_spawn_without_a_display_warns_once_and_the_program_goes_on(tmp_path):
+    if _port_busy(SPAWN_PORT, wait=60):
+        pytest.skip(f"port {SPAWN_PORT} is taken by another process; spawn=True would connect to it")
+    script = tmp_path / "image_simple.py"
+    script.write_text(SEED1_SCRIPT.read_text() + "\nrr.log('image', rr.Image(image))\nprint('finished')\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "finished"
+    assert r.stderr.count("no display") == 1, r.stderr
+    assert not _port_busy(SPAWN_PORT)  # no viewer was left behind
+
+
+# ----------------------------------------------------------------------- timeline, overrides
+
+
+@pytest.fixture
+def two_step_viewer(xvfb_display):
+    """'cam' is red at step 0 and blue at step 1; 'top' (draw order 0) green 8x8 at step 0."""
+    from pixelrun.engine.store import ChunkStore
+    from pixelrun.engine.viewer import Viewer
+    from pixelrun.engine.viewer_data import ViewerData
+
+    fmt = ImageFormat(32, 16, color_model="RGB", channel_datatype="U8")
+    red = np.zeros((16, 32, 3), np.uint8)
+    red[..., 0] = 255
+    blue = np.zeros((16, 32, 3), np.uint8)
+    blue[..., 2] = 255
+    green = np.zeros((8, 8, 3), np.uint8)
+    green[..., 1] = 255
+    data = ViewerData(ChunkStore(memory_limit=None))
+    data.ingest([
+        image_chunk("cam", red, fmt, step=0),
+        image_chunk("cam", blue, fmt, step=1),
+        image_chunk("top", green, ImageFormat(8, 8, color_model="RGB", channel_datatype="U8"), step=0),
+    ])
+    v = Viewer(data, size=(800, 600))
+    v.canvas.force_draw()
+    yield v
+    v.close()
+
+
+def _shot(v, tmp_path, name):
+    path = tmp_path / f"{name}.png"
+    v.request_screenshot(str(path))
+    v.canvas.force_draw()
+    return path
+
+
+def test_follow_shows_the_newest_step_and_scrubbing_goes_back(two_step_viewer, tmp_path):
+    v = two_step_viewer
+    assert (v.data.playback.timeline, v.data.playback.time) == ("step", 1)
+    png = _shot(v, tmp_path, "newest")
+    assert window_pixel(png, 20, 12) == (0, 0, 255, 255)  # blue: step 1
+    assert window_pixel(png, 3, 3) == GREEN  # 'top' still holds its step-0 image (latest-at)
+    v.data.playback.follow = False
+    v.data.playback.time = 0
+    png = _shot(v, tmp_path, "step0")
+    assert window_pixel(png, 20, 12) == RED
+
+
+def test_entity_panel_overrides_change_the_picture(two_step_viewer, tmp_path):
+    from pixelrun.engine.viewer_data import EntityOverride
+
+    v = two_step_viewer
+    top = next(e for e in v.data.entities() if e.strip("/") == "top")
+    v.data.overrides[top] = EntityOverride(visible=False)
+    v.data.overrides_version += 1
+    png = _shot(v, tmp_path, "hidden")
+    assert window_pixel(png, 3, 3) == (0, 0, 255, 255)  # 'cam' shows through
+    cam = next(e for e in v.data.entities() if e.strip("/") == "cam")
+    v.data.overrides[top] = EntityOverride(visible=True)
+    v.data.overrides[cam] = EntityOverride(draw_order=5.0)  # now above 'top'
+    v.data.overrides_version += 1
+    png = _shot(v, tmp_path, "reordered")
+    assert window_pixel(png, 3, 3) == (0, 0, 255, 255)
+    v.data.overrides[cam] = EntityOverride(draw_order=5.0, opacity=0.0)
+    v.data.overrides_version += 1
+    png = _shot(v, tmp_path, "transparent")
+    assert window_pixel(png, 3, 3) == GREEN  # cam fully transparent: 'top' below it shows
+
+
+def test_panel_only_frames_reuse_the_composited_scene(two_step_viewer):
+    v = two_step_viewer
+    before = v.scene_draws
+    area = v.image_area()
+    for dx in range(3):  # hover moves: readout changes, the scene does not
+        _move(v, area.x + 10 + dx, area.y + 10)
+        v.canvas.force_draw()
+    assert v.scene_draws == before
+    v.data.ingest([image_chunk("cam", np.zeros((16, 32, 3), np.uint8),
+                               ImageFormat(32, 16, color_model="RGB", channel_datatype="U8"), step=2)])
+    v.canvas.force_draw()
+    assert v.scene_draws == before + 1  # new data: composited again
+    v._on_wheel({"event_type": "wheel", "x": area.x + 50, "y": area.y + 50, "dx": 0, "dy": -100})
+    v.canvas.force_draw()
+    assert v.scene_draws == before + 2  # zoom: composited again
+
+
+def test_data_that_does_not_change_the_shown_scene_costs_no_composite(two_step_viewer):
+    v = two_step_viewer
+    v.data.playback.follow = False
+    v.data.playback.time = 0
+    v.canvas.force_draw()
+    before = v.scene_draws
+    # a new frame at step 5: the cursor stays at step 0, the picture cannot change
+    v.data.ingest([image_chunk("cam", np.zeros((16, 32, 3), np.uint8),
+                               ImageFormat(32, 16, color_model="RGB", channel_datatype="U8"), step=5)])
+    v.canvas.force_draw()
+    assert v.scene_draws == before
+
+
+# ----------------------------------------------------------------------- real X input
+
+
+def test_real_mouse_and_keys_drive_hover_zoom_pan_and_screenshot(xvfb_display, tmp_path):
+    """Through the X server: hover reads NV12 samples, wheel zooms, drag pans, S saves."""
+    import glfw
+
+    from pixelrun.engine.store import ChunkStore
+    from pixelrun.engine.viewer import Viewer
+    from pixelrun.engine.viewer_data import ViewerData
+    from pixelrun.kernels.formats import PixelFormat
+
+    from viewer_helpers import FakeInput
+
+    fmt = ImageFormat(64, 48, pixel_format=PixelFormat.NV12)
+    buf = np.random.default_rng(1).integers(0, 256, fmt.byte_count(), dtype=np.uint8)
+    data = ViewerData(ChunkStore(memory_limit=None))
+    data.ingest([image_chunk("cam", buf, fmt, step=0)])
+    v = Viewer(data, size=(800, 600), screenshot_dir=str(tmp_path))
+    x = FakeInput()
+    seen: dict = {}
+
+    def screen(u, w):
+        px, py = v.view.image_to_window(u + 0.5, w + 0.5)
+        wx, wy = glfw.get_window_pos(v.canvas._window)
+        return wx + px, wy + py
+
+    def hover():
+        x.move(*screen(11, 21))
+
+    def zoom():
+        seen["readout"] = v.readout
+        seen["scale0"] = v.view.scale
+        x.wheel_up()
+
+    def drag():
+        seen["scale1"] = v.view.scale
+        seen["offset1"] = (v.view.offset_x, v.view.offset_y)
+        sx, sy = screen(30, 30)
+        x.move(sx, sy)
+        x.button(1, True)
+        x.move(sx + 40, sy + 25)
+        x.button(1, False)
+
+    def press_s():
+        seen["offset2"] = (v.view.offset_x, v.view.offset_y)
+        x.key("s")
+
+    # (action, condition that shows the window has processed it); polled, so a busy
+    # machine only makes the test slower
+    steps = [
+        (hover, lambda: v.readout is not None),
+        (zoom, lambda: v.view.scale != seen["scale0"]),
+        (drag, lambda: v._drag is None and (v.view.offset_x, v.view.offset_y) != seen["offset1"]),
+        (press_s, lambda: list(tmp_path.glob("pixelrun-*.png"))),
+    ]
+    deadline = time.monotonic() + 60
+
+    def tick():
+        if steps and time.monotonic() < deadline:
+            action, done = steps[0]
+            if not seen.get(id(action)):
+                seen[id(action)] = True
+                action()
+            elif done():
+                steps.pop(0)
+            v._loop.call_later(0.1, tick)
+        else:
+            v.close()
+
+    v._loop.call_later(1.0, tick)
+    try:
+        v.run()
+    finally:
+        x.close()
+    assert not steps, f"window did not react to step {steps[0][0].__name__}"
+    ro = seen["readout"]
+    assert ro is not None and (ro.x, ro.y) == (11, 21)
+    n = 64 * 48
+    uv = n + (21 // 2) * 64 + (11 // 2) * 2
+    assert ro.raw == (("Y", int(buf[21 * 64 + 11])), ("U", int(buf[uv])), ("V", int(buf[uv + 1])))
+    assert seen["scale1"] > seen["scale0"]
+    dx = seen["offset2"][0] - seen["offset1"][0]
+    dy = seen["offset2"][1] - seen["offset1"][1]
+    assert (dx, dy) == (40, 25)
+    assert len(list(tmp_path.glob("pixelrun-*.png"))) == 1
+
+
+def test_cli_errors_are_clear(xvfb_display, tmp_path):
+    r = subprocess.run(viewer_cmd(str(tmp_path / "missing.rrd"), "--port", "0"), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "cannot open" in r.stderr and "missing.rrd" in r.stderr
+    assert "listening" not in r.stdout  # a bad file fails before the port opens
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        r = subprocess.run(viewer_cmd("--port", str(port)), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "already in use" in r.stderr

@@ -1,0 +1,110 @@
+"""Helpers for the viewer tests: image chunks, .rrd byte streams, sockets."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Optional
+
+import numpy as np
+
+from pixelrun.engine import rrd
+from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn, buffer_column, format_column
+from pixelrun.kernels.formats import ImageFormat
+
+_counter = [0]
+
+
+def image_chunk(entity: str, pixels: np.ndarray, fmt: ImageFormat, step: Optional[int] = None) -> Chunk:
+    """One row: `pixels` (any array, taken as raw bytes) with `fmt`, at `step` (None: static)."""
+    _counter[0] += 1
+    row_ids = np.array([[time.time_ns(), _counter[0]]], dtype=np.uint64)
+    tls = {} if step is None else {"step": TimeColumn("sequence", np.array([step], np.int64))}
+    comps = {
+        IMAGE_BUFFER: buffer_column([np.ascontiguousarray(pixels).reshape(-1).view(np.uint8)]),
+        IMAGE_FORMAT: format_column([fmt]),
+    }
+    chunk_id = int(time.time_ns()).to_bytes(8, "big") + _counter[0].to_bytes(8, "big")
+    return Chunk(entity, row_ids, tls, comps, chunk_id=chunk_id)
+
+
+def rrd_stream(chunks, app: str = "test", rec: str = "rec-1", end: bool = True) -> bytes:
+    """A whole .rrd stream; without `end`, no End message (a live stream cut short)."""
+    store = rrd.StoreInfo(app, rec)
+    if end:
+        return rrd.encode_recording(store, chunks)
+    enc = rrd.RrdEncoder(store)
+    parts = [enc.stream_header(), enc.store_info()]
+    for c in chunks:
+        parts += [bytes(p) for p in enc.chunk(c)]
+    return b"".join(parts)
+
+
+def send(port: int, data: bytes, *, host: str = "127.0.0.1", close: bool = True) -> socket.socket:
+    s = socket.create_connection((host, port), timeout=10)
+    s.sendall(data)
+    if close:
+        s.close()
+    return s
+
+
+def wait_until(cond, timeout: float = 20.0, interval: float = 0.02) -> bool:
+    """Poll `cond()` until true or the timeout passes (waiting, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(interval)
+    return bool(cond())
+
+
+class FakeInput:
+    """Real X input events through the XTEST extension (libXtst), so a test drives the
+    window through the whole event path: X server -> glfw -> rendercanvas -> imgui ->
+    the viewer's handlers."""
+
+    def __init__(self) -> None:
+        import ctypes
+        import ctypes.util
+
+        c = ctypes
+        self.x11 = c.CDLL(ctypes.util.find_library("X11") or "libX11.so.6")
+        self.xt = c.CDLL(ctypes.util.find_library("Xtst") or "libXtst.so.6")
+        self.x11.XOpenDisplay.restype = c.c_void_p
+        self.x11.XOpenDisplay.argtypes = [c.c_char_p]
+        self.x11.XSync.argtypes = [c.c_void_p, c.c_int]
+        self.x11.XCloseDisplay.argtypes = [c.c_void_p]
+        self.x11.XStringToKeysym.argtypes = [c.c_char_p]
+        self.x11.XStringToKeysym.restype = c.c_ulong
+        self.x11.XKeysymToKeycode.argtypes = [c.c_void_p, c.c_ulong]
+        self.x11.XKeysymToKeycode.restype = c.c_ubyte
+        self.xt.XTestFakeMotionEvent.argtypes = [c.c_void_p, c.c_int, c.c_int, c.c_int, c.c_ulong]
+        self.xt.XTestFakeButtonEvent.argtypes = [c.c_void_p, c.c_uint, c.c_int, c.c_ulong]
+        self.xt.XTestFakeKeyEvent.argtypes = [c.c_void_p, c.c_uint, c.c_int, c.c_ulong]
+        self.dpy = self.x11.XOpenDisplay(None)
+        if not self.dpy:
+            raise RuntimeError("cannot open the X display for XTEST")
+
+    def _sync(self) -> None:
+        self.x11.XSync(self.dpy, 0)
+
+    def move(self, x: float, y: float) -> None:
+        self.xt.XTestFakeMotionEvent(self.dpy, -1, int(x), int(y), 0)
+        self._sync()
+
+    def button(self, n: int, down: bool) -> None:
+        self.xt.XTestFakeButtonEvent(self.dpy, n, int(down), 0)
+        self._sync()
+
+    def wheel_up(self) -> None:
+        self.button(4, True)
+        self.button(4, False)
+
+    def key(self, name: str) -> None:
+        code = self.x11.XKeysymToKeycode(self.dpy, self.x11.XStringToKeysym(name.encode()))
+        self.xt.XTestFakeKeyEvent(self.dpy, code, 1, 0)
+        self.xt.XTestFakeKeyEvent(self.dpy, code, 0, 0)
+        self._sync()
+
+    def close(self) -> None:
+        self.x11.XCloseDisplay(self.dpy)
