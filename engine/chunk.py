@@ -24,6 +24,24 @@ IMAGE_DRAW_ORDER = "Image:draw_order"
 TIMELINE_KINDS = ("sequence", "duration", "timestamp")
 
 
+def format_time(kind: str, t: Optional[int]) -> str:
+    """A time point as a person reads it: #n, seconds, or a UTC timestamp (µs)."""
+    if t is None:
+        return "-"
+    if kind == "sequence":
+        return f"#{t}"
+    if kind == "duration":
+        return f"{t / 1e9:.3f} s"
+    import datetime
+
+    secs, ns = divmod(int(t), 1_000_000_000)
+    try:
+        stamp = datetime.datetime.fromtimestamp(secs, datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):  # beyond datetime's years
+        return f"{t} ns"
+    return stamp.strftime("%Y-%m-%d %H:%M:%S") + f".{ns // 1000:06d}Z"
+
+
 @dataclass
 class TimeColumn:
     """One timeline's values for every row of a chunk (int64: ticks or nanoseconds)."""

@@ -15,26 +15,8 @@ import sys
 import warnings
 from typing import Optional
 
-from pixelrun.engine.chunk import IMAGE_FORMAT
+from pixelrun.engine.chunk import IMAGE_FORMAT, format_time
 from pixelrun.engine.store import ChunkStore, StoreWarning
-
-
-def format_time(kind: str, t: Optional[int]) -> str:
-    """A time point as a person reads it: #n, seconds, or an ISO-8601 UTC timestamp."""
-    if t is None:
-        return "-"
-    if kind == "sequence":
-        return f"#{t}"
-    if kind == "duration":
-        return f"{t / 1e9:.3f}s"
-    import datetime
-
-    secs, ns = divmod(int(t), 1_000_000_000)
-    try:
-        stamp = datetime.datetime.fromtimestamp(secs, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    except (OverflowError, OSError, ValueError):
-        return f"{t}ns"
-    return f"{stamp}.{ns:09d}Z"
 
 
 def human_bytes(n: int) -> str:

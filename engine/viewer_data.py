@@ -13,11 +13,10 @@ playing or not, at what speed, and whether it follows the newest data.
 from __future__ import annotations
 
 import dataclasses
-import time as _time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
-from pixelrun.engine.chunk import Chunk
+from pixelrun.engine.chunk import Chunk, format_time
 from pixelrun.engine.scene import Layer, order_layers
 
 __all__ = ["EntityOverride", "Playback", "ViewerData", "TimelineInfo", "format_time"]
@@ -33,18 +32,6 @@ class TimelineInfo:
     kind: str  # "sequence", "duration", "timestamp"
     lo: int
     hi: int
-
-
-def format_time(kind: str, t: Optional[int]) -> str:
-    """A time point as the timeline panel shows it."""
-    if t is None:
-        return "-"
-    if kind == "sequence":
-        return f"#{t}"
-    if kind == "duration":
-        return f"{t / 1e9:.3f} s"
-    secs, ns = divmod(int(t), 1_000_000_000)
-    return _time.strftime("%Y-%m-%d %H:%M:%S", _time.gmtime(secs)) + f".{ns // 1000:06d}Z"
 
 
 @dataclass
