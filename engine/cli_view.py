@@ -19,7 +19,8 @@ import re
 import signal
 import sys
 
-from pixelrun.engine.viewer_server import DEFAULT_BIND, DEFAULT_PORT
+from pixelrun.engine import rrd
+from pixelrun.engine.viewer_server import DEFAULT_BIND
 
 DEFAULT_WINDOW_SIZE = (1280, 720)
 
@@ -34,7 +35,8 @@ def _window_size(text: str) -> tuple[int, int]:
 def register(sub) -> None:
     p = sub.add_parser("view", help="open the viewer window (live data and/or .rrd files)")
     p.add_argument("recordings", nargs="*", metavar="REC.rrd", help=".rrd files to open")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
+    port = rrd.default_port()  # PIXELRUN_PORT, else Rerun's 9876: where spawn/connect look
+    p.add_argument("--port", type=int, default=port, help=f"TCP port to listen on (default {port}, from PIXELRUN_PORT or Rerun's 9876; 0 picks a free one)")
     p.add_argument("--bind", default=DEFAULT_BIND, help=f"address to listen on (default {DEFAULT_BIND}; 0.0.0.0 exposes the viewer to the network)")
     p.add_argument("--no-listen", action="store_true", help="do not listen for live data")
     p.add_argument("--screenshot-to", metavar="PNG", help="draw one frame, save it as PNG, exit")

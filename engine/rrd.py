@@ -82,6 +82,25 @@ FOURCC = b"RRF2"
 RERUN_VERSION = (0, 41, 0)  # the version we claim to write, as Rerun files carry it
 STREAM_HEADER_SIZE = 12
 MESSAGE_HEADER_SIZE = 16
+
+# The TCP port a live .rrd stream goes to by default: Rerun's 9876, so `spawn=True`
+# and `rr.connect()` find a viewer where Rerun users expect one. PIXELRUN_PORT moves
+# both ends at once (the SDK's spawn/connect and `pixelrun view`), e.g. for tests.
+RERUN_DEFAULT_PORT = 9876
+
+
+def default_port() -> int:
+    """The live-stream port: PIXELRUN_PORT when set, else Rerun's 9876."""
+    value = os.environ.get("PIXELRUN_PORT", "").strip()
+    if not value:
+        return RERUN_DEFAULT_PORT
+    try:
+        port = int(value)
+    except ValueError:
+        raise ValueError(f"PIXELRUN_PORT must be a TCP port number, got {value!r}") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"PIXELRUN_PORT must be in 1..65535, got {port}")
+    return port
 STREAM_FOOTER_SIZE = 32
 FOOTER_ID = b"FOOT"
 

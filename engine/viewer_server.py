@@ -23,6 +23,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional, Protocol
 
+from pixelrun.engine import rrd
 from pixelrun.engine.chunk import Chunk
 
 __all__ = [
@@ -40,7 +41,7 @@ __all__ = [
 log = logging.getLogger("pixelrun.viewer")
 
 DEFAULT_BIND = "127.0.0.1"
-DEFAULT_PORT = 9876
+DEFAULT_PORT = rrd.RERUN_DEFAULT_PORT  # `pixelrun view` itself honours PIXELRUN_PORT
 # A single message bigger than this is refused (the largest plausible image message,
 # an 8K RGBA f64 frame, is about 1 GiB; a hostile length must not allocate).
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 30
@@ -92,7 +93,6 @@ class RrdStreamDecoder:
     """
 
     def __init__(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        from pixelrun.engine import rrd  # noqa: PLC0415
 
         self._rrd = rrd
         self._dec = rrd.RrdDecoder(max_message_bytes=max_message_bytes)

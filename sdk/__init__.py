@@ -166,7 +166,7 @@ def memory_recording(recording: Optional[RecordingStream] = None) -> Optional[Me
 
 
 def connect(addr: Optional[str] = None, *, recording: Optional[RecordingStream] = None, **_: Any) -> None:
-    """Stream to a viewer over TCP ("host:port", default 127.0.0.1:9876)."""
+    """Stream to a viewer over TCP ("host:port", default 127.0.0.1:PIXELRUN_PORT or 9876)."""
     rec = _rec(recording)
     if rec is not None:
         rec.connect(addr)
@@ -181,8 +181,11 @@ def connect_grpc(url: Optional[str] = None, *, recording: Optional[RecordingStre
         rec.connect_grpc(url)
 
 
-def spawn(*, port: int = 9876, connect: bool = True, recording: Optional[RecordingStream] = None, **_: Any) -> None:
-    """Start the pixelrun viewer (if available) and stream to it."""
+def spawn(*, port: Optional[int] = None, connect: bool = True, recording: Optional[RecordingStream] = None, **_: Any) -> None:
+    """Start the pixelrun viewer (if available) and stream to it.
+
+    port: default PIXELRUN_PORT, else 9876 (Rerun's).
+    """
     rec = _rec(recording)
     if rec is not None:
         rec.spawn(port=port, connect=connect)

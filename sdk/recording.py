@@ -37,7 +37,6 @@ from pixelrun.timeline import (
 
 __all__ = ["RecordingStream", "entity_path"]
 
-DEFAULT_PORT = 9876
 # Characters an entity path part may hold unescaped: letters and digits (Unicode
 # included), '_', '-', '.'; anything else is escaped with a backslash (SPEC 5).
 _ALLOWED = re.compile(r"[^\w\-.]")
@@ -422,7 +421,7 @@ class RecordingStream:
         127.0.0.1:9876). Never blocks: data queues until the viewer is reachable."""
         if self._save_path:
             return
-        self._set_sinks([TcpSink(addr or f"127.0.0.1:{DEFAULT_PORT}")])
+        self._set_sinks([TcpSink(addr or f"127.0.0.1:{rrd.default_port()}")])
 
     connect_tcp = connect
 
@@ -434,12 +433,13 @@ class RecordingStream:
             addr = m.group(1) if m else url
         self.connect(addr)
 
-    def spawn(self, port: int = DEFAULT_PORT, connect: bool = True, **_: Any) -> None:
+    def spawn(self, port: Optional[int] = None, connect: bool = True, **_: Any) -> None:
         """Start the pixelrun viewer (when available) and stream to it."""
         if self._save_path:
             return
         from pixelrun.spawn import spawn_viewer
 
+        port = rrd.default_port() if port is None else port
         if spawn_viewer(port) and connect:
             self.connect(f"127.0.0.1:{port}")
 

@@ -330,3 +330,16 @@ def test_random_corruption_never_raises():
         for i in range(0, len(bad), 97):  # and the same, fed in pieces
             dec.feed(bytes(bad[i:i + 97]))
         dec.finish()
+
+
+def test_default_port_is_reruns_unless_pixelrun_port_says_otherwise(monkeypatch):
+    from pixelrun.engine.rrd import default_port
+
+    monkeypatch.delenv("PIXELRUN_PORT", raising=False)
+    assert default_port() == 9876
+    monkeypatch.setenv("PIXELRUN_PORT", "12345")
+    assert default_port() == 12345
+    for bad in ("abc", "0", "70000"):
+        monkeypatch.setenv("PIXELRUN_PORT", bad)
+        with pytest.raises(ValueError, match="PIXELRUN_PORT"):
+            default_port()

@@ -283,7 +283,14 @@ def test_key_s_saves_a_screenshot_of_the_window(nv12_viewer, tmp_path):
 # Seed example 1, unchanged but for the import line (the SDK's copy of the seed).
 SEED1_SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "seed_image_simple.py"
 
-SPAWN_PORT = 9876  # what spawn=True connects to (Rerun's default port)
+@pytest.fixture
+def spawn_port(monkeypatch):
+    """A free port for spawn=True, given to the child scripts through PIXELRUN_PORT."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("PIXELRUN_PORT", str(port))
+    return port
 
 
 def _port_busy(port: int, wait: float = 0.0) -> bool:
@@ -299,10 +306,8 @@ def _port_busy(port: int, wait: float = 0.0) -> bool:
     return not wait_until(lambda: not busy(), timeout=wait, interval=0.5) if wait else busy()
 
 
-def test_seed_example_1_with_spawn_shows_its_pixels(xvfb_display, tmp_path):
-    if _port_busy(SPAWN_PORT, wait=60):
-        pytest.skip(f"port {SPAWN_PORT} is taken by another process; spawn=True needs it")
-    viewer = LiveViewer(tmp_path, port=SPAWN_PORT)
+def test_seed_example_1_with_spawn_shows_its_pixels(xvfb_display, tmp_path, spawn_port):
+    viewer = LiveViewer(tmp_path, port=spawn_port)
     try:
         r = subprocess.run([sys.executable, str(SEED1_SCRIPT)], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
@@ -315,11 +320,9 @@ def test_seed_example_1_with_spawn_shows_its_pixels(xvfb_display, tmp_path):
         viewer.stop()
 
 
-def test_seed_example_3_send_columns_follows_to_the_last_step(xvfb_display, tmp_path):
+def test_seed_example_3_send_columns_follows_to_the_last_step(xvfb_display, tmp_path, spawn_port):
     """Static format + 20 buffers on `step`: the live view follows to step 19."""
-    if _port_busy(SPAWN_PORT, wait=60):
-        pytest.skip(f"port {SPAWN_PORT} is taken by another process; spawn=True needs it")
-    viewer = LiveViewer(tmp_path, port=SPAWN_PORT)
+    viewer = LiveViewer(tmp_path, port=spawn_port)
     script = SEED1_SCRIPT.parent / "seed_image_send_columns.py"
     blue, cyan = (0, 0, 255, 255), (0, 255, 255, 255)
     try:
@@ -397,9 +400,7 @@ def test_killing_the_viewer_mid_stream_does_not_hang_the_program(xvfb_display, t
     victim.stop()
 
 
-def test_spawn_without_a_display_warns_once_and_the_program_goes_on(tmp_path):
-    if _port_busy(SPAWN_PORT, wait=60):
-        pytest.skip(f"port {SPAWN_PORT} is taken by another process; spawn=True would connect to it")
+def test_spawn_without_a_display_warns_once_and_the_program_goes_on(tmp_path, spawn_port):
     script = tmp_path / "image_simple.py"
     script.write_text(SEED1_SCRIPT.read_text() + "\nrr.log('image', rr.Image(image))\nprint('finished')\n")
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
@@ -407,7 +408,7 @@ def test_spawn_without_a_display_warns_once_and_the_program_goes_on(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "finished"
     assert r.stderr.count("no display") == 1, r.stderr
-    assert not _port_busy(SPAWN_PORT)  # no viewer was left behind
+    assert not _port_busy(spawn_port)  # no viewer was left behind
 
 
 # ----------------------------------------------------------------------- timeline, overrides
