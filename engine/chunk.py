@@ -8,6 +8,7 @@ column names, types and field metadata, so files interoperate.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -151,10 +152,51 @@ def component_metadata(component: str) -> dict[str, str]:
     }
 
 
-def normalize_entity_path(path: str) -> str:
-    """'/a/b' form: leading slash, empty parts dropped (SPEC 5)."""
-    parts = [p for p in str(path).split("/") if p]
-    return "/" + "/".join(parts)
+# An entity path part may hold letters and digits (Unicode included), '_', '-' and
+# '.' as they are; anything else is written with a backslash before it (SPEC 5).
+_SPECIAL = re.compile(r"[^\w\-.]")
+_PLAIN_PATH = re.compile(r"[\w\-./]*")
+
+
+def escape_entity_part(part: str) -> str:
+    """One literal part (e.g. from a list of parts), every special character escaped."""
+    return _SPECIAL.sub(lambda m: "\\" + m.group(0), part)
+
+
+def _parse_parts(text: str) -> list[str]:
+    """Split a path string on unescaped '/', keeping `\\x` escapes and escaping the rest."""
+    parts, cur, i = [], [], 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):  # an escape: kept exactly as written
+            cur.append(text[i : i + 2])
+            i += 2
+            continue
+        if c == "/":
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(escape_entity_part(c))
+        i += 1
+    parts.append("".join(cur))
+    return parts
+
+
+def normalize_entity_path(path) -> str:
+    """The one entity-path rule of SPEC 5, for the SDK and the engine alike.
+
+    A string is split on '/', a leading '/' is optional, empty parts are dropped,
+    `\\x` escapes are kept and other special characters are escaped; a list or tuple
+    gives literal parts, each fully escaped (a backslash in it becomes `\\\\`).
+    Paths already in normal form (what files hold) come back unchanged.
+    """
+    if isinstance(path, (list, tuple)):
+        parts = [escape_entity_part(str(p)) for p in path]
+    else:
+        text = str(path)
+        # fast path: most paths hold no special character at all
+        parts = text.split("/") if _PLAIN_PATH.fullmatch(text) else _parse_parts(text)
+    return "/" + "/".join(p for p in parts if p)
 
 
 def tuid_to_str(prefix: str, time_ns: int, inc: int) -> str:

@@ -68,10 +68,14 @@ def init(
 
 
 def new_recording(application_id: str, *, recording_id: Optional[str] = None,
-                  make_default: bool = False, spawn: bool = False, **_: Any) -> RecordingStream:
-    """A further recording stream (optionally made the global one)."""
+                  make_default: bool = False, spawn: bool = False,
+                  strict: Optional[bool] = None, **_: Any) -> RecordingStream:
+    """A further recording stream (optionally made the global one).
+
+    `strict` applies to this recording only (None: follow the process setting).
+    """
     global _global
-    rec = RecordingStream(application_id, recording_id=recording_id, spawn=spawn)
+    rec = RecordingStream(application_id, recording_id=recording_id, spawn=spawn, strict=strict)
     if make_default:
         _global = rec
     return rec

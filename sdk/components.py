@@ -83,6 +83,19 @@ class ImageFormat(formats.ImageFormat):
 
     component_name = IMAGE_FORMAT
 
+    def __init__(self, width: Any, height: Any, *, pixel_format: Any = None,
+                 color_model: Any = None, channel_datatype: Any = None) -> None:
+        try:
+            super().__init__(width, height, pixel_format, color_model, channel_datatype)
+            object.__setattr__(self, "error", None)
+        except (TypeError, ValueError) as exc:
+            # Like every bad input, reported when logged, with the entity path, as a
+            # warning (or ValueError when strict); building the component never raises.
+            for name, value in (("width", width), ("height", height), ("pixel_format", pixel_format),
+                                ("color_model", color_model), ("channel_datatype", channel_datatype)):
+                object.__setattr__(self, name, value)
+            object.__setattr__(self, "error", f"ImageFormat: {exc}")
+
     def as_row(self) -> dict:
         return {IMAGE_FORMAT: formats.ImageFormat(
             self.width, self.height, pixel_format=self.pixel_format,

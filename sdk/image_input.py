@@ -26,11 +26,14 @@ __all__ = ["array_to_image", "bytes_to_image", "as_byte_rows", "DeferredBytes", 
 _DEFAULT_MODEL = {1: ColorModel.L, 3: ColorModel.RGB, 4: ColorModel.RGBA}
 
 # PIL modes whose pixels NumPy exposes directly; others are converted by PIL first.
-_PIL_DIRECT = {"L", "RGB", "RGBA", "I;16", "I", "F"}
+# (I;16B arrives big-endian and is byte-swapped like any big-endian array.)
+_PIL_DIRECT = {"L", "RGB", "RGBA", "I;16", "I;16L", "I;16B", "I", "F"}
 
 
 def _from_pil(img) -> np.ndarray:
-    if img.mode not in _PIL_DIRECT:
+    if img.mode == "1":  # bilevel: one channel, shown as 0 / 255
+        img = img.convert("L")
+    elif img.mode not in _PIL_DIRECT:
         img = img.convert("RGBA" if "A" in img.getbands() or img.mode == "P" else "RGB")
     return np.asarray(img)  # PIL hands out a fresh buffer: this is our one copy
 
@@ -199,7 +202,8 @@ def _bytes_view(data: Any, what: str = "bytes") -> Any:
             arr = np.array(arr, order="C", copy=True)
         return arr.reshape(-1).view(np.uint8)
     try:
-        return np.frombuffer(bytes(data), dtype=np.uint8)
+        # memoryview, not bytes(): bytes(16) would silently make 16 zero bytes
+        return np.frombuffer(memoryview(data).tobytes(), dtype=np.uint8)
     except Exception:  # noqa: BLE001
         raise ValueError(f"{what}= must be bytes-like or an array, got {type(data).__name__}") from None
 

@@ -24,6 +24,7 @@ from pixelrun.batcher import Batcher, BatcherConfig, Row
 from pixelrun.components import ComponentColumn
 from pixelrun.engine import rrd
 from pixelrun.engine.chunk import (
+    normalize_entity_path,
     IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn as ChunkTimeColumn, to_record_batch,
 )
 from pixelrun.image_input import check_buffer
@@ -37,20 +38,14 @@ from pixelrun.timeline import (
 
 __all__ = ["RecordingStream", "entity_path"]
 
-# Characters an entity path part may hold unescaped: letters and digits (Unicode
-# included), '_', '-', '.'; anything else is escaped with a backslash (SPEC 5).
-_ALLOWED = re.compile(r"[^\w\-.]")
-
-
 def entity_path(path: Any) -> str:
-    """Normalised entity path: '/a/b', empty parts dropped, odd characters escaped."""
-    if isinstance(path, (list, tuple)):
-        parts = [str(p) for p in path]
-    else:
-        parts = [p for p in str(path).split("/") if p]
-    esc = [p if not _ALLOWED.search(p) or "\\" in p else _ALLOWED.sub(lambda m: "\\" + m.group(0), p)
-           for p in parts if p]
-    return "/" + "/".join(esc)
+    """Normalised entity path: '/a/b', empty parts dropped, odd characters escaped (SPEC 5)."""
+    return normalize_entity_path(path)
+
+
+def reserved_part(path: str) -> Optional[str]:
+    """The first part of a normalised path that starts with '__' (reserved), or None."""
+    return next((p for p in path.split("/") if p.startswith("__")), None)
 
 
 def _blob_size(v: Any) -> int:
@@ -215,6 +210,10 @@ class RecordingStream:
         the row is dropped. Returns without waiting on I/O.
         """
         path = entity_path(entity_path_)
+        if reserved_part(path):
+            self._report(f"{path}: entity path parts starting with '__' are reserved "
+                         f"(got {reserved_part(path)!r}); row dropped", strict)
+            return
         static = static or timeless
         items = list(entity) if isinstance(entity, (list, tuple)) else [entity]
         items.extend(extra)
@@ -222,11 +221,16 @@ class RecordingStream:
         if not row:
             return
         buf, fmt = row.get(IMAGE_BUFFER), row.get(IMAGE_FORMAT)
-        if buf is not None and fmt is None:
-            msg = check_buffer(buf, self._static_formats.get(path))
-            if msg:
-                self._report(f"{path}: {msg} (format from the static ImageFormat); row dropped", strict)
-                return
+        if buf is not None:
+            # Checked here, where the mistake is (SPEC 1): against the row's own format,
+            # and for temporal rows also against a static ImageFormat, which shadows
+            # theirs (SPEC 5) and is therefore the one the buffer will be read with.
+            static_fmt = None if static else self._static_formats.get(path)
+            for against, source in ((fmt, "ImageFormat"), (static_fmt, "static ImageFormat")):
+                msg = check_buffer(buf, against)
+                if msg:
+                    self._report(f"{path}: {msg} (format from the {source}); row dropped", strict)
+                    return
         if static and fmt is not None:
             self._static_formats[path] = fmt
         nbytes = _blob_size(buf) + 64
@@ -250,6 +254,10 @@ class RecordingStream:
         """Log many rows at once: `indexes`/`times` are time columns (none = static),
         `columns`/`components` are component columns (length N, or 1 to repeat)."""
         path = entity_path(entity_path_)
+        if reserved_part(path):
+            self._report(f"{path}: entity path parts starting with '__' are reserved "
+                         f"(got {reserved_part(path)!r}); columns dropped", strict)
+            return
         self._send_columns(path, indexes if indexes is not None else times,
                            columns if columns is not None else components, strict)
 
