@@ -24,6 +24,20 @@ IMAGE_DRAW_ORDER = "Image:draw_order"
 
 TIMELINE_KINDS = ("sequence", "duration", "timestamp")
 
+# Timelines the SDK stamps on every row by itself (like Rerun's log_time/log_tick).
+AUTOMATIC_TIMELINES = ("log_time", "log_tick")
+
+
+def user_timelines(names) -> list[str]:
+    """The timelines a user logged on (automatic ones left out), sorted by name."""
+    return sorted(n for n in names if n not in AUTOMATIC_TIMELINES)
+
+
+def default_timeline(names) -> Optional[str]:
+    """The timeline a view uses when none is chosen: the first user timeline by name,
+    else the first automatic one; None when there are no timelines (static data only)."""
+    return (user_timelines(names) or sorted(names) or [None])[0]
+
 
 def format_time(kind: str, t: Optional[int]) -> str:
     """A time point as a person reads it: #n, seconds, or a UTC timestamp (µs)."""

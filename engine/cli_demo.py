@@ -19,6 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from pixelrun.engine.chunk import user_timelines
 from pixelrun.engine.cli_formats import parse_size
 from pixelrun.engine.convert import BACKENDS, choose_backend, convert
 from pixelrun.kernels.samples import all_samples
@@ -61,7 +62,7 @@ def render_examples(out_dir, backend: str) -> list[Path]:
         rrd = out / f"{name}.rrd"
         record_example(name, rrd)
         store = open_source(str(rrd))
-        timelines = [t for t in store.timelines() if t not in ("log_time", "log_tick")]
+        timelines = user_timelines(store.timelines())
         if timelines:  # one PNG per time point of the example's own timeline
             tl = timelines[0]
             for t in time_points(store, tl):

@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from pixelrun.engine import chunk
 from pixelrun.engine.convert import choose_backend
 from pixelrun.engine.scene import Layer, scene_at, times_of
 
@@ -45,7 +46,6 @@ __all__ = [
 ]
 
 BACKENDS = ("wgpu", "numpy", "cupy", "auto")
-_AUTOMATIC_TIMELINES = ("log_time", "log_tick")
 
 _renderer = None
 
@@ -104,11 +104,7 @@ def open_source(source):
 
 def default_timeline(store) -> Optional[str]:
     """The timeline a render uses when none is named (see the module docstring)."""
-    names = sorted(store.timelines())
-    if not names:
-        return None
-    user = [n for n in names if n not in _AUTOMATIC_TIMELINES]
-    return (user or names)[0]
+    return chunk.default_timeline(store.timelines())
 
 
 def check_timeline(store, timeline: Optional[str]) -> None:

@@ -16,13 +16,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
-from pixelrun.engine.chunk import Chunk, format_time
+from pixelrun.engine.chunk import Chunk, default_timeline, format_time
 from pixelrun.engine.scene import Layer, order_layers
 
 __all__ = ["EntityOverride", "Playback", "ViewerData", "TimelineInfo", "format_time"]
 
 # Rerun's automatic timelines: chosen last when picking the default timeline.
-AUTO_TIMELINES = ("log_time", "log_tick")
 SEQUENCE_STEPS_PER_SECOND = 10.0  # playback speed 1.0 on a sequence timeline
 
 
@@ -161,10 +160,7 @@ class ViewerData:
         pb.follow = False
 
     def default_timeline(self, infos: list[TimelineInfo]) -> Optional[str]:
-        user = [i.name for i in infos if i.name not in AUTO_TIMELINES]
-        if user:
-            return sorted(user)[0]
-        return infos[0].name if infos else None
+        return default_timeline([i.name for i in infos])
 
     def sync_playback(self) -> Optional[TimelineInfo]:
         """Pick a timeline if none, clamp the cursor, follow newest; the current info."""
