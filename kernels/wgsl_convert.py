@@ -2,14 +2,18 @@
 
 The raw bytes are uploaded once, as they are, into a storage buffer (padded only at
 the end to a multiple of 4 bytes, because WGSL storage buffers are arrays of u32);
-compute shaders in ``kernels/wgsl/`` read every sample by byte address and write an
-``rgba8unorm`` storage texture: RGB is never padded, F16 and the 64-bit types are
-decoded on the device. When SPEC 3.1's value range needs min/max, two reduction
-passes on the device compute it and write the range into a small storage buffer the
-decode pass reads, so the whole conversion is one submission with no CPU round trip.
+compute shaders in ``kernels/wgsl/`` read every sample by byte address and write packed
+RGBA8 words (R in the low byte) into a storage buffer, several pixels per invocation, rows
+padded to 256 bytes; ``copy_buffer_to_texture`` then puts them into an ``rgba8unorm``
+texture (on CPU drivers such as lavapipe this is much faster than storage-texture writes).
+RGB is never padded, F16 and the 64-bit types are decoded on the device. When SPEC 3.1's
+value range needs min/max, two reduction passes on the device compute it and write the
+range into a small storage buffer the decode pass reads, so the whole conversion is one
+submission with no CPU round trip.
 
 Images larger than the device's maximum texture size are decoded into several tiles
-(``DecodedTile``), each a texture of at most ``max_tile`` texels per side.
+(``DecodedTile``), each a texture of at most ``max_tile`` texels per side; a tile whose
+output buffer would exceed the storage binding limit is decoded in bands of rows.
 
 This module takes a ``wgpu.GPUDevice`` as an argument and never chooses one (that is
 ``pixelrun.engine.gpu``'s job); pipelines and bind-group layouts are built once per
@@ -59,15 +63,21 @@ ValueRange = Optional[tuple[float, float]]
 
 # Mirrors color.wgsl's MODE_* constants.
 _MODE_EXACT_INT, _MODE_INT64_DIFF, _MODE_FLOAT, _MODE_THRESHOLDS = 0, 1, 2, 3
+_MODE_ON_DEVICE = 255  # color.wgsl's MODE constant when only the reduction knows the mode
 
 _REDUCE_WG = 256  # color.wgsl's workgroup size for the reduction
 _MAX_PARTIALS = 1024  # reduction workgroups: enough parallelism, small final pass
-_DECODE_WG = 8  # decode workgroups are 8 x 8
+# On CPU adapters (lavapipe, llvmpipe) each workgroup's barriers are costly and a few
+# cores are all the parallelism there is: far fewer, longer-running workgroups are faster.
+_MAX_PARTIALS_CPU = 64
+_DECODE_WG = (16, 4)  # decode workgroup size (x, y), as in the shaders' @workgroup_size
+# Pixels per decode invocation, along x (each shader's PX; a divisor of 64, the row stride
+# in words being a multiple of 64, so an invocation never writes past its row).
+_DECODE_PX = {"color.wgsl": 4, "yuv.wgsl": 8, "bayer.wgsl": 4}
+_ROW_ALIGN = 256  # copy_buffer_to_texture's bytes_per_row alignment
 _RANGE_BYTES = 48  # color.wgsl's Range struct
 
-_TEXTURE_USAGE = (
-    wgpu.TextureUsage.STORAGE_BINDING | wgpu.TextureUsage.TEXTURE_BINDING | wgpu.TextureUsage.COPY_SRC
-)
+_TEXTURE_USAGE = wgpu.TextureUsage.COPY_DST | wgpu.TextureUsage.TEXTURE_BINDING | wgpu.TextureUsage.COPY_SRC
 
 
 def load_wgsl(name: str) -> str:
@@ -159,6 +169,9 @@ class WgslConverter:
         self.device = device
         self.max_texture_dim = int(device.limits["max-texture-dimension-2d"])
         self.max_binding = int(device.limits["max-storage-buffer-binding-size"])
+        self.max_buffer = int(device.limits["max-buffer-size"])
+        info = getattr(device, "adapter_info", None) or device.adapter.info
+        self.max_partials = _MAX_PARTIALS_CPU if info.get("adapter_type") == "CPU" else _MAX_PARTIALS
         S = wgpu.ShaderStage.COMPUTE
         buf = wgpu.BufferBindingType
         # One bind-group layout for every conversion shader: bindings a shader does not
@@ -169,15 +182,7 @@ class WgslConverter:
                 {"binding": 1, "visibility": S, "buffer": {"type": buf.read_only_storage}},
                 {"binding": 2, "visibility": S, "buffer": {"type": buf.storage}},
                 {"binding": 3, "visibility": S, "buffer": {"type": buf.storage}},
-                {
-                    "binding": 4,
-                    "visibility": S,
-                    "storage_texture": {
-                        "access": wgpu.StorageTextureAccess.write_only,
-                        "format": wgpu.TextureFormat.rgba8unorm,
-                        "view_dimension": wgpu.TextureViewDimension.d2,
-                    },
-                },
+                {"binding": 4, "visibility": S, "buffer": {"type": buf.storage}},
             ]
         )
         self.pipeline_layout = device.create_pipeline_layout(bind_group_layouts=[self.layout])
@@ -259,6 +264,18 @@ class WgslConverter:
     def _tile_words(fmt: ImageFormat, rect) -> list[int]:
         x0, y0, tw, th = rect
         return [fmt.width, fmt.height, x0, y0, tw, th]
+
+    @staticmethod
+    def _row_stride(width: int) -> int:
+        """Bytes per row of a decode output buffer (copy_buffer_to_texture's alignment)."""
+        return (width * 4 + _ROW_ALIGN - 1) // _ROW_ALIGN * _ROW_ALIGN
+
+    def _bands(self, rect) -> list[tuple[int, int, int, int]]:
+        """A tile's rectangle cut into bands of rows whose output buffer can be bound."""
+        x0, y0, tw, th = rect
+        stride = self._row_stride(tw)
+        rows = max(1, min(self.max_binding, self.max_buffer) // stride)
+        return [(x0, y0 + by, tw, min(rows, th - by)) for by in range(0, th, rows)]
 
     def _color_params(self, fmt: ImageFormat, rect, n_partials: int, thresholds) -> np.ndarray:
         words = np.zeros(12 + 256, dtype=np.uint32)
@@ -342,7 +359,10 @@ class WgslConverter:
         leave submitting to the caller; by default the work is submitted here.
         """
         limit = self.max_texture_dim if max_tile is None else max(1, min(int(max_tile), self.max_texture_dim))
-        rects = tile_grid(fmt.width, fmt.height, limit)
+        tile_rects = tile_grid(fmt.width, fmt.height, limit)
+        # (tile index, band rectangle): the unit of one dispatch and one output buffer
+        work = [(i, band) for i, rect in enumerate(tile_rects) for band in self._bands(rect)]
+        rects = [band for _, band in work]
         dev = self.device
         own_encoder = encoder is None
         enc = dev.create_command_encoder() if own_encoder else encoder
@@ -356,31 +376,57 @@ class WgslConverter:
                 size=_RANGE_BYTES, usage=wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_DST
             )
             partials = self._dummy_partials
+            info = DATATYPES[fmt.datatype]
             if value_range is not None:
                 words, thresholds = self._explicit_range(fmt, value_range)
                 dev.queue.write_buffer(range_buf, 0, words)
+                mode = int(words[6])
             elif fmt.datatype == ChannelDatatype.U8:
                 words = np.zeros(_RANGE_BYTES // 4, dtype=np.uint32)
                 words[2] = 255  # lo 0, span 255: the identity
-                words[6] = _MODE_EXACT_INT
+                words[6] = mode = _MODE_EXACT_INT
                 dev.queue.write_buffer(range_buf, 0, words)
             else:
-                n_partials = min(_MAX_PARTIALS, math.ceil(n / _REDUCE_WG))
+                n_partials = min(self.max_partials, math.ceil(n / _REDUCE_WG))
                 partials = dev.create_buffer(size=16 * n_partials, usage=wgpu.BufferUsage.STORAGE)
-            module = "color.wgsl"
+                # what reduce_final will write: integers' mode follows from the type alone
+                if info.is_float:
+                    mode = _MODE_ON_DEVICE
+                else:
+                    mode = _MODE_EXACT_INT if info.size <= 2 else _MODE_INT64_DIFF
+            module, stride_word = "color.wgsl", 9
+            decode_consts = {**consts, "MODE": mode}
             params = [self._color_params(fmt, r, n_partials, thresholds) for r in rects]
         else:  # pixel formats: no range, no reduction
             consts, range_buf, partials, n_partials = None, self._dummy_range, self._dummy_partials, 0
             if PIXEL_FORMATS[fmt.pixel_format].is_bayer:
-                module, params = "bayer.wgsl", [self._bayer_params(fmt, r) for r in rects]
+                module, stride_word = "bayer.wgsl", 6
+                params = [self._bayer_params(fmt, r) for r in rects]
+                decode_consts = consts
             else:
-                module, params = "yuv.wgsl", [self._yuv_params(fmt, r) for r in rects]
+                module, stride_word = "yuv.wgsl", 7
+                params = [self._yuv_params(fmt, r) for r in rects]
+                decode_consts = {"HAS_UV": int(params[0][6])}
 
-        tiles, groups = [], []
+        tiles = [
+            DecodedTile(
+                x0,
+                y0,
+                tw,
+                th,
+                dev.create_texture(
+                    size=(tw, th, 1), format=wgpu.TextureFormat.rgba8unorm, usage=_TEXTURE_USAGE
+                ),
+            )
+            for x0, y0, tw, th in tile_rects
+        ]
+        groups, outs = [], []
         for rect, words in zip(rects, params):
-            x0, y0, tw, th = rect
-            tex = dev.create_texture(
-                size=(tw, th, 1), format=wgpu.TextureFormat.rgba8unorm, usage=_TEXTURE_USAGE
+            _, _, bw, bh = rect
+            stride = self._row_stride(bw)
+            words[stride_word] = stride // 4  # output row stride in u32 words
+            out = dev.create_buffer(
+                size=stride * bh, usage=wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC
             )
             ubuf = dev.create_buffer_with_data(data=words, usage=wgpu.BufferUsage.UNIFORM)
             groups.append(
@@ -391,11 +437,11 @@ class WgslConverter:
                         {"binding": 1, "resource": {"buffer": raw}},
                         {"binding": 2, "resource": {"buffer": range_buf}},
                         {"binding": 3, "resource": {"buffer": partials}},
-                        {"binding": 4, "resource": tex.create_view()},
+                        {"binding": 4, "resource": {"buffer": out}},
                     ],
                 )
             )
-            tiles.append(DecodedTile(x0, y0, tw, th, tex))
+            outs.append((out, stride))
 
         cpass = enc.begin_compute_pass()
         if n_partials:
@@ -404,13 +450,19 @@ class WgslConverter:
             cpass.dispatch_workgroups(n_partials, 1, 1)
             cpass.set_pipeline(self._pipeline(module, "reduce_final", consts))
             cpass.dispatch_workgroups(1, 1, 1)
-        cpass.set_pipeline(self._pipeline(module, "decode", consts))
-        for tile, group in zip(tiles, groups):
+        cpass.set_pipeline(self._pipeline(module, "decode", decode_consts))
+        wx, wy = _DECODE_WG
+        for (_, _, bw, bh), group in zip(rects, groups):
             cpass.set_bind_group(0, group)
-            cpass.dispatch_workgroups(
-                math.ceil(tile.width / _DECODE_WG), math.ceil(tile.height / _DECODE_WG), 1
-            )
+            cpass.dispatch_workgroups(math.ceil(bw / (_DECODE_PX[module] * wx)), math.ceil(bh / wy), 1)
         cpass.end()
+        for (ti, (_, by, bw, bh)), (out, stride) in zip(work, outs):
+            tile = tiles[ti]
+            enc.copy_buffer_to_texture(
+                {"buffer": out, "offset": 0, "bytes_per_row": stride, "rows_per_image": bh},
+                {"texture": tile.texture, "origin": (0, by - tile.y0, 0)},
+                (bw, bh, 1),
+            )
         if own_encoder:
             dev.queue.submit([enc.finish()])
         return tiles

@@ -3,6 +3,8 @@
 // linear light, so the byte is q(srgb_encode(mean / 255)). A colour with no sample in
 // the neighbourhood (only when W or H is 1) is 0, as in the reference.
 // The 2x2 tile's colours come from kernels/formats.py as a uniform.
+// Output: packed RGBA8 words (R in the low byte), PX pixels per invocation along x, rows
+// out_stride words apart; wgsl_convert.py copies them into the tile's rgba8unorm texture.
 
 struct Params {
     width: u32,
@@ -11,22 +13,19 @@ struct Params {
     y0: u32,
     tw: u32,
     th: u32,
-    _pad0: u32,
+    out_stride: u32, // words per output row (a multiple of 64)
     _pad1: u32,
     tile: vec4<u32>, // colour (0 R, 1 G, 2 B) at tile position (x & 1) + 2 (y & 1)
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> raw: array<u32>;
-@group(0) @binding(4) var out_tex: texture_storage_2d<rgba8unorm, write>;
+@group(0) @binding(4) var<storage, read_write> out_buf: array<u32>;
 
-fn byte_at(a: u32) -> u32 {
-    return (raw[a >> 2u] >> ((a & 3u) * 8u)) & 0xffu;
-}
-
-fn colour_at(x: u32, y: u32) -> u32 {
-    return params.tile[(x & 1u) + 2u * (y & 1u)];
-}
+// pixels per invocation (wgsl_convert.py's _DECODE_PX): divides 64, so an invocation's
+// words never cross a row; at most 4, so row_bytes' 3 words hold the PX + 2 columns
+const PX: u32 = 4u;
+const PX2: u32 = PX + 2u; // columns of their neighbourhoods
 
 fn srgb_encode(c: f32) -> f32 {
     if (c <= 0.0031308) { return 12.92 * c; }
@@ -37,31 +36,90 @@ fn q(t: f32) -> u32 {
     return u32(floor(clamp(t, 0.0, 1.0) * 255.0 + 0.5));
 }
 
-@compute @workgroup_size(8, 8)
+// The row's bytes x - 1 .. x + PX: the 3 words that hold them, and the first byte's
+// position in the first word (indices clamped to the buffer: bytes outside the image are
+// never used).
+struct RowBytes { w0: u32, w1: u32, w2: u32, sh: u32, }
+
+fn row_bytes(ny: i32, x: i32, w: i32, row_ok: bool, last: i32) -> RowBytes {
+    let a0 = select(0, ny * w + x - 1, row_ok); // >= -1
+    let wi = (a0 + 4) / 4 - 1;                   // floor(a0 / 4), >= -1
+    return RowBytes(raw[u32(clamp(wi, 0, last))], raw[u32(clamp(wi + 1, 0, last))],
+                    raw[u32(clamp(wi + 2, 0, last))], u32(a0 - 4 * wi));
+}
+
+fn byte_of(r: RowBytes, j: u32) -> u32 {
+    let k = r.sh + j;
+    let word = select(select(r.w2, r.w1, k < 8u), r.w0, k < 4u);
+    return (word >> ((k & 3u) * 8u)) & 0xffu;
+}
+
+// Invocation (gx, gy) writes pixels PX gx .. PX gx + PX - 1 of tile row gy. out_stride is a
+// multiple of 64 >= tw, so those words always lie in the row: pixels past the tile's or
+// the image's edge land in the row padding, which the copy to the texture skips.
+//
+// The PX pixels share their neighbourhoods: the PX + 2 columns x - 1 .. x + PX are read
+// once. In a 3x3 neighbourhood the colour of a sample depends only on whether its row is
+// the middle one and whether its column is the middle one (parities), so each column keeps
+// two sums (rows y - 1 and y + 1 together; row y) with their counts, and a pixel adds its
+// 4 classes into the colour channels. Every sum is of whole numbers below 2^24, so it is
+// exact in f32 whatever the order of the additions: the bytes are those of the per-pixel
+// 3x3 loop.
+@compute @workgroup_size(16, 4)
 fn decode(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if (gid.x >= params.tw || gid.y >= params.th) { return; }
-    let x = i32(params.x0 + gid.x);
-    let y = i32(params.y0 + gid.y);
-    let w = i32(params.width);
-    let h = i32(params.height);
-    var sum = vec3<f32>(0.0);
-    var cnt = vec3<f32>(0.0);
-    for (var dy = -1; dy <= 1; dy = dy + 1) {
-        for (var dx = -1; dx <= 1; dx = dx + 1) {
-            let nx = x + dx;
-            let ny = y + dy;
-            if (nx < 0 || ny < 0 || nx >= w || ny >= h) { continue; }
-            let c = colour_at(u32(nx), u32(ny));
-            let s = f32(byte_at(u32(ny * w + nx)));
-            sum[c] = sum[c] + s;
-            cnt[c] = cnt[c] + 1.0;
-        }
+    let P = params;
+    let lx = gid.x * PX;
+    if (lx >= P.tw || gid.y >= P.th) { return; }
+    let x = i32(P.x0 + lx);
+    let y = i32(P.y0 + gid.y);
+    let w = i32(P.width);
+    let h = i32(P.height);
+    let o = gid.y * P.out_stride + lx;
+    let channel = vec3<u32>(0u, 1u, 2u);
+    let last = i32(arrayLength(&raw)) - 1;
+    let up_ok = y >= 1;
+    let dn_ok = y + 1 < h;
+    let up = row_bytes(y - 1, x, w, up_ok, last);
+    let mid = row_bytes(y, x, w, true, last);
+    let dn = row_bytes(y + 1, x, w, dn_ok, last);
+    var osum: array<f32, PX2>; // rows y - 1 and y + 1
+    var ocnt: array<f32, PX2>;
+    var msum: array<f32, PX2>; // row y
+    var mcnt: array<f32, PX2>;
+    for (var j = 0u; j < PX2; j = j + 1u) {
+        let nx = x - 1 + i32(j);
+        let col_ok = nx >= 0 && nx < w;
+        let u_ok = up_ok && col_ok;
+        let d_ok = dn_ok && col_ok;
+        osum[j] = select(0.0, f32(byte_of(up, j)), u_ok) + select(0.0, f32(byte_of(dn, j)), d_ok);
+        ocnt[j] = select(0.0, 1.0, u_ok) + select(0.0, 1.0, d_ok);
+        msum[j] = select(0.0, f32(byte_of(mid, j)), col_ok);
+        mcnt[j] = select(0.0, 1.0, col_ok);
     }
-    var mean = select(vec3<f32>(0.0), sum / max(cnt, vec3<f32>(1.0)), cnt > vec3<f32>(0.0));
-    let own = colour_at(u32(x), u32(y));
-    mean[own] = f32(byte_at(u32(y * w + x))); // each pixel keeps its own sample
-    let r = q(srgb_encode(mean.x / 255.0));
-    let g = q(srgb_encode(mean.y / 255.0));
-    let b = q(srgb_encode(mean.z / 255.0));
-    textureStore(out_tex, vec2<i32>(gid.xy), vec4<f32>(vec4<u32>(r, g, b, 255u)) / 255.0);
+    let ro = 2u * (u32(y + 1) & 1u); // tile row of rows y - 1, y + 1
+    let rm = 2u * (u32(y) & 1u);     // tile row of row y
+    for (var i = 0u; i < PX; i = i + 1u) {
+        let pc = u32(x + i32(i)) & 1u; // tile column of the middle column
+        let ps = 1u - pc;              // ... of the side columns
+        let c_os = channel == vec3<u32>(P.tile[ps + ro]); // the 4 classes' colours
+        let c_oc = channel == vec3<u32>(P.tile[pc + ro]);
+        let c_ms = channel == vec3<u32>(P.tile[ps + rm]);
+        let c_mc = channel == vec3<u32>(P.tile[pc + rm]);
+        let z = vec3<f32>(0.0);
+        let sum = select(z, vec3<f32>(osum[i] + osum[i + 2u]), c_os)
+                + select(z, vec3<f32>(osum[i + 1u]), c_oc)
+                + select(z, vec3<f32>(msum[i] + msum[i + 2u]), c_ms)
+                + select(z, vec3<f32>(msum[i + 1u]), c_mc);
+        let cnt = select(z, vec3<f32>(ocnt[i] + ocnt[i + 2u]), c_os)
+                + select(z, vec3<f32>(ocnt[i + 1u]), c_oc)
+                + select(z, vec3<f32>(mcnt[i] + mcnt[i + 2u]), c_ms)
+                + select(z, vec3<f32>(mcnt[i + 1u]), c_mc);
+        var mean = select(vec3<f32>(0.0), sum / max(cnt, vec3<f32>(1.0)), cnt > vec3<f32>(0.0));
+        // each pixel keeps its own sample
+        mean = select(mean, vec3<f32>(f32(byte_of(mid, i + 1u))), c_mc);
+        let r = q(srgb_encode(mean.x / 255.0));
+        let g = q(srgb_encode(mean.y / 255.0));
+        let b = q(srgb_encode(mean.z / 255.0));
+        out_buf[o + i] = r | (g << 8u) | (b << 16u) | 0xff000000u;
+    }
 }

@@ -6,7 +6,9 @@
 //   reduce_partial: per-workgroup min/max of the finite colour samples (alpha excluded)
 //   reduce_final:   one workgroup folds the partials and applies SPEC 3.1's range rule,
 //                   writing `range_buf` on the device (no CPU round trip)
-//   decode:         one invocation per pixel of a tile, writes the RGBA8 storage texture
+//   decode:         PX pixels of a tile row per invocation, writes packed RGBA8 words
+//                   (R in the low byte) into a storage buffer, rows out_stride words
+//                   apart; wgsl_convert.py copies them into the tile's rgba8unorm texture
 // The datatype and channel layout are pipeline-overridable constants (set from
 // kernels/formats.py), so every format gets a specialised pipeline.
 //
@@ -27,6 +29,11 @@ const MODE_INT64_DIFF: u32 = 1u; // >16-bit ints: exact 64-bit v - lo, then f32 
 const MODE_FLOAT: u32 = 2u;      // (v - lo_f) / (hi_f - lo_f) in f32
 const MODE_THRESHOLDS: u32 = 3u; // explicit integer range: count thresholds <= v
 const MODE_CONSTANT: u32 = 4u;   // auto range of a constant float image: t = 0.5
+const MODE_ON_DEVICE: u32 = 255u; // MODE: range_buf.mode decides (float auto ranges)
+// The decode pipeline's mode when the CPU knows it (explicit ranges, integer types): the
+// same value range_buf.mode holds, as a constant, so the decode has no branches on it
+// (much faster on CPU drivers such as lavapipe).
+override MODE: u32 = MODE_ON_DEVICE;
 
 struct Params {
     width: u32,
@@ -38,7 +45,7 @@ struct Params {
     n_partials: u32,  // workgroups of reduce_partial
     alpha_max_u: u32, // integer type max, for exact alpha of <=16-bit types
     alpha_max_f: f32, // the same as f32, for wider types
-    _pad0: u32,
+    out_stride: u32,  // decode: words per output row (a multiple of 64)
     _pad1: u32,
     _pad2: u32,
     // MODE_THRESHOLDS: byte = #{k in 1..255 : v >= t[k-1]} (computed exactly on the CPU)
@@ -62,7 +69,9 @@ struct Range {
 @group(0) @binding(1) var<storage, read> raw: array<u32>;
 @group(0) @binding(2) var<storage, read_write> range_buf: Range;
 @group(0) @binding(3) var<storage, read_write> partials: array<vec4<u32>>;
-@group(0) @binding(4) var out_tex: texture_storage_2d<rgba8unorm, write>;
+@group(0) @binding(4) var<storage, read_write> out_buf: array<u32>;
+
+const PX: u32 = 4u; // decode: pixels per invocation (wgsl_convert.py's _DECODE_PX)
 
 // ------------------------------------------------------------------ sample readers
 
@@ -338,6 +347,18 @@ fn q(t: f32) -> u32 {
     return u32(floor(clamp(t, 0.0, 1.0) * 255.0 + 0.5));
 }
 
+// floor(n / den) for the exact formulas below (den = 2 s with s <= 65535, n <= 511 s, so
+// the quotient is <= 255 and (quotient + 1) den fits u32) without a per-pixel integer
+// division (slow on CPU drivers): the f32 estimate is off by at most one, and one exact
+// integer check each way fixes it (checked against n / den for every s at every byte
+// boundary, on lavapipe and llvmpipe).
+fn div_exact(n: u32, den: u32) -> u32 {
+    var b = u32(f32(n) * (1.0 / f32(den)));
+    if (b * den > n) { b = b - 1u; }
+    if ((b + 1u) * den <= n) { b = b + 1u; }
+    return b;
+}
+
 fn threshold_count(v: i32) -> u32 {
     var n = 0u;
     for (var step = 128u; step > 0u; step = step / 2u) {
@@ -371,7 +392,7 @@ fn colour_byte(a: u32, r: Range) -> Chan {
     if (r.mode == MODE_EXACT_INT) {
         let span = r.span.x;
         let d = u32(clamp(bitcast<i32>(v.x) - bitcast<i32>(r.lo.x), 0, i32(span)));
-        return Chan((510u * d + span) / (2u * span), true);
+        return Chan(div_exact(510u * d + span, 2u * span), true);
     } else if (r.mode == MODE_THRESHOLDS) {
         return Chan(threshold_count(bitcast<i32>(v.x)), true);
     } else if (r.mode == MODE_INT64_DIFF) {
@@ -394,17 +415,13 @@ fn alpha_byte(a: u32) -> u32 {
     if (DT_BYTES <= 2u) {
         let m = params.alpha_max_u;
         let d = u32(max(bitcast<i32>(v.x), 0));
-        return (510u * d + m) / (2u * m);
+        return div_exact(510u * d + m, 2u * m);
     }
     if (DT_KIND == 1u && (v.y & 0x80000000u) != 0u) { return 0u; }
     return q(u64_to_f32(v) / params.alpha_max_f);
 }
 
-@compute @workgroup_size(8, 8)
-fn decode(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if (gid.x >= params.tw || gid.y >= params.th) { return; }
-    let p = (params.y0 + gid.y) * params.width + (params.x0 + gid.x);
-    let r = range_buf;
+fn pixel(p: u32, r: Range) -> u32 {
     let cr = colour_byte(sample_addr(p, RI), r);
     var rgb = vec3<u32>(cr.byte, cr.byte, cr.byte);
     var ok = cr.ok;
@@ -420,5 +437,23 @@ fn decode(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (AI >= 0) { alpha = alpha_byte(sample_addr(p, u32(AI))); }
         rgba = vec4<u32>(rgb, alpha);
     }
-    textureStore(out_tex, vec2<i32>(gid.xy), vec4<f32>(rgba) / 255.0);
+    return rgba.x | (rgba.y << 8u) | (rgba.z << 16u) | (rgba.w << 24u);
+}
+
+// Invocation (gx, gy) writes pixels PX gx .. PX gx + PX - 1 of tile row gy. out_stride is a
+// multiple of 64 >= tw, so those words always lie in the row: pixels past the tile's edge
+// land in the row padding, which the copy to the texture skips (their x is clamped to the
+// image so every read stays in range).
+@compute @workgroup_size(16, 4)
+fn decode(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let lx = gid.x * PX;
+    if (lx >= params.tw || gid.y >= params.th) { return; }
+    let row = (params.y0 + gid.y) * params.width;
+    let xmax = params.width - 1u;
+    let o = gid.y * params.out_stride + lx;
+    var r = range_buf;
+    if (MODE != MODE_ON_DEVICE) { r.mode = MODE; }
+    for (var i = 0u; i < PX; i = i + 1u) {
+        out_buf[o + i] = pixel(row + min(params.x0 + lx + i, xmax), r);
+    }
 }
