@@ -294,6 +294,7 @@ def frame_cost(repeat: int) -> list[Timing]:
         measure("window frame, panels only (hover; scene cached)", idle_frame, group=group, repeat=repeat),
     ]
     win.close()
+    glfw.terminate()  # drop the X connection before main() stops Xvfb (else Xlib aborts)
     return rows
 
 
