@@ -195,7 +195,7 @@ def main() -> int:
                         print(f"- {name}: {why}")
                     else:
                         rows.append(_timed(cupy, "CV-CUDA cvtcolor", fn, group, args.repeat, moved, copy_bw))
-            del src, dst, plan, copy, keep
+            src = dst = plan = copy = keep = None  # release the device memory before the next format
             pool.free_all_blocks()
         print()
         print_table(

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import socket
@@ -72,13 +71,13 @@ print(json.dumps({"times": times, "grey_base": grey_base}), flush=True)
 """
 
 
-def q(x: float) -> int:
-    return int(math.floor(min(max(x, 0.0), 1.0) * 255 + 0.5))
-
-
 def grey_of(y: int) -> int:
-    """Display value of NV12 limited-range Y with neutral chroma (SPEC 2, BT.601)."""
-    return q((y - 16) / 219)
+    """Display value of NV12 luma `y` with neutral chroma, from the reference decoder."""
+    from pixelrun.kernels.formats import ImageFormat, PixelFormat
+    from pixelrun.kernels.reference import to_display_rgba
+
+    one = ImageFormat(1, 1, pixel_format=PixelFormat.NV12)  # Y, then U V
+    return int(to_display_rgba(bytes([y, 128, 128]), one)[0, 0, 0])
 
 
 def free_port() -> int:

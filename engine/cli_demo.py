@@ -53,7 +53,6 @@ def record_example(name: str, rrd_path: Path) -> None:
 def render_examples(out_dir, backend: str) -> list[Path]:
     """Record and render the seed examples into `out_dir`; return the PNGs written."""
     from pixelrun.engine.render import open_source, render, time_points
-    from pixelrun.engine.store import ChunkStore  # noqa: F401 - fail early if missing
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

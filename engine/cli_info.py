@@ -13,7 +13,6 @@ import argparse
 import json
 import sys
 import warnings
-from typing import Optional
 
 from pixelrun.engine.chunk import IMAGE_FORMAT, format_time
 from pixelrun.engine.store import ChunkStore, StoreWarning

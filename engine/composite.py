@@ -9,13 +9,12 @@ alpha. A layer that cannot be decoded is left out with a warning naming the enti
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Sequence
 
 import numpy as np
 
-from pixelrun.engine.scene import Layer, canvas_size, order_layers
+from pixelrun.engine.scene import Layer, blend_opacity, canvas_size, order_layers, premultiplied_background
 from pixelrun.kernels import reference
 
 __all__ = ["composite", "CompositeWarning"]
@@ -25,26 +24,12 @@ class CompositeWarning(UserWarning):
     """A layer was left out of the composite; the message names the entity and why."""
 
 
-def _opacity(value) -> float:
-    """SPEC 4 clamps opacity to 0..1; NaN counts as the default 1.0 (as the renderer)."""
-    v = float(value)
-    return 1.0 if math.isnan(v) else min(max(v, 0.0), 1.0)
-
-
-def _check_background(background) -> np.ndarray:
-    bg = np.asarray(background)
-    if bg.shape != (4,) or not np.all((bg >= 0) & (bg <= 255)):
-        raise ValueError(f"background must be 4 bytes (r, g, b, a) in 0..255, got {background!r}")
-    return bg.astype(np.float64) / 255.0
-
-
 def composite(layers: Sequence[Layer], background=(0, 0, 0, 0)) -> np.ndarray:
     """Composite layers at native size (union of their rectangles) -> (H, W, 4) uint8."""
-    bg = _check_background(background)
+    bg = premultiplied_background(background)
     width, height = canvas_size(list(layers))
     acc = np.empty((height, width, 4), dtype=np.float64)
-    acc[..., :3] = reference.srgb_decode(bg[:3]) * bg[3]
-    acc[..., 3] = bg[3]
+    acc[...] = bg
     for layer in order_layers(list(layers)):
         try:
             rgba = reference.to_display_rgba(layer.buffer, layer.format)
@@ -54,7 +39,7 @@ def composite(layers: Sequence[Layer], background=(0, 0, 0, 0)) -> np.ndarray:
             continue
         h, w = rgba.shape[:2]
         c = reference.srgb_decode(rgba[..., :3] / 255.0)
-        a = (rgba[..., 3] / 255.0 * _opacity(layer.opacity))[..., None]
+        a = (rgba[..., 3] / 255.0 * blend_opacity(layer.opacity))[..., None]
         region = acc[:h, :w]
         region[..., :3] = c * a + region[..., :3] * (1.0 - a)
         region[..., 3:] = a + region[..., 3:] * (1.0 - a)

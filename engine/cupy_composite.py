@@ -29,7 +29,6 @@ so tests run the same plans through the host-compiled kernels without a GPU.
 from __future__ import annotations
 
 import ctypes
-import math
 import warnings
 from collections import OrderedDict
 from typing import Iterable, Iterator, Optional, Sequence
@@ -37,37 +36,18 @@ from typing import Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from pixelrun.engine.composite import CompositeWarning
-from pixelrun.engine.scene import Layer, canvas_size, order_layers
+from pixelrun.engine.scene import Layer, blend_opacity, canvas_size, order_layers, premultiplied_background
 from pixelrun.kernels import cupy_convert
 from pixelrun.kernels.cupy_convert import Launch, is_available
 from pixelrun.kernels.formats import validate
-from pixelrun.kernels.reference import srgb_decode
 
-__all__ = ["composite", "composite_gpu", "render_many", "plan_composite", "is_available", "premultiplied_background"]
+__all__ = ["composite", "composite_gpu", "render_many", "plan_composite", "is_available"]
 
 BLOCK = 128  # threads per block of the layer kernel (one pixel each)
 FLAT_BLOCK = 256  # clear / finish: grid-stride over every pixel
 FLAT_MAX_BLOCKS = 1 << 16
 
 Background = Sequence[int]
-
-
-def premultiplied_background(background: Background) -> tuple[float, float, float, float]:
-    """Straight sRGB bytes (r, g, b, a) -> linear-light colour premultiplied by alpha."""
-    bg = np.asarray(background)
-    if bg.shape != (4,) or not np.all((bg >= 0) & (bg <= 255)):
-        raise ValueError(f"background must be 4 bytes (r, g, b, a) in 0..255, got {background!r}")
-    r, g, b, a = (float(v) / 255.0 for v in bg)
-    lin = srgb_decode(np.array([r, g, b]))
-    return (float(lin[0] * a), float(lin[1] * a), float(lin[2] * a), a)
-
-
-def _opacity(value: float) -> float:
-    """clamp(opacity, 0, 1); NaN means "not set" and takes the default 1.0."""
-    value = float(value)
-    if math.isnan(value):
-        return 1.0
-    return min(max(value, 0.0), 1.0)
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -91,7 +71,7 @@ def plan_composite(
     acc = xp.empty((height, width, 4), dtype=np.float32)
     out = xp.empty((height, width, 4), dtype=np.uint8)
     flat_grid = (max(1, min(_cdiv(pixels, FLAT_BLOCK), FLAT_MAX_BLOCKS)), 1, 1)
-    bg = premultiplied_background(background)
+    bg = tuple(float(v) for v in premultiplied_background(background))
     plan = [Launch("pr_composite_clear", flat_grid, (FLAT_BLOCK, 1, 1),
                    (acc, np.int64(pixels), *map(np.float32, bg)))]
     for rgba, opacity in layers_rgba:
@@ -102,7 +82,7 @@ def plan_composite(
             continue
         plan.append(Launch("pr_composite_layer", (_cdiv(w, BLOCK), h, 1), (BLOCK, 1, 1),
                            (acc, rgba, np.int32(width), np.int32(w), np.int32(h),
-                            np.float32(_opacity(opacity)))))
+                            np.float32(blend_opacity(opacity)))))
     plan.append(Launch("pr_composite_finish", flat_grid, (FLAT_BLOCK, 1, 1), (acc, out, np.int64(pixels))))
     return acc, out, plan
 

@@ -46,7 +46,9 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import wgpu
 
-from pixelrun.engine.scene import Layer, canvas_size, order_layers
+from pixelrun.engine.scene import (
+    Layer, blend_opacity, canvas_size, check_background, order_layers, premultiplied_background,
+)
 from pixelrun.kernels.reference import srgb_decode
 from pixelrun.kernels.wgsl_convert import DecodedTile, converter_for, load_wgsl, read_texture, tile_grid
 
@@ -62,29 +64,9 @@ class RenderWarning(UserWarning):
     """A layer was left out of a frame; the message names the entity and why."""
 
 
-def _check_background(background) -> Color:
-    try:
-        bg = tuple(int(v) for v in background)
-    except (TypeError, ValueError):
-        bg = ()
-    if len(bg) != 4 or not all(0 <= v <= 255 for v in bg):
-        raise ValueError(f"background must be 4 bytes (r, g, b, a) in 0..255, got {background!r}")
-    return bg  # type: ignore[return-value]
-
-
 def background_linear(background: Color) -> np.ndarray:
-    """The background as the accumulator starts it: linear light, premultiplied (SPEC 4)."""
-    bg = np.asarray(background, dtype=np.float64) / 255.0
-    out = np.empty(4, dtype=np.float32)
-    out[:3] = srgb_decode(bg[:3]) * bg[3]
-    out[3] = bg[3]
-    return out
-
-
-def _opacity(value) -> float:
-    """SPEC 4 clamps opacity to 0..1; a NaN opacity counts as the default 1.0."""
-    v = float(value)
-    return 1.0 if math.isnan(v) else min(max(v, 0.0), 1.0)
+    """The background as the accumulator starts it (scene.premultiplied_background), f32."""
+    return premultiplied_background(background).astype(np.float32)
 
 
 @dataclass
@@ -345,7 +327,7 @@ class Renderer:
         # One pass per layer: layers overlap in `acc`, and a pass boundary is where every
         # backend (GL included) is sure to order the writes; one layer's tiles do not overlap.
         for layer, tiles in prepared:
-            opacity = _opacity(layer.opacity)
+            opacity = blend_opacity(layer.opacity)
             cpass = enc.begin_compute_pass()
             cpass.set_pipeline(self._blend)
             cpass.set_bind_group(0, scene_group)
@@ -435,7 +417,7 @@ class Renderer:
         scene_size: Optional[tuple[int, int]] = None,
     ) -> None:
         """Composite ``layers`` into ``target_view`` (see the module docstring)."""
-        bg = _check_background(background)
+        bg = check_background(background)
         sx, sy = (scale, scale) if np.isscalar(scale) else scale
         if not (sx > 0 and sy > 0):
             raise ValueError(f"scale must be positive, got {scale!r}")
@@ -451,7 +433,7 @@ class Renderer:
 
         Output larger than the device's max texture size is rendered in tiles.
         """
-        bg = _check_background(background)
+        bg = check_background(background)
         ordered = order_layers(list(layers))
         width, height = canvas_size(ordered)
         if width == 0 or height == 0:

@@ -6,6 +6,8 @@ ordered list of `Layer`s that every compositor (NumPy, wgpu, CuPy) draws the sam
 
 from __future__ import annotations
 
+import math
+
 import warnings
 import weakref
 from dataclasses import dataclass
@@ -40,6 +42,36 @@ class Layer:
 def order_layers(layers: list[Layer]) -> list[Layer]:
     """Draw order: DrawOrder ascending, ties by entity path; later is on top."""
     return sorted(layers, key=lambda l: (l.draw_order, l.entity))
+
+
+def blend_opacity(value) -> float:
+    """The opacity a compositor blends with: clamp(opacity, 0, 1) (SPEC 4); NaN means
+    "not set" and takes the default 1.0."""
+    v = float(value)
+    return DEFAULT_OPACITY if math.isnan(v) else min(max(v, 0.0), 1.0)
+
+
+def check_background(background) -> tuple[int, int, int, int]:
+    """A background colour as 4 straight-alpha sRGB bytes, or ValueError saying why not."""
+    try:
+        bg = tuple(int(v) for v in background)
+    except (TypeError, ValueError):
+        bg = ()
+    if len(bg) != 4 or not all(0 <= v <= 255 for v in bg):
+        raise ValueError(f"background must be 4 bytes (r, g, b, a) in 0..255, got {background!r}")
+    return bg  # type: ignore[return-value]
+
+
+def premultiplied_background(background) -> np.ndarray:
+    """Where every compositor's accumulator starts: the background checked, in linear
+    light, premultiplied by its alpha (SPEC 4), as float64 (r, g, b, a)."""
+    from pixelrun.kernels.reference import srgb_decode  # the one sRGB transfer function
+
+    bg = np.asarray(check_background(background), dtype=np.float64) / 255.0
+    out = np.empty(4, dtype=np.float64)
+    out[:3] = srgb_decode(bg[:3]) * bg[3]
+    out[3] = bg[3]
+    return out
 
 
 def canvas_size(layers: list[Layer]) -> tuple[int, int]:

@@ -75,7 +75,7 @@ def _fmt_value(v) -> str:
 
 def sample_address(a: SampleAddress, x: int, y: int) -> int:
     """The byte address of sample (x, y): the format table's one addressing rule."""
-    return a.offset + (y >> a.shift_y) * a.row_bytes + (x >> a.shift_x) * a.step
+    return a.address(x, y)
 
 
 class ValueRangeCache:

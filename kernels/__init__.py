@@ -5,7 +5,7 @@ shaders and CUDA sources with the Python that binds them. Imports nothing from
 pixelrun.engine or the SDK.
 """
 
-from pixelrun.kernels.formats import (  # noqa: F401
+from pixelrun.kernels.formats import (
     COLOR_MODELS,
     DATATYPES,
     PIXEL_FORMATS,
@@ -17,3 +17,8 @@ from pixelrun.kernels.formats import (  # noqa: F401
     check,
     validate,
 )
+
+__all__ = [
+    "COLOR_MODELS", "DATATYPES", "PIXEL_FORMATS", "ChannelDatatype", "ColorModel",
+    "ImageFormat", "PixelFormat", "byte_count", "check", "validate",
+]

@@ -219,6 +219,10 @@ class SampleAddress:
     shift_x: int
     shift_y: int
 
+    def address(self, x, y):
+        """The byte address of sample (x, y); ints or broadcasting integer arrays."""
+        return self.offset + (y >> self.shift_y) * self.row_bytes + (x >> self.shift_x) * self.step
+
     def as_tuple(self) -> tuple[int, int, int, int, int]:
         return (self.offset, self.row_bytes, self.step, self.shift_x, self.shift_y)
 

@@ -107,10 +107,8 @@ def _wide_int_t(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 
 def _gather(buf: np.ndarray, a: SampleAddress, width: int, height: int) -> np.ndarray:
-    """Samples at offset + (y>>shift_y)*row_bytes + (x>>shift_x)*step, as (H, W) float64."""
-    rows = a.offset + (np.arange(height) >> a.shift_y) * a.row_bytes
-    cols = (np.arange(width) >> a.shift_x) * a.step
-    return buf[rows[:, None] + cols[None, :]].astype(np.float64)
+    """Every sample of one kind (Y, U or V) at its pixel, as (H, W) float64."""
+    return buf[a.address(np.arange(width)[None, :], np.arange(height)[:, None])].astype(np.float64)
 
 
 def _decode_yuv(buf: np.ndarray, fmt: ImageFormat) -> np.ndarray:
