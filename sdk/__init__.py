@@ -12,6 +12,10 @@ Sinks: ``rr.save(path)``, ``rr.memory_recording()``, ``rr.connect(addr)``,
 ``rr.spawn()``; ``PIXELRUN_SAVE=PATH`` captures every recording of an unmodified
 script in PATH. Bad input warns (``PixelrunWarning``) and drops the row, or raises
 ``ValueError`` in strict mode (``init(strict=True)`` / ``PIXELRUN_STRICT=1``).
+
+Loss is never silent: whatever a sink drops (no viewer, a full queue, rows logged
+after ``close()``, rows not written within ``PIXELRUN_EXIT_TIMEOUT`` seconds at close
+or exit) is counted (``rec.dropped_rows``) and reported with a ``DataLossWarning``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ from typing import Any, Optional
 from pixelrun import components
 from pixelrun.archetypes import Image
 from pixelrun.batcher import BatcherConfig
-from pixelrun.errors import PixelrunWarning, is_strict, set_strict_mode
+from pixelrun.errors import (
+    DataLossWarning, PixelrunSaveError, PixelrunWarning, RecordingClosedWarning, is_strict,
+    set_strict_mode,
+)
 from pixelrun.kernels.formats import ChannelDatatype, ColorModel, PixelFormat
 from pixelrun.recording import RecordingStream, entity_path
 from pixelrun.sinks import MemoryRecording
@@ -38,6 +45,7 @@ __all__ = [
     "Image", "components", "ColorModel", "ChannelDatatype", "PixelFormat",
     "TimeColumn", "TimeSequenceColumn", "TimeSecondsColumn", "TimeNanosColumn",
     "RecordingStream", "MemoryRecording", "BatcherConfig", "PixelrunWarning",
+    "DataLossWarning", "RecordingClosedWarning", "PixelrunSaveError",
     "set_strict_mode", "is_strict", "entity_path",
 ]
 
@@ -58,7 +66,9 @@ def init(
 ) -> RecordingStream:
     """Create the global recording (and start a viewer when ``spawn=True``).
 
-    `strict` sets strict mode for the process (None: follow PIXELRUN_STRICT).
+    `strict` sets strict mode for the process (None: follow PIXELRUN_STRICT). With
+    PIXELRUN_SAVE set to a path that cannot be written, the run stops here with a
+    one-line message (SystemExit) rather than run with nothing saved.
     """
     global _global
     if strict is not None:
@@ -157,7 +167,12 @@ def disable_timeline(timeline: str, recording: Optional[RecordingStream] = None)
 
 
 def save(path: str, recording: Optional[RecordingStream] = None, **_: Any) -> None:
-    """Write the recording to an .rrd file."""
+    """Write the recording to an .rrd file.
+
+    Raises PixelrunSaveError (an OSError) naming the path when it cannot be written.
+    A path another recording of this process is still writing is shared, with a
+    warning; under PIXELRUN_SAVE the call is ignored, with a warning naming both.
+    """
     rec = _rec(recording)
     if rec is not None:
         rec.save(path)

@@ -38,6 +38,10 @@ class BufferPool:
         self._idle = 0
         self._lock = threading.Lock()
 
+    def after_fork_in_child(self) -> None:
+        """Fresh lock in a forked child (the parent's may have been held at the fork)."""
+        self._lock = threading.Lock()
+
     def empty(self, nbytes: int) -> np.ndarray:
         """A 1-D uint8 array of `nbytes`, recycled when possible (contents undefined)."""
         if nbytes < MIN_POOLED_BYTES:

@@ -13,13 +13,31 @@ import sys
 import warnings
 from typing import Optional
 
-__all__ = ["PixelrunWarning", "is_strict", "set_strict_mode", "report", "user_stacklevel"]
+__all__ = [
+    "PixelrunWarning", "DataLossWarning", "RecordingClosedWarning", "PixelrunSaveError",
+    "is_strict", "set_strict_mode", "report", "user_stacklevel",
+]
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 class PixelrunWarning(UserWarning):
-    """Bad input that was dropped (the message names the entity and the reason)."""
+    """Bad input that was dropped (the message names the entity and the reason), or
+    something about where the data goes that the user must know."""
+
+
+class DataLossWarning(PixelrunWarning):
+    """Data was dropped or could not be written; the message says where, why and how
+    much (counts also in ``RecordingStream.dropped_rows`` / ``dropped_chunks``)."""
+
+
+class RecordingClosedWarning(DataLossWarning):
+    """Something was logged to a recording after ``close()``: dropped and counted."""
+
+
+class PixelrunSaveError(OSError):
+    """The recording cannot be written to the requested file (the message names the
+    path and the reason)."""
 
 
 _strict: Optional[bool] = None  # None: follow PIXELRUN_STRICT

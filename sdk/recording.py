@@ -11,32 +11,41 @@ import atexit
 import os
 import re
 import threading
+import time
 import uuid
 import warnings
 import weakref
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
+import pyarrow as pa
 
 from pixelrun import errors
 from pixelrun.archetypes import Image, Indicator
-from pixelrun.batcher import Batcher, BatcherConfig, Row
+from pixelrun import sinks as _sinks
+from pixelrun.batcher import Batcher, BatcherConfig, Row, build_column, rows_to_chunk
+from pixelrun.buffer_pool import POOL
 from pixelrun.components import ComponentColumn
 from pixelrun.engine import rrd
 from pixelrun.engine.chunk import (
     normalize_entity_path,
-    IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn as ChunkTimeColumn, to_record_batch,
+    IMAGE_BUFFER, IMAGE_DRAW_ORDER, IMAGE_FORMAT, IMAGE_OPACITY, Chunk,
+    TimeColumn as ChunkTimeColumn, to_record_batch,
 )
+from pixelrun.errors import DataLossWarning, PixelrunSaveError, PixelrunWarning, RecordingClosedWarning
 from pixelrun.image_input import check_buffer
 from pixelrun.kernels import formats
+from pixelrun.loss import LossLedger
 from pixelrun.sinks import (
-    BacklogSink, FileSink, MemoryRecording, MemorySink, Sink, TcpSink, shared_file_sink,
+    BacklogSink, MemoryRecording, MemorySink, Sink, TcpSink, open_file_sink,
 )
 from pixelrun.timeline import (
     ROW_IDS, ThreadTime, TimeColumn, seconds_kind, to_nanos, to_nanos_since_epoch,
 )
 
-__all__ = ["RecordingStream", "entity_path"]
+__all__ = ["RecordingStream", "entity_path", "exit_timeout"]
+
+DEFAULT_EXIT_TIMEOUT = 10.0
 
 def entity_path(path: Any) -> str:
     """Normalised entity path: '/a/b', empty parts dropped, odd characters escaped (SPEC 5)."""
@@ -56,16 +65,97 @@ def _blob_size(v: Any) -> int:
     return len(v)
 
 
+def exit_timeout() -> float:
+    """Seconds ``close()`` and the exit drain wait for data to be written:
+    PIXELRUN_EXIT_TIMEOUT, default 10. What is not written by then is counted and
+    named in a DataLossWarning."""
+    v = os.environ.get("PIXELRUN_EXIT_TIMEOUT", "").strip()
+    try:
+        return max(0.0, float(v)) if v else DEFAULT_EXIT_TIMEOUT
+    except ValueError:
+        warnings.warn(f"pixelrun: PIXELRUN_EXIT_TIMEOUT={v!r} is not a number of seconds; "
+                      f"using {DEFAULT_EXIT_TIMEOUT:g}", PixelrunWarning, stacklevel=2)
+        return DEFAULT_EXIT_TIMEOUT
+
+
+_prepared = False
+_prepared_lock = threading.Lock()
+
+
+def _prepare_writer_path() -> None:
+    """Run the whole write path once, on the thread creating the first recording.
+
+    Libraries used on the batcher thread import parts of themselves on first use:
+    pyarrow's ``pa.array`` imports pandas when pandas is installed. An import on a
+    background thread during interpreter shutdown fails (concurrent.futures, which
+    pandas imports, refuses to register its exit hook then), so the first flush of a
+    script that ends without ``rr.flush()`` would fail at exit. Encoding one tiny
+    chunk with every column kind, both compressions and a footer here, once per
+    process, leaves nothing for the batcher thread to import. Costs pandas' import
+    time (about 0.2 s) when pandas is installed.
+    """
+    global _prepared
+    with _prepared_lock:
+        if _prepared:
+            return
+        try:
+            # pyarrow decides once whether pandas is there. A pandas that is present but
+            # broken (e.g. sys.modules["pandas"] = None) makes that first call raise;
+            # pyarrow then goes on without pandas, so the raise is spent here.
+            pa.array([0], type=pa.uint8())
+        except Exception:  # noqa: BLE001
+            pass
+        store = rrd.StoreInfo("pixelrun-prepare", "prepare")
+        fmt = formats.ImageFormat(1, 1, color_model="L", channel_datatype="U8")
+        comps = {IMAGE_BUFFER: b"\0", IMAGE_FORMAT: fmt, IMAGE_OPACITY: 1.0, IMAGE_DRAW_ORDER: 0.0}
+        times = {"s": ("sequence", 0), "d": ("duration", 1), "log_time": ("timestamp", time.time_ns())}
+        row = Row(ROW_IDS.next(), "/prepare", times, comps, 65)
+        chunk = rows_to_chunk("/prepare", [row], ROW_IDS.next_bytes())
+        batch = to_record_batch(chunk)
+        for compression in (False, True):
+            sink = MemorySink(compression)
+            sink.write_chunk(store, chunk, batch, rrd.encode_chunk(chunk, store, compression=compression, batch=batch))
+            sink.snapshot()
+        build_column(IMAGE_BUFFER, [b"\0", None, b"\1"])
+        _prepared = True
+
+
 _STREAMS: "weakref.WeakSet[RecordingStream]" = weakref.WeakSet()
+
+
 @atexit.register
 def _close_all_at_exit() -> None:
     # The batcher threads are daemons and still alive here: drain them so a script
-    # that never calls flush() still leaves every row in its file.
-    for s in list(_STREAMS):
+    # that never calls flush() still leaves every row in its file. One deadline for
+    # all recordings; they drain in parallel (each on its own thread).
+    deadline = time.monotonic() + exit_timeout()
+    streams = list(_STREAMS)
+    for s in streams:
         try:
-            s.close()
+            s._begin_close(deadline)
         except Exception:  # noqa: BLE001 - exit must not fail
             pass
+    for s in streams:
+        try:
+            s._end_close(deadline)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _after_fork_in_child() -> None:
+    # The child shares its parent's files and sockets and lacks its threads: every
+    # recording starts clean there (see RecordingStream._after_fork_in_child).
+    ROW_IDS.after_fork_in_child()
+    POOL.after_fork_in_child()
+    _sinks._after_fork_in_child()
+    global _prepared_lock
+    _prepared_lock = threading.Lock()
+    for s in list(_STREAMS):
+        s._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class RecordingStream:
@@ -96,16 +186,32 @@ class RecordingStream:
         self._time = ThreadTime()
         self._seconds_kinds: dict[str, str] = {}
         self._static_formats: dict[str, formats.ImageFormat] = {}
+        self._loss = LossLedger(f"recording {self.application_id!r}: ")
         self._sinks: list[Sink] = []
-        self._backlog: Optional[BacklogSink] = BacklogSink()
+        self._backlog: Optional[BacklogSink] = self._bound(BacklogSink())
         self._closed = False
+        self._close_call = None
+        self._writing_to = ""
+        self._warned_closed = False
+        self._child_sinks: Optional[list[Callable[[], Sink]]] = None  # forked child, not opened yet
         self._lock = threading.Lock()
         self.config = batcher_config or BatcherConfig.from_env()
-        self._batcher = Batcher(self.config, self._write_chunk, self._flush_sinks,
-                                ROW_IDS.next_bytes, name=f"pixelrun-batcher-{self.store.recording_id[:8]}")
         self._save_path = os.environ.get("PIXELRUN_SAVE") or None
+        forced = None
         if self._save_path:
-            self._set_sinks([shared_file_sink(self._save_path, self.compression)])
+            try:
+                forced = open_file_sink(self._save_path, self.compression, self._owner)[0]
+            except PixelrunSaveError as exc:
+                # An environment setting for the whole run, not the script's code: stop
+                # before anything runs, with one line, rather than run unsaved.
+                raise SystemExit(f"pixelrun: PIXELRUN_SAVE: {exc}; stopping (nothing of this run "
+                                 "could be saved)") from None
+        _prepare_writer_path()
+        self._batcher = Batcher(self.config, self._write_chunk, self._flush_sinks,
+                                ROW_IDS.next_bytes, name=f"pixelrun-batcher-{self.store.recording_id[:8]}",
+                                ledger=self._loss)
+        if forced is not None:
+            self._set_sinks([forced])
         _STREAMS.add(self)
         if spawn:
             self.spawn()
@@ -123,7 +229,27 @@ class RecordingStream:
     def __repr__(self) -> str:
         return f"RecordingStream({self.application_id!r}, recording_id={self.recording_id!r})"
 
+    @property
+    def _owner(self) -> str:
+        return f"recording {self.application_id!r} (id {self.recording_id})"
+
     # ---------------------------------------------------------------- reporting
+
+    def _say_news(self, starts: bool = True) -> None:
+        """Warn, on the caller's thread, what background threads have recorded."""
+        for message, category in self._loss.take_news(starts):
+            warnings.warn(message, category, stacklevel=errors.user_stacklevel())
+
+    def _refuse_closed(self, what: str, rows: int) -> None:
+        """Something logged after close(): count it, warn once, keep nothing."""
+        self._loss.add("after close", "logged after the recording was closed", rows=rows, warn=False)
+        if not self._warned_closed:
+            self._warned_closed = True
+            warnings.warn(
+                f"pixelrun: recording {self.application_id!r} is closed; {what} and everything "
+                "logged to it from now on is dropped (counted in rec.dropped_rows)",
+                RecordingClosedWarning, stacklevel=errors.user_stacklevel(),
+            )
 
     def _report(self, message: str, strict: Optional[bool] = None) -> None:
         if strict is None:
@@ -207,8 +333,14 @@ class RecordingStream:
         thread's current time (plus log_time), or as static data.
 
         Bad input: a PixelrunWarning naming the entity (or ValueError when strict) and
-        the row is dropped. Returns without waiting on I/O.
+        the row is dropped. Returns without waiting on I/O. After close(): dropped,
+        counted, and a RecordingClosedWarning (once).
         """
+        if self._loss.has_news:
+            self._say_news()
+        if self._closed:
+            self._refuse_closed(f"rr.log({str(entity_path_)!r})", 1)
+            return
         path = entity_path(entity_path_)
         if reserved_part(path):
             self._report(f"{path}: entity path parts starting with '__' are reserved "
@@ -245,7 +377,8 @@ class RecordingStream:
                 timepoint["log_time"] = ("timestamp", t)
             return Row((t, inc), path, timepoint, row, nbytes)
 
-        self._batcher.push_row(make_row, nbytes)
+        if not self._batcher.push_row(make_row, nbytes):
+            self._refuse_closed(f"rr.log({path!r})", 1)
 
     # ------------------------------------------------------------- send_columns
 
@@ -253,6 +386,13 @@ class RecordingStream:
                      times: Any = None, components: Any = None, strict: Optional[bool] = None) -> None:
         """Log many rows at once: `indexes`/`times` are time columns (none = static),
         `columns`/`components` are component columns (length N, or 1 to repeat)."""
+        if self._loss.has_news:
+            self._say_news()
+        if self._closed:
+            idx = indexes if indexes is not None else times
+            n = max((len(t) for t in idx or [] if hasattr(t, "__len__")), default=1)
+            self._refuse_closed(f"send_columns({str(entity_path_)!r})", n)
+            return
         path = entity_path(entity_path_)
         if reserved_part(path):
             self._report(f"{path}: entity path parts starting with '__' are reserved "
@@ -370,21 +510,33 @@ class RecordingStream:
                 comps[name] = part
             timelines = {t.timeline_name: ChunkTimeColumn(t.kind, t.values[sel]) for t in tcols}
             row_ids = ROW_IDS.next_many(sel.size)
-            from pixelrun.batcher import build_column
-
             chunk = Chunk(path, row_ids, timelines,
                           {k: build_column(k, v) for k, v in comps.items()}, ROW_IDS.next_bytes())
-            self._batcher.push_chunk(chunk, nbytes + 64 * sel.size)
+            if not self._batcher.push_chunk(chunk, nbytes + 64 * sel.size):
+                self._refuse_closed(f"send_columns({path!r})", sel.size)
 
     # ------------------------------------------------------------ sinks (thread)
 
+    def _bound(self, sink: Sink) -> Sink:
+        sink.bind(self._loss)
+        return sink
+
     def _write_chunk(self, chunk: Chunk) -> None:
-        """Batcher thread: encode once, hand to every sink."""
+        """Batcher thread: encode once, hand to every sink (a failing sink counts its
+        chunk as dropped; the others still get it)."""
+        if self._child_sinks is not None:
+            self._open_child_sinks()
         batch = to_record_batch(chunk)
         enc = rrd.encode_chunk(chunk, self.store, compression=self.compression, batch=batch)
         targets = self._sinks or ([self._backlog] if self._backlog is not None else [])
         for s in targets:
-            s.write_chunk(self.store, chunk, batch, enc)
+            self._writing_to = s.place  # named if a close times out while this write hangs
+            try:
+                s.write_chunk(self.store, chunk, batch, enc)
+            except Exception as exc:  # noqa: BLE001 - counted; never stops the other sinks
+                self._loss.add(s.place, f"writing failed: {type(exc).__name__}: {exc}",
+                               chunks=1, rows=chunk.num_rows, nbytes=enc.size)
+        self._writing_to = ""
 
     def _flush_sinks(self) -> None:
         for s in self._sinks:
@@ -399,6 +551,7 @@ class RecordingStream:
             else:
                 new = list(sinks)
             for s in new:
+                self._bound(s)
                 s.add_store(self.store)
             if self._backlog is not None and new:
                 for s in new:
@@ -409,14 +562,85 @@ class RecordingStream:
                     s.close()
             self._sinks = new
             if not new and self._backlog is None:
-                self._backlog = BacklogSink()
-        self._batcher.call(swap)
+                self._backlog = self._bound(BacklogSink())
+        call = self._batcher.call(swap, wait=False)
+        if not self._batcher.wait(call.done, time.monotonic() + exit_timeout()):
+            warnings.warn(f"pixelrun: the writer of recording {self.application_id!r} is busy"
+                          f"{self._stuck()}; the new sink takes over when it is free",
+                          PixelrunWarning, stacklevel=errors.user_stacklevel())
+        elif call.error is not None:
+            raise call.error
+        self._say_news()
+
+    def _stuck(self) -> str:
+        return f" (still writing to {self._writing_to})" if self._writing_to else ""
+
+    # ------------------------------------------------------------------ fork
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: never touch the parent's files or sockets (their sink
+        objects are dropped, not closed: closing would write a footer into the
+        parent's file), discard the parent's queued rows (the parent writes them),
+        and write the child's own rows to the sinks `Sink.for_child` names, opened
+        at the child's first chunk (a child that logs nothing creates nothing)."""
+        self._lock = threading.Lock()
+        self._close_call = None
+        self._loss = LossLedger(self._loss.label)
+        self._batcher.ledger = self._loss
+        self._batcher.after_fork_in_child()
+        if self._closed:
+            self._sinks, self._backlog = [], None
+            return
+        self._child_sinks = [f for f in (s.for_child() for s in self._sinks) if f is not None]
+        self._sinks = []
+        self._backlog = self._bound(BacklogSink())
+
+    def _open_child_sinks(self) -> None:
+        factories, self._child_sinks = self._child_sinks or [], None
+        opened = []
+        for make in factories:
+            try:
+                opened.append(self._bound(make()))
+            except OSError as exc:
+                self._loss.notice(f"pixelrun: forked process {os.getpid()}: {exc}; its rows are "
+                                  "not saved", DataLossWarning)
+        for s in opened:
+            s.add_store(self.store)
+        self._sinks = opened
+        if opened:
+            self._backlog = None
+            where = ", ".join(getattr(s, "path", None) or s.place for s in opened)
+            self._loss.notice(f"pixelrun: process {os.getpid()} was forked after the recording "
+                              f"{self.application_id!r} started; it writes its own rows to {where} "
+                              "(the parent's file and connection stay the parent's)", PixelrunWarning)
+
+    # ------------------------------------------------------------------ sinks
 
     def save(self, path: str) -> None:
-        """Write the recording to an .rrd file (replaces the current sinks)."""
+        """Write the recording to an .rrd file (replaces the current sinks).
+
+        Raises PixelrunSaveError (an OSError) naming the path when it cannot be
+        written. A path another recording of this process is still writing is
+        shared (one .rrd holds several recordings; both stay complete), with a
+        warning. Under PIXELRUN_SAVE this is ignored, with a warning naming both.
+        """
+        path = os.fspath(path)
         if self._save_path:
-            return  # PIXELRUN_SAVE captures every recording in its own file
-        self._set_sinks([FileSink(path, self.compression)])
+            warnings.warn(
+                f"pixelrun: PIXELRUN_SAVE={self._save_path!r} captures this run; rr.save({path!r}) is "
+                f"ignored (unset PIXELRUN_SAVE to write {path!r})", PixelrunWarning,
+                stacklevel=errors.user_stacklevel())
+            return
+        try:
+            sink, others = open_file_sink(path, self.compression, self._owner)
+        except PixelrunSaveError as exc:
+            raise exc.with_traceback(None) from None  # the message says it all: no frames inside
+        if others:
+            warnings.warn(
+                f"pixelrun: {path!r} is already being written by {', '.join(others)} in this process; "
+                f"{self._owner} is added to the same file (an .rrd holds several recordings) "
+                "instead of overwriting it", PixelrunWarning, stacklevel=errors.user_stacklevel())
+        self._set_sinks([sink])
 
     def memory_recording(self) -> MemoryRecording:
         """Keep the recording in memory; the returned object has ``rrd_bytes()``."""
@@ -425,8 +649,10 @@ class RecordingStream:
         return MemoryRecording(self, mem)
 
     def connect(self, addr: Optional[str] = None, *, flush_timeout_sec: Optional[float] = 2.0) -> None:
-        """Stream to a viewer listening on TCP `addr` ("host:port", default
-        127.0.0.1:9876). Never blocks: data queues until the viewer is reachable."""
+        """Stream to a pixelrun viewer listening on TCP `addr` ("host:port", default
+        127.0.0.1:9876). Never blocks: data queues until the viewer is reachable;
+        what the bounded queue drops is counted and reported, and a peer that is not
+        a pixelrun viewer is named in a warning and gets nothing."""
         if self._save_path:
             return
         self._set_sinks([TcpSink(addr or f"127.0.0.1:{rrd.default_port()}")])
@@ -459,34 +685,70 @@ class RecordingStream:
         self._set_sinks([])
 
     def flush(self, blocking: bool = True, timeout_sec: Optional[float] = None) -> None:
-        """Write everything logged so far to the sinks."""
+        """Write everything logged so far to the sinks, waiting at most `timeout_sec`
+        (default: PIXELRUN_EXIT_TIMEOUT, 10 s; a warning says when that was not
+        enough: the rows stay queued, nothing is dropped)."""
         if self._closed:
+            self._say_news()
             return
         if blocking:
-            self._batcher.flush(timeout_sec)
+            timeout = exit_timeout() if timeout_sec is None else timeout_sec
+            if not self._batcher.flush(timeout):
+                rows, _ = self._batcher.leftover()
+                warnings.warn(f"pixelrun: flush of recording {self.application_id!r} gave up after "
+                              f"{timeout:g} s with {rows} row(s) still queued{self._stuck()}; they are "
+                              "written when the writer is free", PixelrunWarning,
+                              stacklevel=errors.user_stacklevel())
         else:
             threading.Thread(target=self._batcher.flush, daemon=True).start()
+        self._say_news()
 
-    def close(self) -> None:
-        """Flush, finish every sink (footers) and stop the background thread."""
+    # ------------------------------------------------------------------ close
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Flush, finish every sink (footers, last sends) and stop the background
+        thread, waiting at most `timeout` s (default: PIXELRUN_EXIT_TIMEOUT, 10 s).
+        Whatever could not be written by then is counted; a DataLossWarning sums up
+        every drop of this recording. Later logging is dropped with a warning."""
+        deadline = time.monotonic() + (exit_timeout() if timeout is None else timeout)
+        self._begin_close(deadline)
+        self._end_close(deadline)
+
+    def _begin_close(self, deadline: float) -> None:
+        """Queue the final flush and the closing of the sinks (does not wait)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        self._batcher.flush()
 
         def finish() -> None:
+            left = max(0.0, deadline - time.monotonic())
             for s in self._sinks:
-                s.close()
+                s.close(timeout=left)
+            if self._backlog is not None:
+                self._backlog.close()
             self._sinks = []
 
-        self._batcher.call(finish)
-        self._batcher.stop(timeout=10)
-        if self._batcher.errors:
-            warnings.warn(
-                f"pixelrun: {len(self._batcher.errors)} chunk(s) could not be written: "
-                f"{self._batcher.errors[0]}", errors.PixelrunWarning, stacklevel=2,
-            )
+        self._close_call = self._batcher.call(finish, wait=False)
+        self._batcher.request_stop()
+
+    def _end_close(self, deadline: float) -> None:
+        """Wait (until `deadline`) for what _begin_close queued; count what is left."""
+        call, self._close_call = self._close_call, None
+        if call is not None:
+            done = self._batcher.wait(call.done, deadline)
+            self._batcher.stop(deadline)
+            if not done:
+                rows, nbytes = self._batcher.leftover()
+                if rows:
+                    self._loss.add("close", f"not written within the close timeout "
+                                   f"(PIXELRUN_EXIT_TIMEOUT){self._stuck()}", rows=rows, nbytes=nbytes)
+                for s in list(self._sinks) + ([self._backlog] if self._backlog is not None else []):
+                    s.abandon()
+        summary = self._loss.summary()
+        self._say_news(starts=summary is None)
+        if summary:
+            warnings.warn(summary, DataLossWarning, stacklevel=errors.user_stacklevel())
 
     def __enter__(self) -> "RecordingStream":
         return self
@@ -494,8 +756,21 @@ class RecordingStream:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    # ------------------------------------------------------------------ counts
+
     @property
     def dropped_chunks(self) -> int:
-        """Chunks dropped by TCP sinks and the no-sink backlog (bounded buffers)."""
-        n = self._backlog.dropped if self._backlog is not None else 0
-        return n + sum(getattr(s, "dropped", 0) for s in self._sinks)
+        """Chunks dropped anywhere (TCP queues, the no-sink buffer, failed writes),
+        including by sinks already closed; readable after close()."""
+        return self._loss.totals()[0]
+
+    @property
+    def dropped_rows(self) -> int:
+        """Rows dropped anywhere (as above, plus rows logged after close() and rows
+        the close timeout left unwritten); readable after close()."""
+        return self._loss.totals()[1]
+
+    def losses(self) -> dict[str, tuple[int, int, int]]:
+        """Drops by place ("tcp host:port", "after close", ...): {place: (chunks, rows,
+        bytes)}; readable after close()."""
+        return self._loss.by_place()

@@ -5,33 +5,60 @@ SetStoreInfo per recording, ArrowMsg chunks, and (files and memory) the End mess
 plus stream footer on close that Rerun 0.41's ``rrd verify`` requires.
 
 Sinks are driven by one recording stream's background thread (the batcher), never
-by the thread calling ``log``; a file shared by several recordings (PIXELRUN_SAVE)
-serialises writers with a lock.
+by the thread calling ``log``; a file shared by several recordings (PIXELRUN_SAVE, or
+two ``rr.save`` to one path) serialises writers with a lock.
+
+Loss: a sink that drops anything counts it in its recording's `LossLedger` (bound by
+the recording; `place` names the sink in messages), and keeps its own counts
+(`dropped`, `dropped_rows`, `dropped_bytes`). After ``os.fork()`` a child never
+writes to its parent's file or socket: `for_child` says what it writes instead.
 """
 
 from __future__ import annotations
 
 import collections
+import importlib
 import os
+import select
 import socket
 import threading
 import time
-import warnings
-from typing import Optional
+from typing import Callable, Optional
 
 import pyarrow as pa
 
 from pixelrun.engine import rrd
 from pixelrun.engine.chunk import Chunk
 from pixelrun.engine.rrd_footer import ManifestBuilder, footer_body, stream_footer
-from pixelrun.errors import PixelrunWarning
+from pixelrun.errors import PixelrunSaveError, PixelrunWarning
+from pixelrun.loss import LossLedger, format_bytes
 
-__all__ = ["Sink", "FileSink", "MemorySink", "MemoryRecording", "TcpSink", "BacklogSink", "shared_file_sink"]
+__all__ = [
+    "Sink", "FileSink", "MemorySink", "MemoryRecording", "TcpSink", "BacklogSink",
+    "open_file_sink", "shared_file_sink", "child_path", "GREETING", "describe_peer_bytes",
+]
 
 
 class Sink:
     """Interface: add_store / write_chunk / flush / close. All called from one thread
     per recording (a shared sink locks internally)."""
+
+    place = "sink"
+    _loss: Optional[LossLedger] = None
+
+    @property
+    def loss(self) -> LossLedger:
+        """Where this sink counts its drops: its recording's ledger once bound."""
+        if self._loss is None:
+            self._loss = LossLedger()
+        return self._loss
+
+    def bind(self, ledger: LossLedger) -> None:
+        """Count drops in the recording's ledger from now on (and move there what
+        was counted before)."""
+        old, self._loss = self._loss, ledger
+        if old is not None:
+            ledger.absorb(old)
 
     def add_store(self, store: rrd.StoreInfo) -> None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -43,8 +70,18 @@ class Sink:
     def flush(self, timeout: Optional[float] = None) -> None:
         pass
 
-    def close(self) -> None:
-        pass
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Finish (footer, last sends) within `timeout` s; count what is left."""
+
+    def abandon(self) -> None:
+        """The close did not get to run in time: count what this sink still holds."""
+
+    def for_child(self) -> Optional[Callable[[], "Sink"]]:
+        """In a forked child: a factory for the sink the child writes to instead
+        (called at the child's first chunk), or None (the child's rows are counted
+        as dropped there)."""
+        return None
+
 
 
 class _StreamWriter(Sink):
@@ -104,7 +141,7 @@ class _StreamWriter(Sink):
         body_offset = self.offset + rrd.MESSAGE_HEADER_SIZE
         return rrd.message_header(rrd.KIND_END, len(body)) + body + stream_footer(body_offset, body)
 
-    def close(self) -> None:
+    def close(self, timeout: Optional[float] = None) -> None:
         with self._lock:
             if self._closed:
                 return
@@ -117,22 +154,51 @@ class _StreamWriter(Sink):
         pass
 
 
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _save_error(errno: Optional[int], message: str) -> PixelrunSaveError:
+    """A PixelrunSaveError whose str() is just `message` (errno kept as attribute)."""
+    err = PixelrunSaveError(message)
+    err.errno = errno
+    return err
+
+
 class FileSink(_StreamWriter):
     """Writes the stream to a file as it goes (a killed process leaves every complete
     message readable); the footer is written on close.
 
     The file is a pyarrow native file: writes are unbuffered system calls made with
     the GIL released, and chunk payloads are streamed from the chunk's own buffers
-    (no intermediate copy of the pixels).
+    (no intermediate copy of the pixels). A path that cannot be written raises
+    `PixelrunSaveError` naming it. Prefer `open_file_sink`, which never lets two
+    writers in this process truncate each other's file.
     """
 
     def __init__(self, path: str, compression: bool = False) -> None:
         super().__init__(compression)
         self.path = os.fspath(path)
+        self.place = f"file {self.path}"
         d = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(d, exist_ok=True)
-        self._f = pa.OSFile(self.path, "wb")
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as exc:
+            up = d
+            while not os.path.exists(up):
+                up = os.path.dirname(up)
+            why = (f"{up!r} is not a folder" if not os.path.isdir(up)
+                   else f"cannot create its folder {d!r} ({_reason(exc)})")
+            raise _save_error(exc.errno, f"cannot write the recording to {self.path!r}: {why}") from None
+        if os.path.isdir(self.path):
+            raise _save_error(None, f"cannot write the recording to {self.path!r}: it is a folder")
+        try:
+            self._f = pa.OSFile(self.path, "wb")
+        except OSError as exc:
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise _save_error(exc.errno, f"cannot write the recording to {self.path!r}: {why}") from None
         self._refs = 1
+        self.owners: list[str] = []
 
     def _write(self, parts: list) -> None:
         for p in parts:
@@ -151,17 +217,38 @@ class FileSink(_StreamWriter):
     def _finish(self) -> None:
         self._f.close()
 
+    def abandon(self) -> None:
+        self.loss.notice(f"pixelrun: {self.path} is left without its footer (the close timed out); "
+                         "every complete message in it is readable", PixelrunWarning)
 
-_SHARED: dict[str, FileSink] = {}
-_SHARED_LOCK = threading.Lock()
+    def for_child(self) -> Optional[Callable[[], Sink]]:
+        return _child_file_factory(self.path, self.compression)
+
+
+# One open FileSink per path in this process: a second recording saving to a path
+# that is still being written joins that file (an .rrd holds several recordings)
+# instead of truncating it under the first writer.
+_OPEN: dict[str, FileSink] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def _key(path: str) -> str:
+    return os.path.realpath(os.path.abspath(path))
 
 
 class _SharedFileSink(Sink):
-    """One stream's handle on a file shared by several recordings (PIXELRUN_SAVE)."""
+    """One recording's handle on a FileSink that several recordings may share; the
+    footer is written when the last handle closes."""
 
-    def __init__(self, inner: FileSink) -> None:
+    def __init__(self, inner: FileSink, owner: str) -> None:
         self.inner = inner
+        self.owner = owner
+        self.place = inner.place
         self._closed = False
+
+    @property
+    def path(self) -> str:
+        return self.inner.path
 
     def add_store(self, store) -> None:
         self.inner.add_store(store)
@@ -169,35 +256,65 @@ class _SharedFileSink(Sink):
     def write_chunk(self, store, chunk, batch, enc) -> None:
         self.inner.write_chunk(store, chunk, batch, enc)
 
-    def close(self) -> None:
+    def close(self, timeout: Optional[float] = None) -> None:
         if self._closed:
             return
         self._closed = True
-        with _SHARED_LOCK:
+        with _OPEN_LOCK:
             self.inner._refs -= 1
+            if self.owner in self.inner.owners:
+                self.inner.owners.remove(self.owner)
             last = self.inner._refs == 0
-            if last:
-                _SHARED.pop(os.path.abspath(self.inner.path), None)
+            if last and _OPEN.get(_key(self.inner.path)) is self.inner:
+                del _OPEN[_key(self.inner.path)]
         if last:
             self.inner.close()
 
+    def abandon(self) -> None:
+        self.inner.bind(self.loss)
+        self.inner.abandon()
 
-def shared_file_sink(path: str, compression: bool = False) -> Sink:
-    """A handle on one file per path in this process; the footer is written when the
-    last recording using it closes."""
-    key = os.path.abspath(path)
-    with _SHARED_LOCK:
-        inner = _SHARED.get(key)
+    def for_child(self) -> Optional[Callable[[], Sink]]:
+        return _child_file_factory(self.inner.path, self.inner.compression)
+
+
+def open_file_sink(path: str, compression: bool = False, owner: str = "") -> tuple[Sink, list[str]]:
+    """A handle on the one open file for `path` in this process, and the other
+    recordings (their `owner` labels) already writing it. Raises PixelrunSaveError
+    when the path cannot be written."""
+    key = _key(os.fspath(path))
+    with _OPEN_LOCK:
+        inner = _OPEN.get(key)
         if inner is None or inner._closed:
-            inner = FileSink(path, compression)
-            _SHARED[key] = inner
+            inner = _OPEN[key] = FileSink(path, compression)
         else:
             inner._refs += 1
-    return _SharedFileSink(inner)
+        others = [o for o in inner.owners if o != owner]
+        inner.owners.append(owner)
+    return _SharedFileSink(inner, owner), others
+
+
+def shared_file_sink(path: str, compression: bool = False, owner: str = "") -> Sink:
+    """`open_file_sink` without the list of other writers (PIXELRUN_SAVE shares on
+    purpose)."""
+    return open_file_sink(path, compression, owner)[0]
+
+
+def child_path(path: str, pid: Optional[int] = None) -> str:
+    """Where a forked child writes what its parent writes to `path`:
+    ``rec.rrd`` -> ``rec.pid<child pid>.rrd``."""
+    root, ext = os.path.splitext(path)
+    return f"{root}.pid{os.getpid() if pid is None else pid}{ext or '.rrd'}"
+
+
+def _child_file_factory(path: str, compression: bool) -> Callable[[], Sink]:
+    return lambda: open_file_sink(child_path(path), compression)[0]
 
 
 class MemorySink(_StreamWriter):
     """Keeps the encoded stream in memory."""
+
+    place = "memory"
 
     def __init__(self, compression: bool = False) -> None:
         super().__init__(compression)
@@ -214,6 +331,12 @@ class MemorySink(_StreamWriter):
             self._start()
             data = b"".join(bytes(p) if isinstance(p, pa.Buffer) else p for p in self._parts)
             return data + self._end_bytes()
+
+    def for_child(self) -> Optional[Callable[[], Sink]]:
+        # The child's copy of the memory is its own: it goes on writing there (with a
+        # fresh lock: the parent's may have been held by a thread the child lacks).
+        self._lock = threading.RLock()
+        return lambda: self
 
 
 class MemoryRecording:
@@ -243,7 +366,10 @@ class MemoryRecording:
 
 class BacklogSink(Sink):
     """Holds chunks while no sink is set (Rerun's buffered sink), bounded: past
-    `max_bytes` the oldest temporal chunks are dropped and counted."""
+    `max_bytes` the oldest temporal chunks are dropped and counted; what is still
+    held when the recording closes without a sink is counted too."""
+
+    place = "buffer (no sink set: call rr.save, rr.connect, rr.spawn or rr.memory_recording)"
 
     def __init__(self, max_bytes: int = 256 << 20) -> None:
         self.max_bytes = max_bytes
@@ -251,7 +377,6 @@ class BacklogSink(Sink):
         self.stores: list = []
         self.nbytes = 0
         self.dropped = 0
-        self._warned = False
 
     def add_store(self, store) -> None:
         if store not in self.stores:
@@ -268,13 +393,8 @@ class BacklogSink(Sink):
             del self.items[idx]
             self.nbytes -= old[3].size
             self.dropped += 1
-            if not self._warned:
-                self._warned = True
-                warnings.warn(
-                    f"pixelrun: no sink is set (call save/connect/spawn/memory_recording); "
-                    f"buffered data passed {self.max_bytes >> 20} MiB and the oldest chunks "
-                    "are being dropped", PixelrunWarning, stacklevel=2,
-                )
+            self.loss.add(self.place, f"more than {self.max_bytes >> 20} MiB buffered; the oldest "
+                          "chunks are dropped", chunks=1, rows=old[1].num_rows, nbytes=old[3].size)
 
     def replay_into(self, sink: Sink) -> None:
         for s in self.stores:
@@ -284,37 +404,117 @@ class BacklogSink(Sink):
         self.items.clear()
         self.nbytes = 0
 
+    def close(self, timeout: Optional[float] = None) -> None:
+        """The recording closes with no sink ever set: what is held goes nowhere."""
+        for _, chunk, _, enc in self.items:
+            self.loss.add(self.place, "the recording closed while no sink was set",
+                          chunks=1, rows=chunk.num_rows, nbytes=enc.size)
+        self.items.clear()
+        self.nbytes = 0
+
+    abandon = close
+
+
+# ---------------------------------------------------------------------------- TCP
+
+# What the pixelrun viewer says first on every connection (engine/viewer_server.py,
+# when it greets): the sink streams only to a peer that says exactly this, so whatever
+# else may listen on the port (Rerun's own gRPC viewer uses 9876 too) is named.
+GREETING = b"PIXELRUN-VIEWER/1\n"
+
+
+def _server_greets() -> bool:
+    """Whether this install's viewer sends GREETING (then silence means: not ours)."""
+    try:
+        vs = importlib.import_module("pixelrun.engine.viewer_server")
+    except Exception:  # noqa: BLE001 - no viewer module: nothing to expect
+        return False
+    return getattr(vs, "GREETING", None) == GREETING
+
+
+def describe_peer_bytes(data: bytes) -> str:
+    """What the first bytes a peer sent say about it (for a one-line message)."""
+    if len(data) >= 9 and data[3] == 0x04 and data[5:9] == b"\0\0\0\0":
+        return ("an HTTP/2 server (it sent a SETTINGS frame): a gRPC server such as Rerun's own "
+                "viewer, which also uses port 9876")
+    if data.startswith(b"HTTP/"):
+        line = data.split(b"\r\n", 1)[0].decode("latin-1")[:60]
+        return (f"an HTTP server (it answered {line!r}): probably Rerun's own viewer or gRPC "
+                "server, which also uses port 9876")
+    return f"it sent {data[:24]!r}, not the pixelrun viewer's greeting"
+
+
+class _Item:
+    """One queued unit: store info or chunk message parts."""
+
+    __slots__ = ("parts", "size", "rows", "static", "attempts")
+
+    def __init__(self, parts: list, rows: int, static: bool) -> None:
+        self.parts = parts
+        self.size = sum(len(p) for p in parts)
+        self.rows = rows
+        self.static = static
+        self.attempts = 0
+
 
 class TcpSink(Sink):
-    """Streams the .rrd encoding to a viewer over TCP (``rr.connect``).
+    """Streams the .rrd encoding to a pixelrun viewer over TCP (``rr.connect``).
 
     A sender thread owns the socket: `write_chunk` only queues (bounded by
-    `max_queue_bytes`; beyond it the oldest temporal chunks are dropped and counted
-    in `dropped`). When the connection fails the sender retries every
-    `retry_secs`; a new connection starts with a fresh stream header, the store
-    infos and the latest static chunks, so a viewer that comes back sees a
-    consistent recording. Never blocks the caller beyond `flush`'s timeout.
+    `max_queue_bytes`; beyond it the oldest temporal chunks are dropped and counted).
+    When the connection fails the sender retries every `retry_secs`; a new
+    connection starts with a fresh stream header, the store infos and the latest
+    static chunks, so a viewer that comes back sees a consistent recording, and a
+    chunk whose send failed is sent again there. Never blocks the caller beyond
+    `flush`'s timeout.
+
+    Peer check: after connecting, the sink sends the stream header and waits up to
+    `handshake_timeout` for the peer's first bytes. Exactly `GREETING` is a pixelrun
+    viewer; anything else (Rerun's gRPC server answers ``HTTP/1.1 400``, an HTTP/2
+    server a SETTINGS frame) or a close is not, and is named in a warning; nothing is
+    streamed there. Silence means "not ours" when `expect_greeting` (default: when
+    this install's viewer greets); otherwise a silent peer is taken for a viewer
+    after `handshake_timeout`. Bytes that arrive later also end the connection.
     """
 
     def __init__(self, addr: str = "127.0.0.1:9876", *, max_queue_bytes: int = 256 << 20,
-                 retry_secs: float = 0.5, connect_timeout: float = 2.0) -> None:
+                 retry_secs: float = 0.5, connect_timeout: float = 2.0,
+                 handshake_timeout: Optional[float] = None,
+                 expect_greeting: Optional[bool] = None) -> None:
         host, _, port = addr.rpartition(":")
         self.host = host or "127.0.0.1"
         self.port = int(port)
+        self.addr = f"{self.host}:{self.port}"
+        self.place = f"tcp {self.addr}"
         self.max_queue_bytes = max_queue_bytes
         self.retry_secs = retry_secs
         self.connect_timeout = connect_timeout
+        self.expect_greeting = _server_greets() if expect_greeting is None else expect_greeting
+        self.handshake_timeout = (handshake_timeout if handshake_timeout is not None
+                                  else (5.0 if self.expect_greeting else 0.3))
         self.dropped = 0
+        self.dropped_rows = 0
+        self.dropped_bytes = 0
         self.connected = False
+        self.connections = 0
+        self.peer_problem = ""  # why the last peer was refused as not a pixelrun viewer
+        self._why = f"no viewer connected at {self.addr} yet"
         self._cond = threading.Condition()
         self._queue: collections.deque = collections.deque()
         self._queue_bytes = 0
         self._stores: list = []
-        self._static: dict = {}  # (store, entity, components) -> latest static chunk
+        self._static: dict = {}  # (store, entity, components) -> latest static chunk parts
         self._closing = False
+        self._deadline: Optional[float] = None
         self._sending = False
+        self._sock: Optional[socket.socket] = None
+        self._loss = LossLedger()
         self._thread = threading.Thread(target=self._run, name="pixelrun-tcp", daemon=True)
         self._thread.start()
+
+    def bind(self, ledger: LossLedger) -> None:
+        with self._cond:  # the sender thread counts under the same lock
+            super().bind(ledger)
 
     # -- producer side
 
@@ -322,7 +522,7 @@ class TcpSink(Sink):
         with self._cond:
             if store not in self._stores:
                 self._stores.append(store)
-                self._push(("store", rrd.encode_store_info(store)), static=True)
+                self._push(_Item([rrd.encode_store_info(store)], 0, static=True))
 
     def write_chunk(self, store, chunk, batch, enc) -> None:
         parts = [bytes(p) if isinstance(p, pa.Buffer) else p for p in enc.parts]
@@ -330,20 +530,27 @@ class TcpSink(Sink):
             if chunk.is_static:
                 key = (store.store_key, chunk.entity_path, tuple(sorted(chunk.components)))
                 self._static[key] = parts
-            self._push(("chunk", parts), static=chunk.is_static)
+            self._push(_Item(parts, chunk.num_rows, static=chunk.is_static))
 
-    def _push(self, item, static: bool) -> None:
-        size = sum(len(p) for p in (item[1] if isinstance(item[1], list) else [item[1]]))
-        self._queue.append((item, size, static))
-        self._queue_bytes += size
+    def _drop(self, item: _Item, why: str) -> None:
+        """Count one dropped chunk (under `_cond`)."""
+        self.dropped += 1
+        self.dropped_rows += item.rows
+        self.dropped_bytes += item.size
+        self.loss.add(self.place, why, chunks=1, rows=item.rows, nbytes=item.size)
+
+    def _push(self, item: _Item) -> None:
+        self._queue.append(item)
+        self._queue_bytes += item.size
         while self._queue_bytes > self.max_queue_bytes and len(self._queue) > 1:
-            idx = next((i for i, it in enumerate(self._queue) if not it[2]), None)
+            idx = next((i for i, it in enumerate(self._queue) if not it.static), None)
             if idx is None:
                 break
-            _, sz, _ = self._queue[idx]
+            old = self._queue[idx]
             del self._queue[idx]
-            self._queue_bytes -= sz
-            self.dropped += 1
+            self._queue_bytes -= old.size
+            self._drop(old, f"{self._why}; more than {format_bytes(self.max_queue_bytes)} queued, "
+                       "the oldest chunks are dropped")
         self._cond.notify_all()
 
     def flush(self, timeout: Optional[float] = 2.0) -> None:
@@ -356,83 +563,236 @@ class TcpSink(Sink):
                     break
                 self._cond.wait(0.05 if left is None else min(left, 0.05))
 
-    def close(self) -> None:
-        self.flush(timeout=2.0)
+    def close(self, timeout: Optional[float] = 2.0) -> None:
+        """Send what is queued (connecting once more if needed) within `timeout` s;
+        count whatever is still queued then."""
+        deadline = time.monotonic() + (2.0 if timeout is None else timeout)
         with self._cond:
             self._closing = True
+            self._deadline = deadline
             self._cond.notify_all()
-        self._thread.join(timeout=2.0)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():  # stuck in a send to a peer that stopped reading
+            with self._cond:
+                sock = self._sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self._thread.join(1.0)
+        self.abandon(f"still queued at close, not sent within {2.0 if timeout is None else timeout:.1f} s "
+                     f"({self._why})")
+
+    def abandon(self, why: str = "") -> None:
+        with self._cond:
+            for it in self._queue:
+                if it.rows or not it.static:  # store infos are not data
+                    self._drop(it, why or f"still queued when the close timed out ({self._why})")
+            self._queue.clear()
+            self._queue_bytes = 0
+            self._cond.notify_all()
+
+    def for_child(self) -> Optional[Callable[[], Sink]]:
+        kw = dict(max_queue_bytes=self.max_queue_bytes, retry_secs=self.retry_secs,
+                  connect_timeout=self.connect_timeout, handshake_timeout=self.handshake_timeout,
+                  expect_greeting=self.expect_greeting)
+        return lambda: TcpSink(self.addr, **kw)
 
     # -- sender thread
 
-    def _connect(self) -> Optional[socket.socket]:
-        try:
-            s = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            s.settimeout(None)
-            return s
-        except OSError:
-            return None
+    def _left(self) -> Optional[float]:
+        return None if self._deadline is None else self._deadline - time.monotonic()
 
-    def _run(self) -> None:
-        sock = None
-        while True:
-            with self._cond:
-                if self._closing:
-                    break
-            if sock is None:
-                sock = self._connect()
-                if sock is None:
-                    with self._cond:
-                        self._cond.wait(self.retry_secs)
-                    continue
-                try:
-                    with self._cond:
-                        # Fresh stream: header, store infos, latest statics; queued
-                        # store/static items are covered by this preamble.
-                        pre = [rrd.stream_header(False)]
-                        pre += [rrd.encode_store_info(s) for s in self._stores]
-                        for parts in self._static.values():
-                            pre += parts
-                        self._queue = collections.deque(it for it in self._queue if not it[2])
-                        self._queue_bytes = sum(it[1] for it in self._queue)
-                    for p in pre:
-                        sock.sendall(p)
-                    with self._cond:
-                        self.connected = True
+    def _handshake(self, sock: socket.socket) -> str:
+        """'' when the peer is a pixelrun viewer, else what it is."""
+        sock.sendall(rrd.stream_header(False))
+        got = b""
+        deadline = time.monotonic() + self.handshake_timeout
+        while len(got) < len(GREETING):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if got:
+                    return describe_peer_bytes(got)
+                return (f"it sent nothing within {self.handshake_timeout:g} s: a plain TCP server, or "
+                        "a stuck viewer" if self.expect_greeting else "")
+            sock.settimeout(left)
+            try:
+                data = sock.recv(len(GREETING) - len(got))
+            except socket.timeout:
+                continue
+            if not data:
+                return "it closed the connection without the pixelrun viewer's greeting"
+            got += data
+            if not GREETING.startswith(got):
+                try:  # the rest of its answer makes a better message
+                    sock.settimeout(0.2)
+                    got += sock.recv(256)
                 except OSError:
-                    sock.close()
-                    sock = None
-                    continue
+                    pass
+                return describe_peer_bytes(got)
+        return ""
+
+    def _open(self) -> Optional[socket.socket]:
+        """Connect, check the peer, send the preamble; None when that failed."""
+        left = self._left()
+        timeout = self.connect_timeout if left is None else max(0.05, min(self.connect_timeout, left))
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        except OSError as exc:
             with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait(0.2)
-                if not self._queue:
-                    continue
-                item, size, static = self._queue.popleft()
-                self._queue_bytes -= size
-                self._sending = True
-            try:
-                payload = item[1] if isinstance(item[1], list) else [item[1]]
-                for p in payload:
-                    sock.sendall(p)
-            except OSError:
-                self.dropped += 1
-                try:
-                    sock.close()
-                finally:
-                    sock = None
-                with self._cond:
-                    self.connected = False
-            finally:
-                with self._cond:
-                    self._sending = False
-                    self._cond.notify_all()
-        if sock is not None:
-            try:
+                self._why = f"no viewer listening at {self.addr} ({_reason(exc)})"
+            return None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            problem = self._handshake(sock)
+            if problem:
                 sock.close()
-            except OSError:
-                pass
+                with self._cond:
+                    self._why = f"{self.addr} is not a pixelrun viewer"
+                    if problem != self.peer_problem:
+                        self.loss.notice(
+                            f"pixelrun: {self.addr} is not a pixelrun viewer: {problem}. Nothing is "
+                            f"sent there. Start `pixelrun view --port N` and set PIXELRUN_PORT=N (or "
+                            f"rr.connect('host:N'))", PixelrunWarning)
+                        self.peer_problem = problem  # after the notice: readers may poll it
+                return None
+            sock.settimeout(None)
+            with self._cond:
+                # Fresh stream: store infos, latest statics; queued store/static
+                # items are covered by this preamble.
+                pre = [rrd.encode_store_info(s) for s in self._stores]
+                for parts in self._static.values():
+                    pre += parts
+                self._queue = collections.deque(it for it in self._queue if not it.static)
+                self._queue_bytes = sum(it.size for it in self._queue)
+            for p in pre:
+                sock.sendall(p)
+        except OSError as exc:
+            sock.close()
+            with self._cond:
+                self._why = f"the connection to {self.addr} failed ({_reason(exc)})"
+            return None
+        with self._cond:
+            self.connected = True
+            self.connections += 1
+            self.peer_problem = ""
+            self._sock = sock
+            self._why = f"the viewer at {self.addr} is not keeping up"
+            self._cond.notify_all()
+        return sock
+
+    def _peer_spoke(self, sock: socket.socket) -> str:
+        """'' while the peer is silent and connected; else why the connection ends."""
+        try:
+            if not select.select([sock], [], [], 0)[0]:
+                return ""
+            data = sock.recv(256, socket.MSG_PEEK)
+        except OSError as exc:
+            return f"connection to {self.addr} lost ({_reason(exc)})"
+        if not data:
+            return f"the viewer at {self.addr} closed the connection"
+        if GREETING.startswith(data[:len(GREETING)]):  # a greeting later than the handshake wait
+            if len(data) >= len(GREETING):
+                sock.recv(len(GREETING))
+            return ""
+        with self._cond:
+            problem = describe_peer_bytes(data)
+            self.loss.notice(f"pixelrun: {self.addr} is not a pixelrun viewer: {problem}; "
+                             "stopped streaming there", PixelrunWarning)
+            self.peer_problem = problem
+        return f"{self.addr} is not a pixelrun viewer"
+
+    def _disconnect(self, sock: socket.socket, why: str) -> None:
+        try:
+            sock.close()
+        except OSError:
+            pass
         with self._cond:
             self.connected = False
+            self._sock = None
+            self._why = why
             self._cond.notify_all()
+
+    def _done(self) -> bool:
+        """Closing, and nothing (more) can be sent: queue empty or time is up."""
+        left = self._left()
+        return self._closing and (not self._queue or (left is not None and left <= 0))
+
+    def _run(self) -> None:
+        sock: Optional[socket.socket] = None
+        tried_since_close = False
+        try:
+            while True:
+                if sock is None:
+                    with self._cond:
+                        if self._done() or (self._closing and tried_since_close):
+                            return
+                        tried_since_close = self._closing
+                    sock = self._open()
+                    if sock is None:
+                        with self._cond:
+                            if not self._closing:
+                                self._cond.wait(self.retry_secs if not self.peer_problem
+                                                else max(self.retry_secs, 5.0))
+                        continue
+                with self._cond:
+                    while not self._queue and not self._closing:
+                        self._cond.wait(0.2)
+                        if not self._queue:
+                            break
+                    if self._done():
+                        return
+                    item = self._queue.popleft() if self._queue else None
+                    if item is not None:
+                        self._queue_bytes -= item.size
+                        self._sending = True
+                gone = self._peer_spoke(sock)
+                if gone or item is None:
+                    if item is not None:
+                        self._requeue(item)
+                    if gone:
+                        self._disconnect(sock, gone)
+                        sock = None
+                    continue
+                try:
+                    for p in item.parts:
+                        sock.sendall(p)
+                except OSError as exc:
+                    self._requeue(item)
+                    self._disconnect(sock, f"connection to {self.addr} lost ({_reason(exc)})")
+                    sock = None
+                finally:
+                    with self._cond:
+                        self._sending = False
+                        self._cond.notify_all()
+        finally:
+            if sock is not None:
+                self._disconnect(sock, self._why)
+
+    def _requeue(self, item: _Item) -> None:
+        """A chunk that did not get through goes first on the next connection (a
+        static one is in that connection's preamble anyway); one that broke three
+        connections is dropped and counted."""
+        with self._cond:
+            self._sending = False
+            if item.static:
+                return
+            item.attempts += 1
+            if item.attempts >= 3:
+                self._drop(item, f"the connection to {self.addr} broke {item.attempts} times while "
+                           "sending this chunk")
+                return
+            self._queue.appendleft(item)
+            self._queue_bytes += item.size
+            self._cond.notify_all()
+
+
+# ------------------------------------------------------------------------- fork
+
+
+def _after_fork_in_child() -> None:
+    """A forked child shares no open file with its parent (recording.py calls this)."""
+    global _OPEN_LOCK
+    _OPEN.clear()
+    _OPEN_LOCK = threading.Lock()

@@ -45,7 +45,9 @@ def viewer_available() -> bool:
 
 
 def spawn_viewer(port: int, wait_secs: float = 15.0) -> bool:
-    """Make sure a viewer listens on `port`; True when one does."""
+    """Make sure a viewer listens on `port`; True when something does. Whether that
+    is a pixelrun viewer is checked by the TCP sink (its greeting), which names
+    anything else and sends it nothing."""
     if is_listening(port):
         return True
     if not viewer_available():

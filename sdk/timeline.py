@@ -153,6 +153,12 @@ class RowIdGenerator:
         self._last_t = 0
         self._inc = int.from_bytes(os.urandom(8), "big") >> 2
 
+    def after_fork_in_child(self) -> None:
+        """A forked child draws its own counter start (its ids must not repeat the
+        parent's) and a fresh lock (the parent's may have been held at the fork)."""
+        self._lock = threading.Lock()
+        self._inc = int.from_bytes(os.urandom(8), "big") >> 2
+
     def next_many(self, n: int) -> np.ndarray:
         """(n, 2) uint64 ids, increasing; caller may hold its own lock around use."""
         with self._lock:

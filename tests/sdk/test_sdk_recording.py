@@ -410,7 +410,8 @@ def test_pixelrun_save_captures_several_recordings_in_one_file(tmp_path, monkeyp
     monkeypatch.setenv("PIXELRUN_SAVE", str(path))
     a = rr.RecordingStream("app", recording_id="A", spawn=True)  # never spawns under PIXELRUN_SAVE
     b = rr.RecordingStream("app", recording_id="B")
-    a.save(tmp_path / "ignored.rrd")
+    with pytest.warns(rr.PixelrunWarning, match=r"captures this run; rr\.save\(.*ignored\.rrd'\) is ignored"):
+        a.save(tmp_path / "ignored.rrd")
     a.log("x", _img(1))
     b.log("y", _img(2))
     a.close()
