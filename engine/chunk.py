@@ -39,6 +39,14 @@ def default_timeline(names) -> Optional[str]:
     return (user_timelines(names) or sorted(names) or [None])[0]
 
 
+def printable(text: str, limit: int = 300) -> str:
+    """Text from a file made safe for a one-line message: control and other
+    non-printable characters escaped (\\x00, \\n, ...), at most `limit` characters."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def format_time(kind: str, t: Optional[int]) -> str:
     """A time point as a person reads it: #n, seconds, or a UTC timestamp (µs)."""
     if t is None:
@@ -415,7 +423,41 @@ def to_record_batch(chunk: "Chunk") -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _timeline_kind(typ: pa.DataType) -> Optional[str]:
+def _same_name(entity: str, what: str, field_name: str, meta_name: str) -> None:
+    """Rerun writes a column's name twice (field name and metadata); they must agree."""
+    if field_name != meta_name and (":" in field_name or what == "timeline"):
+        raise ValueError(
+            f"{entity}: {what} column {field_name!r} is named {meta_name!r} in its metadata "
+            "(the two copies differ: damaged)"
+        )
+
+
+def loose_type(typ: pa.DataType) -> pa.DataType:
+    """`typ` with every field nullable and list items named 'item': what two columns
+    must share to be read the same way (value types, struct field names and order)."""
+    if pa.types.is_fixed_size_list(typ):
+        return pa.list_(loose_type(typ.value_type), typ.list_size)
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        inner = loose_type(typ.value_type)
+        return pa.list_(inner) if pa.types.is_list(typ) else pa.large_list(inner)
+    if pa.types.is_struct(typ):
+        return pa.struct([pa.field(typ.field(i).name, loose_type(typ.field(i).type)) for i in range(typ.num_fields)])
+    return typ
+
+
+def check_component_type(entity: str, component: str, typ: pa.DataType) -> None:
+    """ValueError unless a known component's column has Rerun 0.41's type (nullability
+    aside); unknown components are not checked."""
+    known = COMPONENT_TYPES.get(component)
+    if known is None:
+        return
+    want = pa.list_(pa.field("item", known[2]))
+    if not loose_type(typ).equals(loose_type(want)):
+        raise ValueError(f"{entity}: component {component!r} has type {typ}, expected {want}")
+
+
+def timeline_kind(typ: pa.DataType) -> Optional[str]:
+    """The timeline kind an Arrow index type stands for (None: not a time type)."""
     if pa.types.is_timestamp(typ):
         return "timestamp"
     if pa.types.is_duration(typ):
@@ -451,17 +493,23 @@ def from_record_batch(batch: pa.RecordBatch) -> "Chunk":
             if pa.types.is_fixed_size_binary(f.type) and f.type.byte_width == 16:
                 row_ids = row_ids_from_arrow(col)
             continue
-        if kind == "index" or (kind is None and _timeline_kind(f.type) and not pa.types.is_list(f.type)):
-            tk = _timeline_kind(f.type)
+        if kind == "index" or (kind is None and timeline_kind(f.type) and not pa.types.is_list(f.type)):
+            tk = timeline_kind(f.type)
             if tk is None:
                 raise ValueError(f"{entity}: index column {f.name!r} has unsupported type {f.type}")
             name = fmeta.get("rerun:index_name", f.name)
+            _same_name(entity, "timeline", f.name, name)
             if col.null_count:
                 raise ValueError(f"{entity}: index column {f.name!r} has {col.null_count} null(s)")
             vals = col.cast(pa.int64()) if not pa.types.is_int64(f.type) else col
-            timelines[name] = TimeColumn(tk, vals.to_numpy(zero_copy_only=False).astype(np.int64, copy=False))
+            values = vals.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+            if fmeta.get("rerun:is_sorted") == "true" and values.size > 1 and bool(np.any(values[1:] < values[:-1])):
+                raise ValueError(f"{entity}: timeline {name!r} is marked sorted but its values are not")
+            timelines[name] = TimeColumn(tk, values)
             continue
         name = fmeta.get("rerun:component", f.name)
+        _same_name(entity, "component", f.name, name)
+        check_component_type(entity, name, col.type)
         components[name] = col
         if name not in COMPONENT_TYPES and fmeta:
             meta_out[name] = fmeta

@@ -21,6 +21,7 @@ from PIL import Image
 
 from pixelrun.engine.chunk import user_timelines
 from pixelrun.engine.cli_formats import parse_size
+from pixelrun.engine.cli_render import OutputError, safe_filename, writable_folder
 from pixelrun.engine.convert import BACKENDS, choose_backend, convert
 from pixelrun.kernels.samples import all_samples
 
@@ -65,7 +66,7 @@ def render_examples(out_dir, backend: str) -> list[Path]:
         if timelines:  # one PNG per time point of the example's own timeline
             tl = timelines[0]
             for t in time_points(store, tl):
-                path = out / f"{name}_{tl}_{int(t):04d}.png"
+                path = out / f"{name}_{safe_filename(tl)}_{int(t):04d}.png"
                 Image.fromarray(render(store, timeline=tl, time=int(t), backend=backend)).save(path)
                 written.append(path)
         else:
@@ -73,7 +74,7 @@ def render_examples(out_dir, backend: str) -> list[Path]:
             Image.fromarray(render(store, backend=backend)).save(path)
             written.append(path)
         for entity in sorted(store.entity_paths()) if name == "seed_image_formats" else ():
-            path = out / f"{name}{entity.replace('/', '_')}.png"
+            path = out / f"{name}_{safe_filename(entity.strip('/').replace('/', '_'))}.png"
             Image.fromarray(render(store, entity=entity, backend=backend)).save(path)
             written.append(path)
     return written
@@ -81,7 +82,11 @@ def render_examples(out_dir, backend: str) -> list[Path]:
 
 def _run(args: argparse.Namespace) -> int:
     w, h = args.size
-    out = Path(args.output)
+    try:
+        out = writable_folder(Path(args.output))  # before recording or rendering anything
+    except OutputError as exc:
+        print(f"pixelrun demo: {exc}", file=sys.stderr)
+        return 1
     backend = choose_backend(args.backend)
     where = ""
     if backend == "wgpu":

@@ -3,8 +3,10 @@
 For each file: the recordings it names, its timelines with their time ranges, and per
 entity the rows (static ones counted apart), the bytes held after decoding, the
 components, and for images the latest format. Everything in the file is listed, not
-only images. Problems (truncation, corrupt messages) are printed to stderr and make the
-exit code 1; the rest of the file is still shown.
+only images. Problems (truncation, corrupt messages with their byte offsets and
+entities, a damaged footer) are printed to stderr, one line each, and make the exit
+code 1 (info is the command that checks a file); the rest of the file is still shown.
+A file that is not an .rrd at all is said to be so.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import json
 import sys
 import warnings
 
-from pixelrun.engine.chunk import IMAGE_FORMAT, format_time
+import pyarrow as pa
+
+from pixelrun.engine.chunk import IMAGE_FORMAT, format_time, printable
 from pixelrun.engine.store import ChunkStore, StoreWarning
 
 
@@ -44,14 +48,14 @@ def _latest_format(store: ChunkStore, entity: str, timelines: list[str]) -> str:
         hit = store.latest_at(entity, IMAGE_FORMAT, tl, None).get(IMAGE_FORMAT)
         if hit is None or len(hit.values) == 0:
             continue
-        d = hit.values[len(hit.values) - 1].as_py()
         try:
+            d = hit.values[len(hit.values) - 1].as_py()
             return ImageFormat(
                 d["width"], d["height"], pixel_format=d.get("pixel_format"),
                 color_model=d.get("color_model"), channel_datatype=d.get("channel_datatype"),
             ).describe()
-        except (ValueError, TypeError) as exc:
-            return f"invalid format ({exc})"
+        except (ValueError, TypeError, KeyError, pa.ArrowException) as exc:  # damaged values
+            return printable(f"invalid format ({exc})", 120)
     return ""
 
 
@@ -95,21 +99,24 @@ def summarize(path: str) -> dict:
 
 
 def render_text(s: dict) -> str:
+    # names come from the file: control characters are escaped, never sent to the terminal
     out = [f"{s['file']}: {s['chunks']} chunks, {s['rows']} rows, {human_bytes(s['bytes'])} decoded"]
     for r in s["recordings"]:
-        out.append(f"  {r['kind']} {r['application_id']!r} / {r['recording_id']!r} (Rerun SDK {r['sdk_version']})")
+        out.append(printable(f"  {r['kind']} {r['application_id']!r} / {r['recording_id']!r} "
+                             f"(Rerun SDK {r['sdk_version']})"))
     out.append("")
     if s["timelines"]:
         rows = [
-            [t["timeline"], t["kind"], format_time(t["kind"], t["min"]), format_time(t["kind"], t["max"]), str(t["rows"])]
+            [printable(t["timeline"], 80), t["kind"], format_time(t["kind"], t["min"]),
+             format_time(t["kind"], t["max"]), str(t["rows"])]
             for t in s["timelines"]
         ]
         out += [_table(["timeline", "kind", "from", "to", "rows"], rows), ""]
     else:
         out += ["(no timelines: static data only)", ""]
     rows = [
-        [e["entity"], str(e["rows"]), str(e["static_rows"]), human_bytes(e["bytes"]), e["image"],
-         ", ".join(e["components"])]
+        [printable(e["entity"], 120), str(e["rows"]), str(e["static_rows"]), human_bytes(e["bytes"]),
+         e["image"], printable(", ".join(e["components"]), 300)]
         for e in s["entities"]
     ]
     out.append(_table(["entity", "rows", "static", "bytes", "image", "components"], rows))
@@ -117,20 +124,32 @@ def render_text(s: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pixelrun.engine.cli import error_line  # noqa: PLC0415
+    from pixelrun.engine.store_source import not_rrd_reason  # noqa: PLC0415
+
     status = 0
     summaries = []
     for path in args.files:
         try:
+            reason = not_rrd_reason(path)
+            if reason is not None:
+                print(f"pixelrun info: {reason}", file=sys.stderr)
+                status = 1
+                continue
             s = summarize(path)
         except OSError as exc:
             print(f"pixelrun info: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+            status = 1
+            continue
+        except Exception as exc:  # noqa: BLE001 - one file's failure never hides the others
+            print(error_line(f"pixelrun info: {path}", exc), file=sys.stderr)
             status = 1
             continue
         summaries.append(s)
         if s["problems"]:
             status = 1
             for p in s["problems"]:
-                print(f"{path}: {p}", file=sys.stderr)
+                print(f"{path}: {printable(p, 600)}", file=sys.stderr)
         if not args.json:
             print(render_text(s))
             print()

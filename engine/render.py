@@ -22,6 +22,7 @@ means the latest data on that timeline.
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Optional, Sequence
 
@@ -29,7 +30,7 @@ import numpy as np
 
 from pixelrun.engine import chunk
 from pixelrun.engine.convert import choose_backend
-from pixelrun.engine.scene import Layer, scene_at, times_of
+from pixelrun.engine.scene import Layer, canvas_size, scene_at, times_of
 
 __all__ = [
     "render",
@@ -72,10 +73,27 @@ def shared_renderer():
     return _renderer
 
 
+# The largest canvas drawn (RGBA bytes: 1 GiB). Layers are drawn at native size on a
+# canvas as large as the largest of them in each direction; a recording whose formats
+# ask for more (a damaged or hostile width next to a tall image) is refused, not
+# allocated.
+MAX_CANVAS_BYTES = 1 << 30
+
+
 def render_layers(layers: Sequence[Layer], background=None, backend: str = "wgpu") -> np.ndarray:
-    """Composite a list of Layers at native size with one backend -> (H, W, 4) uint8."""
+    """Composite a list of Layers at native size with one backend -> (H, W, 4) uint8.
+
+    ValueError when the canvas would exceed MAX_CANVAS_BYTES.
+    """
     bg = (0, 0, 0, 0) if background is None else tuple(background)
     name = resolve_backend(backend)
+    w, h = canvas_size(list(layers))
+    if w * h * 4 > MAX_CANVAS_BYTES:
+        sizes = ", ".join(f"{l.entity} {l.format.width}x{l.format.height}" for l in layers)
+        raise ValueError(
+            f"the view would be a {w}x{h} canvas ({w * h * 4} bytes), more than the "
+            f"{MAX_CANVAS_BYTES}-byte limit (images: {sizes})"
+        )
     if name == "numpy":
         from pixelrun.engine.composite import composite  # noqa: PLC0415
 
@@ -94,11 +112,22 @@ def _is_store(source) -> bool:
 
 
 def open_source(source):
-    """A store from an .rrd path, a memory recording, bytes, or a store (returned as is)."""
+    """A store from an .rrd path, a memory recording, bytes, or a store (returned as is).
+
+    A path to something that is not an .rrd file at all raises ValueError
+    ("not an .rrd file: PATH ..."); a damaged .rrd opens with what is intact (its
+    problems in ``store.problems`` and a StoreWarning).
+    """
     if _is_store(source):
         return source
     from pixelrun.engine.store import open_store  # noqa: PLC0415
 
+    if isinstance(source, (str, os.PathLike)):
+        from pixelrun.engine.store_source import not_rrd_reason  # noqa: PLC0415
+
+        reason = not_rrd_reason(source)
+        if reason is not None:
+            raise ValueError(reason)
     return open_store(source)
 
 

@@ -6,8 +6,9 @@ entity:component column) and a one-row-per-chunk Arrow table (byte offset and si
 each chunk message, its time ranges per timeline and per component). The 32-byte
 stream footer that follows points back at that body and checksums it with xxh32.
 
-Readers do not need any of this (the decoder rebuilds its own index); it exists so
-that files we write are complete in Rerun's eyes.
+Writing it makes files we write complete in Rerun's eyes. Reading it back
+(`read_file_index`) gives the decoder the one checksummed description of a file's
+chunks, which each chunk message is checked against (`check_against_index`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from pixelrun.engine.chunk import ROW_ID_COLUMN, Chunk, TIMELINE_ARROW_TYPES, normalize_entity_path
+from pixelrun.engine.chunk import (
+    ROW_ID_COLUMN, TIMELINE_ARROW_TYPES, Chunk, format_time, loose_type, normalize_entity_path, timeline_kind,
+    user_timelines,
+)
 from pixelrun.engine.rrd_proto import pb
 
 FOOTER_CRC_SEED = 7850921  # Rerun's seed ("RERUN" in base 26)
@@ -254,3 +258,212 @@ def footer_body(builders) -> bytes:
     for b in builders:
         footer.manifests.append(b.manifest())
     return footer.SerializeToString()
+
+
+# ------------------------------------------------------------------ reading it back
+#
+# The footer is the only part of an .rrd that carries a checksum (xxh32 of the End
+# message's body). Rerun 0.41 has no per-message checksum and compresses with LZ4
+# *block* format, which has none either, so the manifest is what a reader can check
+# each chunk message against: its size, chunk id, entity, row count, timelines with
+# their ranges, rows per component and column types. Pixel bytes are in no index:
+# a changed pixel value cannot be detected in an .rrd file.
+
+
+@dataclass
+class IndexEntry:
+    """What the (checksummed) manifest says about one chunk message."""
+
+    entity: str
+    chunk_id: bytes
+    is_static: bool
+    num_rows: int
+    body_offset: int  # absolute, in the file
+    size: int  # message body bytes
+    timelines: dict  # timeline -> (min, max)
+    component_rows: dict  # (timeline, component) -> rows carrying it (when not 0)
+    static_components: frozenset  # components a static chunk carries
+
+    def describe(self, kinds: dict) -> str:
+        """'/cam at step #5' (entity and time range, for problem messages); `kinds`
+        maps timeline -> kind. The SDK's automatic timelines only when there is no other."""
+        if not self.timelines:
+            return f"{self.entity} (static)"
+        names = user_timelines(self.timelines) or sorted(self.timelines)
+        parts = []
+        for tl in names:
+            lo, hi = (format_time(kinds.get(tl, "sequence"), v) for v in self.timelines[tl])
+            parts.append(f"{tl} {lo}" if lo == hi else f"{tl} {lo}..{hi}")
+        return f"{self.entity} at " + ", ".join(parts)
+
+
+@dataclass
+class FileIndex:
+    """A file's manifests, by chunk id and by absolute message body offset.
+
+    `covers_all`: the footer belongs to a stream starting at byte `base` of the file
+    (byte 0 for a single-stream file), so every chunk message from there on must be
+    listed; a chunk that is not is damaged (its id or framing changed).
+    """
+
+    base: int
+    covers_all: bool
+    by_id: dict = field(default_factory=dict)
+    by_offset: dict = field(default_factory=dict)
+    column_types: dict = field(default_factory=dict)  # (entity, component) -> pa.DataType
+    component_columns: set = field(default_factory=set)  # (timeline, component) counted
+    timeline_kinds: dict = field(default_factory=dict)  # timeline -> sequence/duration/timestamp
+
+    def describe(self, entry: IndexEntry) -> str:
+        return entry.describe(self.timeline_kinds)
+
+    def covers(self, body_offset: int) -> bool:
+        return self.covers_all and body_offset >= self.base
+
+
+def _manifest_table(m, max_decompressed_bytes: int) -> pa.Table:
+    from pixelrun.engine.rrd import lz4_decompress  # the one bounded LZ4 path
+
+    payload = m.data.payload
+    if m.data.compression == pb.COMPRESSION_LZ4:
+        payload = lz4_decompress(payload, m.data.uncompressed_size, max_decompressed_bytes)
+    from pixelrun.engine.rrd_ipc import check_ipc_payload
+
+    check_ipc_payload(payload)
+    table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+    for col in table.columns:
+        col.validate(full=True)
+    return table
+
+
+def _meta(f: pa.Field) -> dict:
+    return {k.decode(): v.decode() for k, v in (f.metadata or {}).items()}
+
+
+def _int_column(col) -> list:
+    if not pa.types.is_integer(col.type):
+        col = col.cast(pa.int64())
+    return col.to_pylist()
+
+
+def _entries(table: pa.Table, base: int, index: "FileIndex") -> list:
+    n = table.num_rows
+    ent = table.column("chunk_entity_path").to_pylist()
+    ids = table.column("chunk_id").to_pylist()
+    static = table.column("chunk_is_static").to_pylist()
+    rows = _int_column(table.column("chunk_num_rows"))
+    offs = _int_column(table.column("chunk_byte_offset"))
+    sizes = _int_column(table.column("chunk_byte_size"))
+    ranges: dict = {}  # timeline -> [starts, ends]
+    comp_rows: dict = {}  # (timeline, component) -> counts
+    static_comps: dict = {}  # component -> flags
+    for f, col in zip(table.schema, table.columns):
+        meta = _meta(f)
+        idx, comp = meta.get("rerun:index"), meta.get("rerun:component")
+        if idx is None:
+            continue
+        if idx == "rerun:static" and comp is not None and f.name.endswith(":has_static_data"):
+            static_comps[comp] = col.to_pylist()
+        elif comp is None and f.name in (f"{idx}:start", f"{idx}:end"):
+            ranges.setdefault(idx, [None, None])[f.name.endswith(":end")] = _int_column(col)
+            index.timeline_kinds.setdefault(idx, timeline_kind(f.type) or "sequence")
+        elif comp is not None and f.name == f"{idx}:{comp}:num_rows":
+            comp_rows[(idx, comp)] = _int_column(col)
+            index.component_columns.add((idx, comp))
+    out = []
+    for i in range(n):
+        tls = {tl: (se[0][i], se[1][i]) for tl, se in ranges.items()
+               if se[0] is not None and se[1] is not None and se[0][i] is not None}
+        crows = {k: v[i] for k, v in comp_rows.items() if v[i]}  # zeros left out
+        scomps = frozenset(c for c, v in static_comps.items() if v[i])
+        out.append(IndexEntry(ent[i], ids[i], bool(static[i]), int(rows[i]), base + int(offs[i]),
+                              int(sizes[i]), tls, crows, scomps))
+    return out
+
+
+def read_file_index(read_at, size: int, max_decompressed_bytes: int) -> tuple:
+    """(FileIndex or None, problems) from the stream footer at the end of a file.
+
+    `read_at(offset, n)` returns up to n bytes of the file at offset. None without a
+    problem when the file has no footer (a writer that did not finish says so
+    elsewhere); a footer that fails its checksum or does not parse is a problem, and
+    the file is then read without cross-checks.
+    """
+    from pixelrun.engine.rrd import FOURCC, MESSAGE_HEADER_SIZE, STREAM_FOOTER_SIZE
+
+    if size < STREAM_FOOTER_SIZE + MESSAGE_HEADER_SIZE:
+        return None, []
+    tail = read_at(size - STREAM_FOOTER_SIZE, STREAM_FOOTER_SIZE)
+    if len(tail) != STREAM_FOOTER_SIZE or tail[20:] != _FOOTER_TAIL:
+        return None, []
+    body_offset, body_size, crc = struct.unpack_from("<QQI", tail, 0)
+    body_at = size - STREAM_FOOTER_SIZE - body_size
+    where = f"the file's index (End message at byte {max(body_at - MESSAGE_HEADER_SIZE, 0)})"
+    if body_size > size - STREAM_FOOTER_SIZE - MESSAGE_HEADER_SIZE:
+        return None, [f"{where} claims {body_size} bytes, more than the file holds: "
+                      "damaged; chunks are read without cross-checks"]
+    body = read_at(body_at, body_size)
+    if xxh32(body, FOOTER_CRC_SEED) != crc:
+        return None, [f"{where} fails its xxh32 checksum: damaged; chunks are read "
+                      "without cross-checks"]
+    try:
+        footer = pb.RrdFooter.FromString(body)
+        base = body_at - body_offset
+        covers_all = base >= 0 and read_at(base, 4) == FOURCC
+        index = FileIndex(base if base >= 0 else 0, covers_all)
+        for m in footer.manifests:
+            table = _manifest_table(m, max_decompressed_bytes)
+            for e in _entries(table, index.base, index):
+                index.by_id[e.chunk_id] = e
+                index.by_offset[e.body_offset] = e
+            if m.HasField("sorbet_schema") and m.sorbet_schema.arrow_schema:
+                schema = pa.ipc.read_schema(pa.py_buffer(m.sorbet_schema.arrow_schema))
+                for f in schema:
+                    meta = _meta(f)
+                    if "rerun:entity_path" in meta and "rerun:component" in meta:
+                        index.column_types[(meta["rerun:entity_path"], meta["rerun:component"])] = f.type
+    except Exception as exc:  # noqa: BLE001 - a checksummed footer we cannot read: say so
+        return None, [f"{where} cannot be read ({type(exc).__name__}: {exc}); chunks are "
+                      "read without cross-checks"]
+    return index, []
+
+
+def check_against_index(entry: IndexEntry, chunk: Chunk, body_size: int, index: FileIndex) -> list:
+    """What in a decoded chunk disagrees with its manifest entry (empty when nothing)."""
+    bad = []
+    if body_size != entry.size:
+        bad.append(f"message is {body_size} bytes, the index says {entry.size}")
+    entity = normalize_entity_path(chunk.entity_path)
+    if entity != entry.entity:
+        bad.append(f"entity {entity!r}, the index says {entry.entity!r}")
+    if chunk.num_rows != entry.num_rows:
+        bad.append(f"{chunk.num_rows} rows, the index says {entry.num_rows}")
+    if chunk.is_static != entry.is_static:
+        bad.append(f"{'static' if chunk.is_static else 'temporal'} chunk, the index says otherwise")
+    have = {}
+    for tl, tc in chunk.timelines.items():
+        vals = np.asarray(tc.values)
+        if vals.size:
+            have[tl] = (int(vals.min()), int(vals.max()))
+    if set(have) != set(entry.timelines):
+        bad.append(f"timelines {sorted(have)!r}, the index says {sorted(entry.timelines)!r}")
+    else:
+        for tl, rng in have.items():
+            if rng != tuple(entry.timelines[tl]):
+                bad.append(f"{tl} spans {rng[0]}..{rng[1]}, the index says "
+                           f"{entry.timelines[tl][0]}..{entry.timelines[tl][1]}")
+    for name, col in chunk.components.items():
+        want = index.column_types.get((entry.entity, name))
+        if want is not None and not loose_type(col.type).equals(loose_type(want)):
+            bad.append(f"component {name!r} has type {col.type}, the index says {want}")
+    if not bad:  # only worth counting when the chunk is otherwise sound
+        counts = {name: len(col) - col.null_count for name, col in chunk.components.items()}
+        for tl, comp in index.component_columns:
+            n = entry.component_rows.get((tl, comp), 0)
+            if tl in have and counts.get(comp, 0) != n:
+                bad.append(f"{counts.get(comp, 0)} rows carry {comp!r} on {tl}, the index says {n}")
+        if chunk.is_static:
+            carried = {c for c, n in counts.items() if n}
+            if entry.static_components and carried != set(entry.static_components):
+                bad.append(f"carries {sorted(carried)!r}, the index says {sorted(entry.static_components)!r}")
+    return bad

@@ -758,7 +758,7 @@ class ChunkStore:
         from pixelrun.engine.store_source import READ_BLOCK, ChunkSource, ReadBuffer, message_groups, open_file
 
         f, size = open_file(path)
-        src = ChunkSource(total_size=size)
+        src = ChunkSource.for_file(f.fileno(), size)
         report = IngestReport()
         buf = ReadBuffer()
         with f:
@@ -780,7 +780,7 @@ class ChunkStore:
         from pixelrun.engine.store_source import ChunkSource
 
         view = memoryview(data).cast("B")
-        src = ChunkSource(total_size=len(view))
+        src = ChunkSource.for_bytes(view)
         report = IngestReport()
         self._ingest_source_part(*src.feed(view), report, src)
         self._ingest_source_part([], src.finish(), [], report)

@@ -17,6 +17,7 @@ import numpy as np
 
 from pixelrun.engine import rrd
 from pixelrun.engine.rrd import ChunkMsg, RrdDecoder, StoreInfoMsg
+from pixelrun.engine.rrd_footer import read_file_index
 
 # Files are read in groups of whole messages of about this many bytes, into one reused
 # buffer (see ReadBuffer).
@@ -31,13 +32,27 @@ class ChunkSource:
     source holding several recordings is noted once (their chunks are all kept).
     """
 
-    def __init__(self, total_size: Optional[int] = None) -> None:
-        self.decoder = RrdDecoder(total_size=total_size)
+    def __init__(self, total_size: Optional[int] = None, index=None, index_problems=()) -> None:
+        self.decoder = RrdDecoder(total_size=total_size, index=index)
+        self.decoder.problems.extend(index_problems)  # reported with the first feed
         self._problems_seen = 0
         self._recordings: list = []
         self._blueprint_noted = False
         self._bytes_fed = 0
         self.store_infos: list = []  # rrd.StoreInfo of every SetStoreInfo seen
+
+    @classmethod
+    def for_file(cls, fd: int, size: int) -> "ChunkSource":
+        """A source for a whole file, its chunks checked against the file's footer index."""
+        index, problems = read_file_index(lambda at, n: os.pread(fd, n, at), size,
+                                          rrd.default_max_decompressed_bytes())
+        return cls(size, index, problems)
+
+    @classmethod
+    def for_bytes(cls, data) -> "ChunkSource":
+        """A source for a complete in-memory stream (same checks as `for_file`)."""
+        index, problems = rrd.index_of(data)
+        return cls(len(data), index, problems)
 
     def _new_problems(self) -> list:
         new = self.decoder.problems[self._problems_seen :]
@@ -159,6 +174,22 @@ class ReadBuffer:
                     if b is not None and lo <= b.address < hi:
                         self._buf = None  # the chunk owns it now
                         return
+
+
+def not_rrd_reason(path) -> Optional[str]:
+    """'not an .rrd file: PATH (...)' when a file cannot be an .rrd at all, else None.
+
+    Looks at the first bytes only (the magic, or a damaged magic followed by a message
+    header); raises OSError when the file cannot be read.
+    """
+    with open(os.fspath(path), "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(rrd.SNIFF_BYTES)
+    if size == 0:
+        return f"not an .rrd file: {path} (it is empty)"
+    if rrd.looks_like_rrd(head, size):
+        return None
+    return f"not an .rrd file: {path} (it starts with {head[:8]!r}, an .rrd starts with {rrd.FOURCC!r})"
 
 
 def open_file(path) -> tuple[object, int]:

@@ -152,3 +152,52 @@ def test_mismatched_lengths_are_refused():
                  {ch.IMAGE_OPACITY: ch.float_column([1.0])}, bytes(16))
     with pytest.raises(ValueError, match="Image:opacity.*1 rows, expected 2"):
         c.to_record_batch()
+
+
+# ------------------------------------------- damaged batches are refused (issue 11)
+
+
+def _with_field(rb: pa.RecordBatch, name: str, field: pa.Field, column=None) -> pa.RecordBatch:
+    i = rb.schema.get_field_index(name)
+    schema = rb.schema.set(i, field)
+    cols = list(rb.columns)
+    if column is not None:
+        cols[i] = column
+    return pa.RecordBatch.from_arrays(cols, schema=schema)
+
+
+def test_a_known_component_with_another_type_is_refused():
+    rb = _image_chunk().to_record_batch()
+    f = rb.schema.field(ch.IMAGE_FORMAT)
+    col = rb.column(ch.IMAGE_FORMAT)
+    inner = col.values
+    renamed = pa.StructArray.from_arrays(
+        [inner.field(i) for i in range(inner.type.num_fields)],
+        fields=[pa.field("height" if x.name == "width" else ("width" if x.name == "height" else x.name),
+                         x.type, x.nullable) for x in inner.type])
+    swapped = pa.ListArray.from_arrays(col.offsets, renamed)
+    bad = _with_field(rb, ch.IMAGE_FORMAT, pa.field(f.name, swapped.type, metadata=f.metadata), swapped)
+    with pytest.raises(ValueError, match="component 'Image:format' has type"):
+        ch.from_record_batch(bad)
+
+
+def test_the_two_copies_of_a_timeline_name_must_agree():
+    rb = _image_chunk().to_record_batch()
+    f = rb.schema.field("log_time")
+    meta = dict(f.metadata)
+    meta[b"rerun:index_name"] = b"lo\x00_time"
+    with pytest.raises(ValueError, match=r"timeline column 'log_time' is named 'lo\\x00_time'"):
+        ch.from_record_batch(_with_field(rb, "log_time", f.with_metadata(meta)))
+
+
+def test_a_timeline_marked_sorted_must_be_sorted():
+    rb = _image_chunk().to_record_batch()
+    f = rb.schema.field("step")
+    assert f.metadata[b"rerun:is_sorted"] == b"true"
+    with pytest.raises(ValueError, match="marked sorted but its values are not"):
+        ch.from_record_batch(_with_field(rb, "step", f, pa.array([1, 0], pa.int64())))
+
+
+def test_printable_escapes_control_characters():
+    assert ch.printable("a\x00b\nc") == "a\\x00b\\nc"
+    assert ch.printable("x" * 500, 20) == "x" * 17 + "..."

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from pixelrun.engine.cli import main
-from pixelrun.engine.cli_render import output_path, parse_background, parse_time
+from pixelrun.engine.cli_render import output_path, parse_background, parse_time, safe_filename
 from pixelrun.engine.convert import availability
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -105,3 +105,17 @@ def test_render_unknown_backend_is_a_clear_error():
 
     with pytest.raises(ValueError, match="unknown render backend"):
         render(str(REC), backend="opengl")
+
+
+def test_safe_filename_keeps_safe_names_and_tames_the_rest():
+    assert safe_filename("step") == "step" and safe_filename("log_time") == "log_time"
+    assert safe_filename("température") == "température"  # letters of any script are kept
+    names = ["../escaped", "/abs/path", "a/b", "nul\x00", "x" * 300, "..", ".", "", "a\\b", "new\nline"]
+    safe = [safe_filename(n) for n in names]
+    assert len(set(safe)) == len(names)  # distinct names stay distinct
+    for n, s in zip(names, safe):
+        assert "/" not in s and "\\" not in s and ".." not in s and not s.startswith("."), (n, s)
+        assert s.isprintable() and 0 < len(s) <= 64 + 9, (n, s)
+    assert safe_filename("a/b").startswith("a_b-") and safe_filename("x" * 300).startswith("x" * 64 + "-")
+    assert output_path("dir/", "../up", 3).parent == Path("dir")
+    assert output_path("dir/{timeline}_{time}.png", "/abs", 3).parent == Path("dir")

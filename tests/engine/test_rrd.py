@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lz4.block
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -343,3 +344,95 @@ def test_default_port_is_reruns_unless_pixelrun_port_says_otherwise(monkeypatch)
         monkeypatch.setenv("PIXELRUN_PORT", bad)
         with pytest.raises(ValueError, match="PIXELRUN_PORT"):
             default_port()
+
+
+# ------------------------------------------------------ damage contained (issue 11)
+
+
+def _message_spans(data: bytes) -> list[tuple[int, int, int]]:
+    """(kind, start, end) of every message of a single intact stream."""
+    out, pos = [], rrd.STREAM_HEADER_SIZE
+    while pos + 16 <= len(data):
+        kind, length = struct.unpack_from("<QQ", data, pos)
+        out.append((kind, pos, pos + 16 + length))
+        pos += 16 + length
+        if kind == 0:
+            break
+    return out
+
+
+@pytest.mark.parametrize("footer", [True, False])
+def test_bytes_missing_from_one_message_lose_that_message_only(footer):
+    data = _stream(4)
+    spans = _message_spans(data)
+    chunks = [(s, e) for k, s, e in spans if k == 2]
+    s, e = chunks[1]  # /e1
+    cut = data[: s + 40] + data[s + 45 :]  # 5 bytes of its body gone: the rest shifts
+    if not footer:
+        cut = cut[: spans[-1][1] - 5]
+    rec = rrd.read_rrd(cut)
+    assert [c.entity_path for c in rec.chunks] == ["/e0", "/e2", "/e3"]
+    assert any(f"byte {s}:" in p for p in rec.problems), rec.problems
+
+
+def test_bytes_inserted_between_messages_lose_nothing():
+    data = _stream(3)
+    _, s, _ = [m for m in _message_spans(data) if m[0] == 2][1]
+    rec = rrd.read_rrd(data[:s] + b"\x07" * 11 + data[s:])
+    assert [c.entity_path for c in rec.chunks] == ["/e0", "/e1", "/e2"]
+    assert any(f"bytes {s}..{s + 11} (11 bytes) skipped" in p for p in rec.problems), rec.problems
+
+
+def test_a_damaged_magic_does_not_hide_the_messages():
+    data = bytearray(_stream(2))
+    data[1] ^= 0x40
+    rec = rrd.read_rrd(bytes(data))
+    assert len(rec.chunks) == 2 and "stream header damaged" in rec.problems[0]
+
+
+def test_chunk_disagreeing_with_the_checksummed_index_is_skipped_and_named():
+    """Same chunk id and size, another step value: only the footer's index can tell."""
+    good = [_chunk(f"/e{i}", i, bytes([i] * 3), i + 1) for i in range(3)]
+    data = rrd.encode_recording(STORE, good)
+    forged = rrd.encode_recording(STORE, [good[0], _chunk("/e1", 9, bytes([1] * 3), 2), good[2]])
+    spans, fspans = _message_spans(data), _message_spans(forged)
+    _, s, e = [m for m in spans if m[0] == 2][1]
+    assert [m for m in fspans if m[0] == 2][1][1:] == (s, e)
+    mixed = data[:s] + forged[s:e] + data[e:]  # the forged message, the original footer
+    assert [c.timelines["step"].values.tolist() for c in rrd.read_rrd(forged).chunks] == [[0], [9], [2]]
+    rec = rrd.read_rrd(mixed)
+    assert [c.entity_path for c in rec.chunks] == ["/e0", "/e2"]
+    (p,) = [p for p in rec.problems if f"byte {s}" in p]
+    assert "for /e1 at step #1" in p and "step spans 9..9, the index says 1..1" in p
+
+
+def test_a_damaged_footer_is_reported_and_everything_else_read():
+    data = bytearray(_stream(3))
+    end = _message_spans(bytes(data))[-1]
+    data[end[1] + 20] ^= 1  # inside the End message's body: its checksum fails
+    rec = rrd.read_rrd(bytes(data))
+    assert len(rec.chunks) == 3
+    assert any("fails its xxh32 checksum" in p for p in rec.problems), rec.problems
+
+
+def test_a_chunk_id_missing_from_the_index_is_damage():
+    data = _stream(3)
+    _, s, e = [m for m in _message_spans(data) if m[0] == 2][2]
+    other = _chunk("/e2", 2, bytes([2] * 3), 99)  # same shape, another id
+    forged = rrd.encode_recording(STORE, [other])
+    _, fs, fe = [m for m in _message_spans(forged) if m[0] == 2][0]
+    assert fe - fs == e - s
+    rec = rrd.read_rrd(data[:s] + forged[fs:fe] + data[e:])
+    assert [c.entity_path for c in rec.chunks] == ["/e0", "/e1"]
+    assert any("chunk id is not in the file's (checksummed) index" in p for p in rec.problems)
+
+
+def test_lz4_declared_size_is_checked_before_decompressing():
+    payload = lz4.block.compress(bytes(5000), store_size=False)
+    assert rrd.lz4_decompress(payload, 5000, 1 << 20) == bytes(5000)
+    with pytest.raises(ValueError, match="more than the 4096-byte limit"):
+        rrd.lz4_decompress(payload, 5000, 4096)
+    with pytest.raises(ValueError, match="more than LZ4 can expand to"):
+        rrd.lz4_decompress(payload, 255 * len(payload) + 65, 1 << 30)
+    with pytest.raises(ValueError, match="inflates to 5000 bytes, its message declares 6000"):
+        rrd.lz4_decompress(payload, 6000, 1 << 20)

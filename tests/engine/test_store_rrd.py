@@ -280,15 +280,25 @@ def test_file_reader_truncated_and_damaged_files(tmp_path):
                 s = ChunkStore(memory_limit=None, keep_components=None)
                 s.ingest_file(path, read_size=block)
                 assert s.num_chunks == sum(1 for e in chunk_ends if e <= cut), (cut, block)
-        # a header claiming more bytes than the file has, in the middle of the file
+        # a header claiming more bytes than the file has, in the middle of the file:
+        # the footer's (checksummed) index knows the real length, so nothing is lost
         kind, start, end = msgs[len(msgs) // 2]
+        assert kind == 2
         bad = bytearray(data)
         struct.pack_into("<Q", bad, start + 8, len(data) * 10)
         path.write_bytes(bytes(bad))
         s = ChunkStore(memory_limit=None, keep_components=None)
         rep = s.ingest_file(path, read_size=1)
-    assert any(f"at byte {start}" in p or f"byte {start}:" in p for p in rep.problems), rep.problems
-    assert s.num_chunks == sum(1 for e in chunk_ends if e <= start)
+        assert any(f"byte {start}: message header damaged" in p for p in rep.problems), rep.problems
+        assert s.num_chunks == len(chunk_ends)
+        # without a footer the decoder finds the next message after the damaged one
+        path.write_bytes(bytes(bad[: msgs[-1][1]]))
+        for block in (1, 1 << 20):
+            s = ChunkStore(memory_limit=None, keep_components=None)
+            rep = s.ingest_file(path, read_size=block)
+            assert any(f"at byte {start}" in p for p in rep.problems), rep.problems
+            assert any(f"skipped: reading on from the message at byte {end}" in p for p in rep.problems)
+            assert s.num_chunks == len(chunk_ends) - 1, block
 
 
 def test_file_read_in_small_groups_equals_one_read():

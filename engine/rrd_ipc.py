@@ -1,0 +1,135 @@
+"""Checks on an Arrow IPC payload before pyarrow decodes it (untrusted .rrd input).
+
+pyarrow reads an uncompressed IPC stream zero-copy from the payload, so what it builds
+is bounded by the payload's own bytes, with one exception: Arrow's optional *body
+compression* (LZ4_FRAME / ZSTD per buffer), where each buffer starts with a declared
+uncompressed length that pyarrow allocates before decompressing. Rerun 0.41 never uses
+it (it compresses the whole payload with LZ4 itself, see rrd.py), so a payload that
+asks for it is refused here, before any allocation. Every buffer a record batch
+declares must also lie inside the message body that carries it, after the buffer
+before it (as every writer lays them out): a changed buffer offset that still lands
+inside the body would otherwise read other bytes as pixels, unnoticed.
+
+Only the few flatbuffer fields these checks need are read (Arrow's Message.fbs:
+Message{version, header_type, header, bodyLength}, RecordBatch{length, nodes,
+buffers, compression}, DictionaryBatch{id, data}); every read is bounds-checked.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pyarrow as pa
+
+_HEADER_DICTIONARY_BATCH = 2
+_HEADER_RECORD_BATCH = 3
+
+
+class _Flat:
+    """Bounds-checked reads from one flatbuffer (ValueError on anything out of range)."""
+
+    def __init__(self, buf: bytes) -> None:
+        self.buf = buf
+
+    def _unpack(self, fmt: str, pos: int):
+        if pos < 0 or pos + struct.calcsize(fmt) > len(self.buf):
+            raise ValueError(f"flatbuffer read at {pos} outside its {len(self.buf)} bytes")
+        return struct.unpack_from(fmt, self.buf, pos)[0]
+
+    def table(self, pos: int) -> tuple[int, int, int]:
+        """(table position, vtable position, vtable size) of the table at `pos`."""
+        vt = pos - self._unpack("<i", pos)
+        return pos, vt, self._unpack("<H", vt)
+
+    def field(self, tab: tuple[int, int, int], i: int):
+        """Absolute position of field i of a table, or None when absent."""
+        pos, vt, vt_size = tab
+        slot = 4 + 2 * i
+        if slot + 2 > vt_size:
+            return None
+        off = self._unpack("<H", vt + slot)
+        return None if off == 0 else pos + off
+
+    def deref(self, pos: int) -> int:
+        return pos + self._unpack("<I", pos)
+
+    def structs16(self, tab, i: int) -> np.ndarray:
+        """A vector of 16-byte structs of two int64 (FieldNode, Buffer) as (n, 2)."""
+        p = self.field(tab, i)
+        if p is None:
+            return np.empty((0, 2), np.int64)
+        v = self.deref(p)
+        n = self._unpack("<I", v)
+        if v + 4 + 16 * n > len(self.buf):
+            raise ValueError(f"flatbuffer vector of {n} entries runs past its {len(self.buf)} bytes")
+        return np.frombuffer(self.buf, "<i8", count=2 * n, offset=v + 4).reshape(n, 2)
+
+
+def _check_record_batch(flat: _Flat, tab, body_len: int, where: str) -> None:
+    if flat.field(tab, 3) is not None:
+        raise ValueError(
+            f"{where} uses Arrow IPC body compression, which Rerun 0.41 never writes "
+            "(its buffers declare their own uncompressed sizes); refused without decompressing"
+        )
+    nodes = flat.structs16(tab, 1)
+    if nodes.size and (nodes.min() < 0 or bool(np.any(nodes[:, 1] > nodes[:, 0]))):
+        raise ValueError(f"{where} declares a negative length or more nulls than values")
+    bufs = flat.structs16(tab, 2)
+    if bufs.size:
+        if bufs.min() < 0:
+            raise ValueError(f"{where} declares a negative buffer offset or length")
+        ends = bufs[:, 0] + bufs[:, 1]
+        worst = int(np.argmax(ends))
+        if int(ends[worst]) > body_len:
+            raise ValueError(
+                f"{where}: buffer {worst} spans bytes {int(bufs[worst, 0])}..{int(ends[worst])} "
+                f"of a {body_len}-byte message body"
+            )
+        # Writers (arrow-rs for Rerun, Arrow C++ for us) lay buffers out one after the
+        # other; one that starts inside the one before has had its offset changed.
+        used = np.flatnonzero(bufs[:, 1] > 0)
+        if used.size > 1:
+            starts, prev_ends = bufs[used[1:], 0], ends[used[:-1]]
+            bad = np.flatnonzero(starts < prev_ends)
+            if bad.size:
+                i = int(used[1:][bad[0]])
+                raise ValueError(
+                    f"{where}: buffer {i} starts at byte {int(bufs[i, 0])}, inside the buffer "
+                    f"before it (which ends at {int(prev_ends[bad[0]])})"
+                )
+
+
+def check_ipc_payload(payload) -> None:
+    """ValueError (saying what is wrong) unless `payload` is an Arrow IPC stream whose
+    record batches are uncompressed and whose buffers lie inside their message bodies.
+
+    Reads only message metadata; the payload's data buffers are not touched or copied.
+    """
+    reader = pa.ipc.MessageReader.open_stream(pa.py_buffer(payload))
+    index = 0
+    while True:
+        try:
+            msg = reader.read_next_message()
+        except StopIteration:
+            return
+        where = f"Arrow IPC message {index} ({msg.type})"
+        index += 1
+        if msg.type not in ("record batch", "dictionary batch"):
+            continue
+        flat = _Flat(msg.metadata.to_pybytes())
+        body_len = 0 if msg.body is None else msg.body.size
+        root = flat.table(flat.deref(0))
+        header_type_pos = flat.field(root, 1)
+        header_pos = flat.field(root, 2)
+        if header_type_pos is None or header_pos is None:
+            raise ValueError(f"{where} has no header")
+        header = flat.table(flat.deref(header_pos))
+        if flat._unpack("<B", header_type_pos) == _HEADER_DICTIONARY_BATCH:
+            data_pos = flat.field(header, 1)
+            if data_pos is None:
+                raise ValueError(f"{where} has no record batch")
+            header = flat.table(flat.deref(data_pos))
+        elif flat._unpack("<B", header_type_pos) != _HEADER_RECORD_BATCH:
+            raise ValueError(f"{where} has an unexpected header type")
+        _check_record_batch(flat, header, body_len, where)
