@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from pixelrun.engine.chunk import IMAGE_BUFFER
-from pixelrun.engine.viewer_server import PortInUseError, ViewerServer
+from pixelrun.engine.viewer_server import GREETING, PortInUseError, ViewerServer
 from pixelrun.kernels.formats import ImageFormat
 
-from viewer_helpers import image_chunk, rrd_stream, send, wait_until
+from viewer_helpers import close_in_order, image_chunk, rrd_stream, send, wait_until
 
 RGB = ImageFormat(4, 3, color_model="RGB", channel_datatype="U8")
 
@@ -74,7 +74,7 @@ def test_bytes_split_at_every_size_still_decode(server):
     s = socket.create_connection(("127.0.0.1", server.port))
     for i in range(0, len(data), 7):  # 7-byte pieces: headers split everywhere
         s.sendall(data[i : i + 7])
-    s.close()
+    close_in_order(s)
     assert wait_until(lambda: len(server.sink.chunks) == 3)
 
 
@@ -125,16 +125,23 @@ def test_truncated_streams_keep_complete_messages_and_the_server_alive(server):
     assert wait_until(lambda: len(server.sink.chunks) == 2)
     for cut in (1, 5, 12, 20, 40):
         send(server.port, data[:cut])
-    assert wait_until(lambda: server.stats.connections_open == 0)
+    assert wait_until(lambda: server.stats.connections_open == 0 and server.stats.connections_total == 6)
+    # every cut inside a unit is counted (12 ends exactly after the stream header)
+    assert server.stats.messages_truncated == 5
+    assert server.stats.connections_dropped == 0
     _good_client_still_served(server, 2)
 
 
 def test_an_absurd_length_is_refused_without_waiting_for_it(server):
     header = rrd_stream([], end=False)
     s = send(server.port, header + struct.pack("<QQ", 2, 1 << 60), close=False)
-    # the server closes on its own: the client sees EOF without sending more
+    # the server closes on its own: the client sees its greeting, then EOF, without
+    # sending more
     s.settimeout(10)
-    assert s.recv(1) == b""
+    got = b""
+    while chunk := s.recv(64):
+        got += chunk
+    assert got == GREETING
     s.close()
     assert server.stats.connections_dropped == 1
     assert "limit" in server.stats.last_error
@@ -157,6 +164,24 @@ def test_a_failing_callback_drops_the_connection_not_the_server():
         assert wait_until(lambda: len(calls) == 2)
     finally:
         srv.stop()
+
+
+def test_every_connection_is_greeted_with_what_the_sdk_expects(server):
+    from pixelrun import sinks
+
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    got = b""
+    while len(got) < len(GREETING):
+        part = s.recv(len(GREETING) - len(got))
+        assert part, f"closed after {got!r}"
+        got += part
+    assert got == GREETING == sinks.GREETING
+    assert sinks._server_greets()  # the SDK sees that this viewer greets
+    s.sendall(rrd_stream([image_chunk("greeted", pixels(7), RGB, step=0)]))
+    s.close()  # greeting read: an orderly close
+    assert wait_until(lambda: len(server.sink.chunks) == 1)
+    assert wait_until(lambda: server.stats.connections_open == 0)
+    assert server.stats.connections_dropped == 0
 
 
 def test_port_in_use_is_a_clear_error(server):

@@ -44,8 +44,26 @@ def send(port: int, data: bytes, *, host: str = "127.0.0.1", close: bool = True)
     s = socket.create_connection((host, port), timeout=10)
     s.sendall(data)
     if close:
-        s.close()
+        close_in_order(s)
     return s
+
+
+def close_in_order(s: socket.socket, timeout: float = 10.0) -> None:
+    """Half-close, read until the server closes (the viewer's greeting, maybe), close.
+
+    Closing a socket with unread bytes (the greeting) makes the kernel reset the
+    connection and discard whatever it had not transmitted yet: a lost tail.
+    """
+    try:
+        s.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            s.settimeout(left)
+            if not s.recv(4096):
+                break
+    except OSError:  # reset or timed out: nothing more to read either way
+        pass
+    s.close()
 
 
 def wait_until(cond, timeout: float = 20.0, interval: float = 0.02) -> bool:
