@@ -1,6 +1,7 @@
-"""Viewer end to end: `log` -> pixels read back from the window, and sustained frame rate.
+"""Viewer end to end: `log` -> pixels read back from the window, frame rate, frame cost, memory.
 
-Two measurements, each against the physical ceiling measured in the same run:
+Measurements 1-2 are against the physical ceiling measured in the same run, 3 against
+the headless render, 4 against a window-sized scene, 5 against the limit itself:
 
 1. Latency. One program logs 1080p NV12 frames (10 per second, each a different
    grey) to a live `pixelrun view`; the viewer reads back, after every frame it draws,
@@ -13,11 +14,19 @@ Two measurements, each against the physical ceiling measured in the same run:
    table gives the viewer's frames per second (redraws, each preceded by ingest
    and the scene query), and how many of the top stream's 30 updates per second
    reached the window. Ceiling: four 1080p NV12 uploads plus one readback per frame.
+3. Frame cost, in process: a window frame with 4 new 1080p NV12 layers vs the
+   headless render of the same layers.
+4. Scene size, in process: a frame that composites again (the zoom moves; textures
+   are cached) with a window-sized layer alone (the peer), and with a 16384² layer,
+   a degenerate 100000x1 + 1x100000 pair, or a decodable 8192² layer added: each
+   should cost about what the window-sized frame costs.
+5. Memory: `pixelrun view --memory-limit L` fed 1080p NV12 as fast as a program logs
+   for S seconds; its RSS empty, at its peak, and the growth against L.
 
 Runs under Xvfb + lavapipe here (it starts its own Xvfb when DISPLAY is unset), or on
 any machine with a display and a GPU. ``--quick`` shortens both runs.
 
-    python3 benchmarks/viewer.py [--quick] [--seconds S]
+    python3 benchmarks/viewer.py [--quick] [--seconds S] [--only scene,memory] [--memory-limit 500MB]
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _bench import Timing, bench_args, measure, print_table  # noqa: E402
+from _bench import Timing, bench_args, machine_line, measure, print_table  # noqa: E402
 
 W, H = 1920, 1080
 
@@ -297,11 +306,183 @@ def frame_cost(repeat: int) -> list[Timing]:
     return rows
 
 
+def _window(data, size=(1280, 720)):
+    """An in-process viewer window, drawn until it has its size."""
+    import glfw
+
+    from pixelrun.engine.viewer import Viewer as Window
+
+    win = Window(data, size=size)
+    for _ in range(20):
+        glfw.poll_events()
+        win.canvas.force_draw()
+    return win
+
+
+def scene_size_cost(repeat: int) -> list[Timing]:
+    """Redraw cost (zoom moves, textures cached) with a huge or degenerate scene vs a
+    window-sized one. Each timed frame composites again and reads one pixel back, so
+    the GPU work is finished when the timer stops."""
+    import glfw
+
+    from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn, buffer_column, format_column
+    from pixelrun.engine.store import ChunkStore
+    from pixelrun.engine.viewer_data import ViewerData
+    from pixelrun.kernels.formats import ImageFormat
+
+    counter = [0]
+
+    def chunk(entity, pixels, fmt):
+        counter[0] += 1
+        return Chunk(entity, np.array([[counter[0], 0]], np.uint64), {"frame": TimeColumn("sequence", np.array([0], np.int64))},
+                     {IMAGE_BUFFER: buffer_column([pixels.reshape(-1)]), IMAGE_FORMAT: format_column([fmt])},
+                     chunk_id=counter[0].to_bytes(16, "big"))
+
+    rng = np.random.default_rng(0)
+    base = ("cam", rng.integers(0, 256, (720, 1280, 3), np.uint8), ImageFormat(1280, 720, color_model="RGB", channel_datatype="U8"))
+    extras = {
+        "+ 16384² L8 layer (256 MiB: more than lavapipe binds, left out)":
+            [("huge", np.full((16384, 16384), 90, np.uint8), ImageFormat(16384, 16384, color_model="L", channel_datatype="U8"))],
+        "+ 100000x1 and 1x100000 layers (10^10-texel canvas)":
+            [("wide", np.full((1, 100000, 3), 200, np.uint8), ImageFormat(100000, 1, color_model="RGB", channel_datatype="U8")),
+             ("tall", np.full((100000, 1, 3), 60, np.uint8), ImageFormat(1, 100000, color_model="RGB", channel_datatype="U8"))],
+        "+ 8192² L8 layer (decoded; a reduced level when zoomed out)":
+            [("big", rng.integers(0, 256, (8192, 8192), np.uint8), ImageFormat(8192, 8192, color_model="L", channel_datatype="U8"))],
+    }
+    def one(name, layers, view, group, peer):
+        data = ViewerData(ChunkStore(memory_limit=None))
+        data.ingest([chunk(e, px, f) for e, px, f in [base, *layers]])
+        win = _window(data)
+        win.fit() if view == "fit" else win.one_to_one()
+        win.probe_at = (5, 5)
+        win.probe_sink = lambda *a: None
+        flip = [0]
+
+        def frame():
+            flip[0] ^= 1
+            win.view.pan(1.0 if flip[0] else -1.0, 0.0)  # a new view: composited again
+            win.canvas.force_draw()
+
+        frame()  # decode once (cold), outside the timing
+        st = win.renderer.last_draw
+        t = measure(name, frame, group=group, peer=peer, repeat=repeat)
+        w, h = win.physical_size()
+        t.extra = {"canvas": "x".join(map(str, win._canvas_wh)),
+                   "acc MB": f"{st.acc_bytes / 1e6:.1f}",
+                   "blended px / window px": f"{st.blended_pixels / (w * h):.2f}",
+                   "levels": ", ".join(f"{e} 1/{k}" for e, k in sorted(st.levels.items())) or "full"}
+        win.close()
+        return t
+
+    rows = []
+    for view in ("fit", "1:1"):
+        group = f"redraw, view {view}"
+        rows.append(one("window-sized layer only (1280x720 RGB)", [], view, group, True))
+        rows += [one(name, layers, view, group, False) for name, layers in extras.items()]
+    glfw.terminate()
+    return rows
+
+
+SOAK_PRODUCER = r"""
+import sys, time
+import numpy as np
+import pixelrun as rr
+
+port, seconds = sys.argv[1], float(sys.argv[2])
+W, H = 1920, 1080
+rng = np.random.default_rng(0)
+frames = [rng.integers(0, 256, W * H * 3 // 2, dtype=np.uint8).tobytes() for _ in range(4)]
+rr.init("pixelrun_bench_memory")
+rr.connect(f"127.0.0.1:{port}")
+t0 = time.monotonic()
+i = 0
+while time.monotonic() - t0 < seconds:
+    rr.set_time("frame", sequence=i)
+    rr.log("cam", rr.Image(bytes=frames[i % 4], width=W, height=H, pixel_format=rr.PixelFormat.NV12))
+    i += 1
+rr.flush()
+print(i, flush=True)
+"""
+
+
+def memory_soak(tmp: Path, limit: str, seconds: float) -> dict:
+    """RSS of `pixelrun view --memory-limit` empty, then fed 1080p NV12 at full speed."""
+    import psutil
+
+    from pixelrun.engine.store_memory import parse_memory_limit
+
+    port = free_port()
+    log = open(tmp / f"soak-{port}.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pixelrun.engine.cli", "view", "--port", str(port), "--memory-limit", limit,
+         "--window-size", "1280x720"], stdout=log, stderr=subprocess.STDOUT)
+    ps = psutil.Process(proc.pid)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        time.sleep(3.0)
+        empty = 0
+        for _ in range(5):
+            empty = max(empty, ps.memory_info().rss)
+            time.sleep(0.1)
+        prod = subprocess.Popen([sys.executable, "-c", SOAK_PRODUCER, str(port), str(seconds)],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        samples = []
+        while prod.poll() is None:
+            samples.append(ps.memory_info().rss)
+            time.sleep(0.2)
+        sent = int(prod.stdout.read().strip() or 0)
+        for _ in range(10):
+            samples.append(ps.memory_info().rss)
+            time.sleep(0.2)
+        last = samples[-len(samples) // 4:]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    return {"limit": parse_memory_limit(limit), "empty": empty, "peak": max(samples), "frames": sent,
+            "last_quarter_slope": (last[-1] - last[0]) / (len(last) * 0.2) if len(last) > 1 else 0.0,
+            "seconds": seconds}
+
+
+def print_memory_table(res: dict, adapter: str) -> None:
+    def mb(n):
+        return f"{n / 1e6:.0f}"
+
+    grown = res["peak"] - res["empty"]
+    print(f"### Viewer memory under --memory-limit ({adapter}; 1080p NV12 at full speed)")
+    print()
+    print("| limit MB | empty viewer RSS MB | peak RSS MB | peak - empty MB | (peak - empty) / limit | RSS slope, last quarter MB/s | frames logged |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| {mb(res['limit'])} | {mb(res['empty'])} | {mb(res['peak'])} | {mb(grown)} | "
+          f"{grown / res['limit']:.2f} | {res['last_quarter_slope'] / 1e6:.2f} | {res['frames']} |")
+    print()
+    print(f"_{machine_line()}; {res['seconds']:.0f} s of streaming; the limit covers the store, decoded textures "
+          "and messages in flight; what is left above it is one frame's way through the pipeline._")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=None, help="length of the 4-stream run (default 12, --quick 4)")
     p.add_argument("--frames", type=int, default=None, help="frames in the latency run (default 60, --quick 20)")
+    p.add_argument("--only", default="latency,throughput,frame,scene,memory",
+                   help="comma-separated parts to run: latency, throughput, frame, scene, memory (default: all)")
+    p.add_argument("--memory-limit", default="500MB", help="--memory-limit of the memory soak (default 500MB)")
+    p.add_argument("--soak-seconds", type=float, default=None, help="length of the memory soak (default 60, --quick 20)")
     args = bench_args(__doc__, parser=p, repeat=15, quick_repeat=5)
+    parts = {x.strip() for x in args.only.split(",") if x.strip()}
+    unknown = parts - {"latency", "throughput", "frame", "scene", "memory"}
+    if unknown:
+        p.error(f"--only: unknown part(s) {', '.join(sorted(unknown))}")
+    soak_s = args.soak_seconds or (20.0 if args.quick else 60.0)
     seconds = args.seconds or (4.0 if args.quick else 12.0)
     frames = args.frames or (20 if args.quick else 60)
     xvfb = ensure_display()
@@ -311,33 +492,50 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as td:
             tmp = Path(td)
-            lat = latency_run(tmp, frames)
-            ceil1 = ceiling(args.repeat, 1)
-            ceil1.group = "latency, 1 x 1080p NV12"
-            rows = [ceil1]
-            if lat:
-                rows.append(Timing("pixelrun: rr.log -> window pixel (p50; p99 in column)", lat,
-                                   group=ceil1.group,
-                                   extra={"p99 ms": f"{np.percentile(lat, 99) * 1e3:.1f}",
-                                          "frames seen": f"{len(lat)}/{frames}"}))
-            ceil4 = ceiling(args.repeat, 4)
-            ceil4.group = "4 x 1080p NV12 @ 30 Hz"
-            ceil4.extra = {"fps": f"{1 / ceil4.median:.1f}"}
-            tp = throughput_run(tmp, seconds)
-            frame_row = Timing(
-                "pixelrun viewer: time per drawn frame", [x for x in tp["intervals"] if x == x],
-                group=ceil4.group,
-                extra={
-                    "fps": f"{tp['fps']:.1f}",
-                    "top stream updates shown/s": f"{tp['updates_per_s']:.1f} of 30",
-                    "logged Hz per stream": "/".join(f"{h:.0f}" for h in tp["logged_hz"]),
-                },
-            )
-            rows += [ceil4, frame_row]
-            rows += frame_cost(args.repeat)
-            print_table(rows, title=f"Viewer end to end ({adapter}; window 1280x720)",
-                        footer=f"_latency: {len(lat)} frames logged 100 ms apart; throughput: {seconds:.0f} s of 4 streams; "
-                               "ceiling rows: same bytes, no decode, no composite, no window._")
+            rows = []
+            footer = []
+            if "latency" in parts:
+                lat = latency_run(tmp, frames)
+                ceil1 = ceiling(args.repeat, 1)
+                ceil1.group = "latency, 1 x 1080p NV12"
+                rows.append(ceil1)
+                if lat:
+                    rows.append(Timing("pixelrun: rr.log -> window pixel (p50; p99 in column)", lat,
+                                       group=ceil1.group,
+                                       extra={"p99 ms": f"{np.percentile(lat, 99) * 1e3:.1f}",
+                                              "frames seen": f"{len(lat)}/{frames}"}))
+                footer.append(f"latency: {len(lat)} frames logged 100 ms apart")
+            if "throughput" in parts:
+                ceil4 = ceiling(args.repeat, 4)
+                ceil4.group = "4 x 1080p NV12 @ 30 Hz"
+                ceil4.extra = {"fps": f"{1 / ceil4.median:.1f}"}
+                tp = throughput_run(tmp, seconds)
+                frame_row = Timing(
+                    "pixelrun viewer: time per drawn frame", [x for x in tp["intervals"] if x == x],
+                    group=ceil4.group,
+                    extra={
+                        "fps": f"{tp['fps']:.1f}",
+                        "top stream updates shown/s": f"{tp['updates_per_s']:.1f} of 30",
+                        "logged Hz per stream": "/".join(f"{h:.0f}" for h in tp["logged_hz"]),
+                    },
+                )
+                rows += [ceil4, frame_row]
+                footer.append(f"throughput: {seconds:.0f} s of 4 streams")
+            if "frame" in parts:
+                rows += frame_cost(args.repeat)
+            if rows:
+                print_table(rows, title=f"Viewer end to end ({adapter}; window 1280x720)",
+                            footer="_" + "; ".join(footer + ["ceiling rows: same bytes, no decode, no composite, no window._"]))
+                print()
+            if "scene" in parts:
+                print_table(scene_size_cost(args.repeat),
+                            title=f"Frame cost against the scene's size ({adapter}; window 1280x720)",
+                            footer="_each frame: the view pans by one pixel (the scene is composited again, "
+                                   "textures cached) + a 1-pixel readback; peer: the window-sized layer alone; "
+                                   "blended px: target pixels visited by blend passes, all layers._")
+                print()
+            if "memory" in parts:
+                print_memory_table(memory_soak(tmp, args.memory_limit, soak_s), adapter)
     finally:
         if xvfb is not None:
             xvfb.terminate()

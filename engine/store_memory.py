@@ -6,12 +6,16 @@ is that *root* buffer, not the view, so accounting follows each buffer's ``paren
 chain to its root and counts every root once, however many arrays (or chunks) share
 it. NumPy arrays (row ids, time columns) are counted by their base object the same way,
 and skipped when their memory lies inside an Arrow root already counted.
+
+One limit for a whole process: `plan_memory` splits a viewer's ``--memory-limit``
+between the store, the decoded-texture cache and the messages in flight.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from typing import Iterable, Optional, Union
 
 import numpy as np
@@ -152,3 +156,53 @@ class RootLedger:
             if entry[1] == 0:
                 self.total -= entry[0]
                 del self._refs[addr]
+
+
+# ---------------------------------------------------------------- one limit, shared
+
+# Shares of the process limit when the viewer splits it (see plan_memory).
+TEXTURE_SHARE = 0.25  # decoded textures (GPU memory; host memory on CPU adapters)
+INFLIGHT_SHARE = 0.125  # message bodies received but not yet decoded
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """One memory limit shared by everything a viewer process holds for its data.
+
+    limit: the whole (bytes; None: no limit). store: what the chunk store may hold
+    (it drops its oldest temporal chunks past it). textures: the renderer's decoded
+    texture cache budget. inflight: message bodies being received and decoded at once
+    (the live server's budget). store + textures + inflight == limit.
+    """
+
+    limit: Optional[int]
+    store: Optional[int]
+    textures: int
+    inflight: int
+
+    def describe(self) -> str:
+        """One line, e.g. for `pixelrun view` at start-up."""
+        mb = format_mb
+        if self.limit is None:
+            return f"memory: no limit (textures {mb(self.textures)}, in flight {mb(self.inflight)})"
+        return (f"memory limit {mb(self.limit)}: store {mb(self.store)}, textures {mb(self.textures)}, "
+                f"messages in flight {mb(self.inflight)}")
+
+
+def format_mb(n: int) -> str:
+    """Bytes as whole megabytes (10^6), the unit of every memory line we print."""
+    return f"{n / 1e6:.0f} MB"
+
+
+def plan_memory(limit: Union[None, int, float, str], *, textures_max: int, inflight_max: int) -> MemoryPlan:
+    """Split a memory limit (any form `parse_memory_limit` takes) between the store, the
+    texture cache and in-flight messages: the caches get fixed shares (TEXTURE_SHARE,
+    INFLIGHT_SHARE, at most their own defaults `textures_max`/`inflight_max`), the store
+    the rest. With no limit, the caches keep their defaults and the store is unbounded.
+    """
+    total = parse_memory_limit(limit)
+    if total is None:
+        return MemoryPlan(None, None, int(textures_max), int(inflight_max))
+    textures = min(int(textures_max), int(total * TEXTURE_SHARE))
+    inflight = min(int(inflight_max), int(total * INFLIGHT_SHARE))
+    return MemoryPlan(total, total - textures - inflight, textures, inflight)

@@ -10,10 +10,16 @@ What it does, and where:
 - data arrives through `viewer_server.ViewerServer` on background threads and lands in
   `viewer_data.ViewerData`; ingest asks the window thread for a redraw, so the window
   draws only when data, the time cursor, an override or the view changed;
+- the composite costs what the window costs, whatever the scene's size: the renderer
+  works per window pixel and draws zoomed-out layers from reduced levels, and its
+  texture cache has the budget the memory plan gives it (``texture_budget``, derived
+  from ``--memory-limit`` in cli_view), so store + textures stay under one limit;
 - screenshots read back the surface texture of the frame just drawn (key S, SIGUSR1,
   or ``--screenshot-to``) and are saved as PNG with the view transform in a text
   chunk (``pixelrun:view``), so a test or a script can map image pixels to window
-  pixels.
+  pixels. With ``screenshot_to`` any error, or no saved frame within
+  ``screenshot_timeout`` seconds, closes the window and is left in ``error`` (one
+  line); a failed S-key screenshot is reported and the window goes on.
 
 Input: drag with the left button to pan, wheel to zoom about the cursor, F (or double
 click) to fit, 1 for one texel per pixel, space to play/pause, S for a screenshot.
@@ -37,7 +43,9 @@ from pixelrun.engine.viewer_data import ViewerData
 from pixelrun.engine.viewer_inspect import PixelReadout, ValueRangeCache, inspect_pixel
 from pixelrun.engine.viewer_view import Rect, View
 
-__all__ = ["Viewer", "ViewerError", "check_display", "WINDOW_BACKGROUND", "read_view_metadata"]
+__all__ = [
+    "Viewer", "ViewerError", "check_display", "check_writable", "WINDOW_BACKGROUND", "read_view_metadata",
+]
 
 log = logging.getLogger("pixelrun.viewer")
 
@@ -73,6 +81,27 @@ def check_display() -> None:
         )
 
 
+def check_writable(path) -> None:
+    """Raise OSError (with the reason) unless a screenshot can be saved at `path`.
+
+    Does what saving does — make the missing parent folders, write a file beside the
+    target — so a bad path fails before any window opens, not after the first frame.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(21, "Is a directory", str(target))
+    for folder in target.parents:  # the nearest existing ancestor must be a folder
+        if folder.exists():
+            if not folder.is_dir():
+                raise NotADirectoryError(20, "Not a directory", str(folder))
+            break
+    target.parent.mkdir(parents=True, exist_ok=True)
+    probe = target.parent / f".{target.name}.check-{os.getpid()}"
+    with open(probe, "wb"):
+        pass
+    probe.unlink()
+
+
 def read_view_metadata(png_path) -> dict:
     """The view transform stored in one of our screenshots (see module docstring)."""
     from PIL import Image  # noqa: PLC0415
@@ -94,8 +123,12 @@ def _device():
 class Viewer:
     """One window showing one `ViewerData`. Create, then `run()` (blocks until closed).
 
-    screenshot_to: save the first complete frame there and close (``--screenshot-to``).
+    screenshot_to: save the first complete frame there and close (``--screenshot-to``);
+    an error, or no frame saved within ``screenshot_timeout`` s, closes the window too,
+    with the reason in ``error``.
     screenshot_dir: where key S and SIGUSR1 save numbered screenshots.
+    status_source: the `ViewerServer` (its counters go to the status panel).
+    texture_budget: bytes of decoded textures the renderer may cache (None: its default).
     """
 
     def __init__(
@@ -107,6 +140,8 @@ class Viewer:
         screenshot_to: Optional[str] = None,
         screenshot_dir: Optional[str] = None,
         status_source=None,
+        texture_budget: Optional[int] = None,
+        screenshot_timeout: float = 60.0,
     ) -> None:
         check_display()
         import wgpu  # noqa: PLC0415
@@ -152,7 +187,7 @@ class Viewer:
             break
         from pixelrun.engine.renderer import Renderer  # noqa: PLC0415
 
-        self.renderer = Renderer(self.device)
+        self.renderer = Renderer(self.device, vram_budget=texture_budget)
         self._blit_pipeline = self._make_blit_pipeline()
         self._cache_tex = None
         self._cache_bind = None
@@ -180,6 +215,8 @@ class Viewer:
         self._screenshot_requests: list[str] = []
         self.screenshots_saved: list[str] = []
         self._screenshot_to = screenshot_to
+        self._screenshot_timeout = float(screenshot_timeout)
+        self.error: Optional[str] = None  # why a --screenshot-to run failed (one line)
         self._screenshot_dir = Path(screenshot_dir or os.getcwd())
         self._screenshot_seq = 0
         self.frame_callbacks: list = []  # fn(viewer) after each presented frame
@@ -251,8 +288,22 @@ class Viewer:
         self.request_draw()
 
     def run(self) -> None:
-        """Show the window and process events until it is closed."""
+        """Show the window and process events until it is closed.
+
+        With ``screenshot_to``: until the frame is saved, an error, or the timeout.
+        """
+        if self._screenshot_to is not None:
+            self._loop.call_later(self._screenshot_timeout, self._screenshot_timed_out)
         self._loop.run()
+
+    def _screenshot_timed_out(self) -> None:
+        if self._screenshot_to not in self.screenshots_saved and self.error is None:
+            self._fail(f"no frame was saved within {self._screenshot_timeout:g} s")
+
+    def _fail(self, msg: str) -> None:
+        """End a --screenshot-to run: remember why (one line) and close the window."""
+        self.error = " ".join(str(msg).split())
+        self.canvas.close()
 
     def close(self) -> None:
         self.canvas.close()
@@ -270,6 +321,36 @@ class Viewer:
                 release()
             except Exception:  # already gone: nothing to do
                 pass
+
+    def status_lines(self) -> list[str]:
+        """The status panel's text: memory against its limits, the renderer's reduced
+        layers and errors, and the live server's counters (refused, evicted, timed out...)."""
+        from pixelrun.engine.store_memory import format_mb as mb  # noqa: PLC0415
+
+        r = self.renderer
+        store = self.data.store
+        limit = getattr(store, "memory_limit", None)
+        lines = [
+            f"store {mb(store.held_bytes)}" + (f" of {mb(limit)}" if limit is not None else "")
+            + f", {self.data.dropped_chunks} chunks dropped; textures {mb(r.cache_bytes)} of {mb(r.vram_budget)}"
+        ]
+        for entity, k in sorted(r.last_draw.over_budget.items()):
+            lines.append(f"{entity}: shown at 1/{k} resolution (its textures exceed the budget)")
+        for msg in list(r.last_errors.values())[:5]:
+            lines.append(f"not drawn: {msg}")
+        src = self.status_source
+        if src is not None:
+            lines.append(f"listening on {src.address}")
+            snap = getattr(src, "stats_snapshot", None)
+            st = snap() if snap is not None else src.stats
+            if hasattr(st, "status_line"):
+                lines.append(st.status_line())
+            else:  # an older server without the one-line summary
+                lines.append(f"connections: {st.connections_open} open, {st.connections_total} total, "
+                             f"{st.connections_dropped} dropped; received {st.bytes_received / 1e6:.1f} MB")
+            if st.last_error:
+                lines.append(f"last error: {st.last_error}")
+        return lines
 
     @property
     def layers(self) -> list:
@@ -377,6 +458,17 @@ class Viewer:
                 return
 
     def _draw(self) -> None:
+        if self._screenshot_to is None:
+            self._draw_frame()  # rendercanvas reports an error and the window goes on
+            return
+        if self.error is not None:
+            return
+        try:
+            self._draw_frame()
+        except Exception as exc:  # the one-shot run must end, whatever went wrong
+            self._fail(f"{type(exc).__name__}: {exc}")
+
+    def _draw_frame(self) -> None:
         t0 = time.perf_counter()
         self._update_scene()
         self._update_readout()
@@ -400,7 +492,13 @@ class Viewer:
         if readback is not None:
             rgba = self._finish_readback(readback, texture)
             for path in shot:
-                self._save_png(path, rgba)
+                if path == self._screenshot_to:
+                    self._save_png(path, rgba)  # a failure ends the one-shot run
+                    continue
+                try:
+                    self._save_png(path, rgba)
+                except OSError as exc:  # S key / SIGUSR1: say so, keep the window
+                    log.error("pixelrun viewer: screenshot not saved to %s: %s", path, exc)
         self.frames += 1
         self.last_frame_time = time.perf_counter() - t0
         for fn in list(self.frame_callbacks):
@@ -550,7 +648,11 @@ class Viewer:
         info.add_text(VIEW_METADATA_KEY, json.dumps(meta))
         tmp = f"{path}.tmp-{os.getpid()}"
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rgba, "RGBA").save(tmp, format="PNG", pnginfo=info)
-        os.replace(tmp, path)  # readers never see a half-written file
+        try:
+            Image.fromarray(rgba, "RGBA").save(tmp, format="PNG", pnginfo=info)
+            os.replace(tmp, path)  # readers never see a half-written file
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         self.screenshots_saved.append(path)
         print(f"pixelrun viewer: screenshot saved to {path}", flush=True)

@@ -119,7 +119,8 @@ class Panels:
         if imgui.button("1:1"):
             self.v.one_to_one()
         imgui.same_line()
-        imgui.text(f"zoom {self.v.view.scale * 100:.0f}%")
+        pct = self.v.view.scale * 100
+        imgui.text(f"zoom {pct:.0f}%" if pct >= 1 else f"zoom {pct:.2g}%")  # a huge canvas fits at 0.34%
 
     # ------------------------------------------------------------------ entities
 
@@ -172,15 +173,5 @@ class Panels:
     def _status(self) -> None:
         for msg in self.v.data.scene_problems[:5]:
             imgui.text_wrapped(f"not drawn: {msg}")
-        src = self.v.status_source
-        if src is None:
-            return
-        st = src.stats
-        imgui.text(f"listening on {src.address}")
-        imgui.text(
-            f"connections: {st.connections_open} open, {st.connections_total} total, "
-            f"{st.connections_dropped} dropped"
-        )
-        imgui.text(f"received: {st.bytes_received / 1e6:.1f} MB, {st.chunks_received} chunks")
-        if st.last_error:
-            imgui.text_wrapped(f"last error: {st.last_error}")
+        for line in self.v.status_lines():
+            imgui.text_wrapped(line)

@@ -1,45 +1,57 @@
-// Compositing (SPEC 4), in two stages sharing a float accumulation buffer `acc`
-// (one vec4<f32> per scene pixel of the current band of rows, premultiplied, linear):
+// Compositing (SPEC 4) in target space: every stage works on the pixels of the target
+// (a window, or one tile of a headless render), never on the whole scene, so a huge
+// or degenerate scene costs what the target costs. A float accumulation buffer `acc`
+// holds one vec4<f32> (premultiplied, linear) per target pixel of the current band of
+// target rows:
 //   clear   (compute): acc = background, premultiplied, linear
-//   blend   (compute): for one layer tile, acc = c a + acc (1 - a), with
-//                      c = srgb_decode(rgb), a = alpha * clamp(opacity, 0, 1)
-//   vs/fs   (render):  maps target pixels to scene texels (scale/offset, nearest),
-//                      encodes straight-alpha sRGB bytes; for *-srgb targets it outputs
-//                      the decoded value of those bytes, so the stored bytes are equal.
+//   blend   (compute): for one layer tile and the target pixels it can cover, the
+//                      scene texel under each pixel centre (scale/offset, nearest) is
+//                      read from the tile's texture (or its reduced level) and
+//                      acc = c a + acc (1 - a), c = srgb_decode(rgb), a = alpha * opacity
+//   vs/fs   (render):  encodes acc to straight-alpha sRGB bytes (the background outside
+//                      the scene); for *-srgb targets it outputs the decoded value of
+//                      those bytes, so the stored bytes are equal.
 // Blending is done here rather than by fixed-function blend state so it is in linear
-// light at f32 precision on every device.
+// light at f32 precision on every device. The pixel -> texel rule, floor((p + 0.5 -
+// offset) / scale), is computed the same way in `blend` and `fs`, so a pixel is inside
+// the scene in one exactly when it is in the other.
+//
+// Parameters are read-only storage buffers, not uniforms: Mesa's lavapipe (22.x)
+// inlines uniform values that control branches into a freshly compiled shader at
+// every draw and never frees it (about 400 kB per draw).
 
-struct Scene {
-    width: u32,     // scene (acc) width
-    height: u32,    // scene height
-    band_y0: u32,   // first scene row held by acc
-    band_h: u32,    // rows held by acc
-    bg: vec4<f32>,  // background, linear, premultiplied
-}
-
-struct LayerParams {
-    x0: u32,        // tile origin in the scene
-    y0: u32,
-    w: u32,         // tile columns
-    row0: u32,      // first tile row inside the band
-    rows: u32,      // tile rows inside the band
-    _pad0: u32,
-    opacity: f32,   // already clamped to 0..1 on the CPU
-    _pad1: f32,
-}
-
-struct View {
+struct Frame {
     scale: vec2<f32>,     // target pixels per scene unit
     offset: vec2<f32>,    // target position of the scene origin
-    width: u32,
-    height: u32,
-    band_y0: u32,
-    band_h: u32,
-    bg_bytes: vec4<f32>,  // background as display values (straight, sRGB), for outside the scene
+    scene_w: u32,         // scene rectangle (texels)
+    scene_h: u32,
+    width: u32,           // target width = acc row length
+    band_y0: u32,         // first target row held by acc
+    band_h: u32,          // target rows held by acc
     srgb_target: u32,     // 1: the target encodes sRGB itself
-    draw_outside: u32,    // 0: leave pixels outside the scene alone (later bands)
+    clear_x0: u32,        // target pixels of the band that show the scene: only these
+    clear_y0: u32,        // are cleared (present reads acc there and nowhere else)
+    clear_w: u32,
+    clear_h: u32,
     _pad0: u32,
     _pad1: u32,
+    bg_lin: vec4<f32>,    // background, linear, premultiplied (acc start)
+    bg_bytes: vec4<f32>,  // background as display values (straight, sRGB), outside the scene
+}
+
+struct Tile {
+    x0: u32,              // target pixels to visit: x0, y0, w, h (inside the band)
+    y0: u32,
+    w: u32,
+    h: u32,
+    tx0: u32,             // the tile's rectangle in the scene (full-resolution texels)
+    ty0: u32,
+    tw: u32,
+    th: u32,
+    shift: u32,           // reduced level: texture texel = (scene texel - origin) >> shift
+    _pad0: u32,
+    opacity: f32,         // already clamped to 0..1 on the CPU
+    _pad1: f32,
 }
 
 fn srgb_decode(c: vec3<f32>) -> vec3<f32> {
@@ -58,40 +70,70 @@ fn q(t: vec4<f32>) -> vec4<f32> {
     return floor(clamp(t, vec4<f32>(0.0), vec4<f32>(1.0)) * 255.0 + 0.5);
 }
 
-// ---------------------------------------------------------------- compute stage
+// the scene texel whose square holds the centre of target pixel p (may be outside)
+fn texel_of(centre: vec2<f32>, f: Frame) -> vec2<f32> {
+    return floor((centre - f.offset) / f.scale);
+}
 
-@group(0) @binding(0) var<uniform> scene: Scene;
+@group(0) @binding(0) var<storage, read> frame: Frame;
 @group(0) @binding(1) var<storage, read_write> acc: array<vec4<f32>>;
 // srgb_decode(b / 255) for every byte b, computed once in float64 on the CPU: exact to
 // f32 and much cheaper than pow() per texel (CPU drivers such as lavapipe pay for it)
 @group(0) @binding(2) var<storage, read> decode_lut: array<f32, 256>;
-@group(1) @binding(0) var<uniform> layer: LayerParams;
-@group(1) @binding(1) var layer_tex: texture_2d<f32>;
+@group(1) @binding(0) var<storage, read> tile: Tile;
+@group(1) @binding(1) var tile_tex: texture_2d<f32>;
+
+// ---------------------------------------------------------------- compute stage
 
 @compute @workgroup_size(64)
 fn clear(@builtin(global_invocation_id) gid: vec3<u32>,
          @builtin(num_workgroups) nwg: vec3<u32>) {
-    let n = scene.width * scene.band_h;
+    let n = frame.clear_w * frame.clear_h;
     let i = gid.x + gid.y * nwg.x * 64u;
-    if (i < n) { acc[i] = scene.bg; }
+    if (i >= n) { return; }
+    let x = frame.clear_x0 + i % frame.clear_w;
+    let y = frame.clear_y0 + i / frame.clear_w;
+    acc[(y - frame.band_y0) * frame.width + x] = frame.bg_lin;
 }
 
 @compute @workgroup_size(8, 8)
 fn blend(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if (gid.x >= layer.w || gid.y >= layer.rows) { return; }
-    let ty = layer.row0 + gid.y;
-    let sy = layer.y0 + ty;
-    let idx = (sy - scene.band_y0) * scene.width + layer.x0 + gid.x;
-    let texel = textureLoad(layer_tex, vec2<u32>(gid.x, ty), 0);
-    let a = texel.a * layer.opacity;
+    if (gid.x >= tile.w || gid.y >= tile.h) { return; }
+    let p = vec2<u32>(tile.x0 + gid.x, tile.y0 + gid.y);
+    let s = texel_of(vec2<f32>(p) + 0.5, frame);
+    let lo = vec2<f32>(f32(tile.tx0), f32(tile.ty0));
+    let hi = lo + vec2<f32>(f32(tile.tw), f32(tile.th));
+    if (any(s < lo) || any(s >= hi)) { return; }
+    let dims = textureDimensions(tile_tex);
+    let t = min((vec2<u32>(s) - vec2<u32>(tile.tx0, tile.ty0)) >> vec2<u32>(tile.shift), dims - 1u);
+    let texel = textureLoad(tile_tex, t, 0);
+    let a = texel.a * tile.opacity;
     let b = vec3<u32>(texel.rgb * 255.0 + 0.5); // the texel's bytes (unorm8 is b / 255)
     let c = vec3<f32>(decode_lut[b.x], decode_lut[b.y], decode_lut[b.z]);
+    let idx = (p.y - frame.band_y0) * frame.width + p.x;
     acc[idx] = vec4<f32>(c * a, a) + acc[idx] * (1.0 - a);
+}
+
+// ---------------------------------------------------------------- reduced levels
+
+// dst texel j = src texel min(j * k + k / 2, size - 1), k = 1 << shift: at zoom 1/k
+// with a whole-pixel offset this is the texel nearest sampling of the full image reads.
+@group(0) @binding(0) var<storage, read> reduce_shift: u32;
+@group(0) @binding(1) var reduce_src: texture_2d<f32>;
+@group(0) @binding(2) var reduce_dst: texture_storage_2d<rgba8unorm, write>;
+
+@compute @workgroup_size(8, 8)
+fn reduce(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let dd = textureDimensions(reduce_dst);
+    if (gid.x >= dd.x || gid.y >= dd.y) { return; }
+    let k = 1u << reduce_shift;
+    let src = min(gid.xy * k + vec2<u32>(k / 2u), textureDimensions(reduce_src) - 1u);
+    textureStore(reduce_dst, gid.xy, textureLoad(reduce_src, src, 0));
 }
 
 // ---------------------------------------------------------------- render stage
 
-@group(0) @binding(0) var<uniform> view: View;
+@group(0) @binding(0) var<storage, read> view: Frame;
 @group(0) @binding(1) var<storage, read> acc_in: array<vec4<f32>>;
 
 @vertex
@@ -103,16 +145,14 @@ fn vs(@builtin(vertex_index) i: u32) -> @builtin(position) vec4<f32> {
 
 @fragment
 fn fs(@builtin(position) pos: vec4<f32>) -> @location(0) vec4<f32> {
-    let s = floor((pos.xy - view.offset) / view.scale);
+    let py = u32(pos.y);
+    if (py < view.band_y0 || py >= view.band_y0 + view.band_h) { discard; }
+    let s = texel_of(pos.xy, view);
     var bytes: vec4<f32>;
-    if (s.x < 0.0 || s.y < 0.0 || s.x >= f32(view.width) || s.y >= f32(view.height)) {
-        if (view.draw_outside == 0u) { discard; }
+    if (s.x < 0.0 || s.y < 0.0 || s.x >= f32(view.scene_w) || s.y >= f32(view.scene_h)) {
         bytes = view.bg_bytes * 255.0;
     } else {
-        let sx = u32(s.x);
-        let sy = u32(s.y);
-        if (sy < view.band_y0 || sy >= view.band_y0 + view.band_h) { discard; }
-        let v = acc_in[(sy - view.band_y0) * view.width + sx];
+        let v = acc_in[(py - view.band_y0) * view.width + u32(pos.x)];
         var rgb = vec3<f32>(0.0);
         if (v.a > 0.0) { rgb = v.rgb / v.a; }
         bytes = q(vec4<f32>(srgb_encode(rgb), v.a));

@@ -90,3 +90,22 @@ def test_stream_of_1080p_frames_stays_under_the_limit():
     assert np.array_equal(still_layer.buffer, still)
     (cam,) = scene_at(store, "step", FRAMES, entity="cam")
     assert cam.format.width == W
+
+
+def test_one_limit_is_split_between_store_textures_and_messages_in_flight():
+    from pixelrun.engine.store_memory import INFLIGHT_SHARE, TEXTURE_SHARE, plan_memory
+
+    plan = plan_memory("500MB", textures_max=1 << 30, inflight_max=2 << 30)
+    assert plan.limit == 500 * 1000**2
+    assert plan.textures == int(plan.limit * TEXTURE_SHARE)
+    assert plan.inflight == int(plan.limit * INFLIGHT_SHARE)
+    assert plan.store + plan.textures + plan.inflight == plan.limit  # nothing outside the limit
+    # a large limit: the caches keep their own defaults, the store gets the rest
+    big = plan_memory("64GB", textures_max=1 << 30, inflight_max=2 << 30)
+    assert (big.textures, big.inflight) == (1 << 30, 2 << 30)
+    assert big.store == 64 * 1000**3 - (1 << 30) - (2 << 30)
+    # no limit: an unbounded store, the caches at their defaults
+    none = plan_memory(None, textures_max=123, inflight_max=456)
+    assert (none.store, none.textures, none.inflight) == (None, 123, 456)
+    with pytest.raises(ValueError, match="memory limit"):
+        plan_memory("lots", textures_max=1, inflight_max=1)

@@ -608,3 +608,159 @@ def test_cli_errors_are_clear(xvfb_display, tmp_path):
         port = taken.getsockname()[1]
         r = subprocess.run(viewer_cmd("--port", str(port)), capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "already in use" in r.stderr
+
+
+# ----------------------------------------------------------------------- screenshot mode never hangs
+
+ONE_SHOT_BOUND_S = 60  # stated bound: a failing one-shot run ends well within it
+
+
+@pytest.mark.parametrize("where", ["parent is a file", "under /proc"])
+def test_screenshot_to_an_unwritable_path_fails_fast_with_one_line(xvfb_display, tmp_path, where):
+    rec = tmp_path / "seed1.rrd"
+    rec.write_bytes(rrd_stream([image_chunk("image", seed1_pixels(), SEED1_FMT)]))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    # unwritable even for root (CI runs as root: a missing /unwritable folder would be made)
+    out = blocker / "x.png" if where == "parent is a file" else Path("/proc/pixelrun-no-such-dir/x.png")
+    try:
+        r = subprocess.run(viewer_cmd(str(rec), "--screenshot-to", str(out)),
+                           capture_output=True, text=True, timeout=ONE_SHOT_BOUND_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`pixelrun view --screenshot-to {out}` still running after {ONE_SHOT_BOUND_S} s")
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(out) in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+@pytest.fixture
+def seed1_data():
+    from pixelrun.engine.store import ChunkStore
+    from pixelrun.engine.viewer_data import ViewerData
+
+    data = ViewerData(ChunkStore(memory_limit=None))
+    data.ingest([image_chunk("image", seed1_pixels(), SEED1_FMT)])
+    return data
+
+
+def test_an_error_while_saving_ends_the_screenshot_run(xvfb_display, tmp_path, seed1_data):
+    from pixelrun.engine.viewer import Viewer
+
+    out = tmp_path / "shot.png"
+    v = Viewer(seed1_data, size=(400, 300), screenshot_to=str(out), screenshot_timeout=30)
+    out.mkdir()  # passes any check made before; the save's final rename then fails
+    v.run()  # returns: the error closed the window
+    assert v.error is not None and "IsADirectoryError" in v.error and str(out) in v.error
+    assert "\n" not in v.error
+    assert not list(tmp_path.glob("shot.png.tmp-*"))  # no half-written file left behind
+
+
+def test_a_screenshot_run_without_a_frame_is_bounded_in_time(xvfb_display, tmp_path, seed1_data, monkeypatch):
+    from pixelrun.engine.viewer import Viewer
+
+    out = tmp_path / "shot.png"
+    v = Viewer(seed1_data, size=(400, 300), screenshot_to=str(out), screenshot_timeout=2)
+    monkeypatch.setattr(v, "_draw_frame", lambda: None)  # a window whose frame never comes
+    v.run()
+    assert v.error == "no frame was saved within 2 s"
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------- cost follows the window
+
+
+def test_degenerate_and_huge_canvas_draws_a_window_sized_frame(xvfb_display, tmp_path):
+    """100000x1 + 1x100000 (a 10^10-texel canvas) and a 16384² layer: the frame is drawn,
+    right at known pixels, and what is composited is the size of the window."""
+    from pixelrun.engine.store import ChunkStore
+    from pixelrun.engine.viewer import Viewer
+    from pixelrun.engine.viewer_data import EntityOverride, ViewerData
+
+    def rgb(w, h):
+        return ImageFormat(w, h, color_model="RGB", channel_datatype="U8")
+
+    wide = np.zeros((1, 100000, 3), np.uint8)
+    wide[..., 2] = 255
+    tall = np.zeros((100000, 1, 3), np.uint8)
+    tall[..., :2] = 255
+    huge = np.full((16384, 16384), 128, np.uint8)  # 256 MiB: more than lavapipe binds (left out there)
+    data = ViewerData(ChunkStore(memory_limit=None))
+    data.ingest([image_chunk("image", seed1_pixels(), SEED1_FMT, step=0)])
+    data.ingest([image_chunk("wide", wide, rgb(100000, 1), step=0), image_chunk("tall", tall, rgb(1, 100000), step=0)])
+    data.ingest([image_chunk("huge", huge, ImageFormat(16384, 16384, color_model="L", channel_datatype="U8"), step=0)])
+    del huge
+    overrides = {"image": 0.0, "wide": 1.0, "tall": 1.0, "huge": -20.0}  # draw orders
+    for e in data.entities():
+        data.overrides[e] = EntityOverride(draw_order=overrides[e.strip("/")])
+    data.overrides_version += 1
+    v = Viewer(data, size=(800, 600))
+    try:
+        for name, set_view in (("fit", v.fit), ("one", v.one_to_one)):
+            set_view()
+            png = _shot(v, tmp_path, name)
+            w, h = v.physical_size()
+            st = v.renderer.last_draw
+            assert st.target_pixels == w * h
+            assert st.acc_bytes <= 16 * w * h + 256  # one f32 RGBA per window pixel, not per texel
+            assert st.blended_pixels <= 4 * (w + 2) * (h + 2)  # four layers, each at most once per pixel
+            assert read_view_metadata(png)["canvas"] == [100000, 100000]
+        # 1:1: the canvas's top-left corner fills the image area
+        assert window_pixel(png, 10, 10) == RED
+        assert window_pixel(png, 100, 100) == GREEN
+        assert window_pixel(png, 50, 0) == (0, 0, 255, 255)  # wide's row, over the image
+        assert window_pixel(png, 0, 50) == (255, 255, 0, 255)  # tall's column
+        assert window_pixel(png, 0, 0) == (0, 0, 255, 255)  # equal draw orders: 'wide' after 'tall'
+    finally:
+        v.close()
+
+
+def test_window_frames_do_not_grow_memory(xvfb_display, seed1_data):
+    """300 frames that each composite again (the zoom changes): RSS stays flat."""
+    psutil = pytest.importorskip("psutil", reason="psutil measures RSS")
+    import gc
+
+    from pixelrun.engine.viewer import Viewer
+
+    v = Viewer(seed1_data, size=(800, 600))
+    try:
+        area = v.image_area()
+        cx, cy = area.x + area.w / 2, area.y + area.h / 2
+
+        def frames(n):
+            for i in range(n):
+                v.view.zoom_at(cx, cy, 1.01 if i % 2 else 1 / 1.01)
+                v.canvas.force_draw()
+            gc.collect()
+
+        frames(50)
+        draws, before = v.scene_draws, psutil.Process().memory_info().rss
+        frames(300)
+        grown = psutil.Process().memory_info().rss - before
+        assert v.scene_draws - draws == 300
+        assert grown < 20e6, f"RSS grew {grown / 1e6:.1f} MB over 300 frames"
+    finally:
+        v.close()
+
+
+def test_status_lines_show_memory_budget_and_server_counters(xvfb_display, seed1_data):
+    from pixelrun.engine.viewer import Viewer
+    from pixelrun.engine.viewer_server import ViewerServer
+
+    server = ViewerServer(lambda chunks, peer: None, port=0).start()
+    # a texture budget far below the 300x200 image's 240 kB: it is drawn reduced, and said so
+    v = Viewer(seed1_data, size=(800, 600), status_source=server, texture_budget=20_000)
+    try:
+        v.one_to_one()
+        v.canvas.force_draw()
+        lines = v.status_lines()
+        assert lines[0].startswith("store 0 MB") and "textures 0 MB of 0 MB" in lines[0]
+        assert "/image: shown at 1/4 resolution (its textures exceed the budget)" in lines
+        assert v.renderer.cache_bytes <= 20_000
+        counters = next(l for l in lines if l.startswith("connections:"))
+        for word in ("refused", "evicted", "timed out"):
+            assert word in counters
+    finally:
+        v.close()
+        server.stop()

@@ -1,0 +1,134 @@
+"""`pixelrun view --memory-limit` bounds the whole process, not only its store.
+
+A live viewer (a subprocess, under Xvfb + lavapipe, where GPU textures are host memory)
+is fed 1080p NV12 frames as fast as a program can log them, for SOAK_S seconds: tens
+of gigabytes, hundreds of times the limit. Its RSS must stay under what the same
+viewer holds empty (measured first, in the same run: Python, wgpu, lavapipe, the
+window and its window-sized buffers) + LIMIT + SLACK.
+
+SLACK is what one frame holds at once on its way through every stage and what the
+driver adds to each texture: the socket and message buffers, the decoded chunk and the
+store's copy, the GPU upload with its staging copy, the decode output, and lavapipe's
+padding of textures (about 15%): about 60 MB measured here for 1080p NV12. Before the
+limit covered textures and in-flight messages, the same run ended about 2 GB above
+the empty viewer.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from viewer_helpers import wait_until
+
+psutil = pytest.importorskip("psutil", reason="psutil measures RSS (pip install -e '.[test]')")
+
+LIMIT = 500 * 1000**2
+SLACK = 128 * 1000**2
+SOAK_S = 40.0
+FRAME_BYTES = 1920 * 1080 * 3 // 2
+
+STREAMER = r"""
+import sys, time
+import numpy as np
+import pixelrun as rr
+
+port, seconds = sys.argv[1], float(sys.argv[2])
+W, H = 1920, 1080
+rng = np.random.default_rng(0)
+frames = [rng.integers(0, 256, W * H * 3 // 2, dtype=np.uint8).tobytes() for _ in range(4)]
+rr.init("memory_soak")
+rr.connect(f"127.0.0.1:{port}")
+t0 = time.monotonic()
+i = 0
+while time.monotonic() - t0 < seconds:
+    rr.set_time("frame", sequence=i)
+    rr.log("cam", rr.Image(bytes=frames[i % 4], width=W, height=H, pixel_format=rr.PixelFormat.NV12))
+    i += 1
+rr.flush()
+print(i, flush=True)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_memory_limit_bounds_the_whole_viewer_process(xvfb_display, tmp_path):
+    from pixelrun.engine.viewer import read_view_metadata
+
+    port = _free_port()
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    log = open(tmp_path / "viewer.log", "w+")
+    viewer = subprocess.Popen(
+        [sys.executable, "-m", "pixelrun.engine.cli", "view", "--port", str(port), "--memory-limit", str(LIMIT),
+         "--window-size", "1280x720", "--screenshot-dir", str(shots)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    proc = psutil.Process(viewer.pid)
+    streamer = None
+    try:
+        assert wait_until(lambda: viewer.poll() is None and _accepts(port), timeout=60), "viewer did not start"
+        # the empty viewer: window open and drawn, nothing logged yet
+        time.sleep(3.0)
+        empty = 0
+        for _ in range(10):
+            empty = max(empty, proc.memory_info().rss)
+            time.sleep(0.1)
+
+        streamer = subprocess.Popen([sys.executable, "-c", STREAMER, str(port), str(SOAK_S)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        peak = empty
+        deadline = time.monotonic() + SOAK_S + 120
+        while streamer.poll() is None and time.monotonic() < deadline:
+            peak = max(peak, proc.memory_info().rss)
+            time.sleep(0.2)
+        assert streamer.poll() is not None, "the streaming program did not finish"
+        sent = int(streamer.stdout.read().strip() or 0)
+        for _ in range(10):  # what was queued is still being ingested
+            peak = max(peak, proc.memory_info().rss)
+            time.sleep(0.2)
+        assert viewer.poll() is None, "the viewer died"
+
+        # the viewer really went through far more than the limit: it shows a late frame
+        before = set(shots.glob("*.png"))
+        viewer.send_signal(signal.SIGUSR1)
+        assert wait_until(lambda: set(shots.glob("*.png")) - before, timeout=30)
+        (png,) = set(shots.glob("*.png")) - before
+        shown = read_view_metadata(png)["time"]
+        assert shown * FRAME_BYTES > 4 * LIMIT, (shown, sent)
+
+        grown = peak - empty
+        print(f"empty viewer {empty / 1e6:.0f} MB, peak {peak / 1e6:.0f} MB (+{grown / 1e6:.0f} MB); "
+              f"{sent} frames logged, frame {shown} shown; limit {LIMIT / 1e6:.0f} MB")
+        assert grown <= LIMIT + SLACK, (
+            f"RSS grew {grown / 1e6:.0f} MB over the empty viewer's {empty / 1e6:.0f} MB "
+            f"(limit {LIMIT / 1e6:.0f} MB + slack {SLACK / 1e6:.0f} MB)"
+        )
+    finally:
+        if streamer is not None and streamer.poll() is None:
+            streamer.kill()
+            streamer.wait()
+        viewer.terminate()
+        try:
+            viewer.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            viewer.kill()
+            viewer.wait()
+        log.close()
