@@ -40,13 +40,35 @@ def _record(example: str, tmp_path: Path) -> Path:
     return out
 
 
-def _screenshot(rrd: Path, tmp_path: Path) -> np.ndarray:
+def _screenshot_once(rrd: Path, tmp_path: Path) -> np.ndarray:
     png = tmp_path / "shot.png"
     env = dict(os.environ, XDG_RUNTIME_DIR="/tmp", RERUN_TELEMETRY_ENABLED="false")
     subprocess.run(["xvfb-run", "-a", str(RERUN_BIN), str(rrd), "--port", str(_free_port()), "--headless",
                     "--window-size", "800x600", "--screenshot-to", str(png)],
                    env=env, check=True, timeout=300, capture_output=True)
     return np.asarray(PILImage.open(png).convert("RGB"))
+
+
+def _screenshot(rrd: Path, tmp_path: Path, tries: int = 3) -> np.ndarray:
+    """Rerun's screenshot, taken again while it shows no image at all.
+
+    Rerun's headless viewer loads the file on a background thread and can take its
+    screenshot before the first chunk arrives (about 1 run in 12 on a loaded 2-core
+    machine): the frame is then the empty viewer, with no saturated pixel anywhere. Only
+    that case is retried; a screenshot that shows any image is returned and asserted on,
+    so wrong colours or positions still fail.
+    """
+    for _ in range(tries):
+        img = _screenshot_once(rrd, tmp_path)
+        if _saturated(img).sum() > 0:
+            return img
+    return img
+
+
+def _saturated(img: np.ndarray) -> np.ndarray:
+    """Pixels whose channels are each 0 or 255 and not all equal (no UI grey is)."""
+    ext = (img == 0) | (img == 255)
+    return ext.all(axis=-1) & (img.min(axis=-1) != img.max(axis=-1))
 
 
 def _mask(img: np.ndarray, rgb) -> np.ndarray:
