@@ -2,7 +2,7 @@
 
 Peer: OpenCV's cvtColor (COLOR_YUV2RGBA_NV12, COLOR_YUV2RGBA_I420, COLOR_YUV2RGBA_YUY2,
 COLOR_BGR2RGBA, COLOR_GRAY2RGBA), measured in the same run on the same bytes (the
-built-in gradient sample of each format). Contender: pixelrun.kernels.reference
+built-in gradient sample of each format). Contender: pixelrun.kernels.reference.convert
 .to_display_rgba, which is the readable float64 oracle, not a tuned CPU path.
 Ceiling: one copy of the 8.3 MB RGBA8 output (np.copyto), the least any conversion
 that writes its result must pay, measured in the same run.
@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _bench import bench_args, measure, print_table  # noqa: E402
 
-from pixelrun.kernels.reference import to_display_rgba  # noqa: E402
+from pixelrun.kernels.reference.convert import to_display_rgba  # noqa: E402
 from pixelrun.kernels.samples import sample  # noqa: E402
 
 

@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import Timing, bench_args, print_table, time_runs  # noqa: E402
 
-from pixelrun.kernels import cupy_convert  # noqa: E402
+from pixelrun.kernels.cuda import convert as cupy_convert  # noqa: E402
 from pixelrun.kernels.formats import (  # noqa: E402
     COLOR_MODELS,
     DATATYPES,

@@ -1,7 +1,7 @@
 """WGSL conversion on the wgpu device vs OpenCV cvtColor on the CPU, 1920x1080 -> RGBA8.
 
 For each format the raw bytes (the built-in gradient sample) go through
-pixelrun.kernels.wgsl_convert in three separately timed steps:
+pixelrun.kernels.wgpu.convert in three separately timed steps:
 - upload:   the raw bytes into a storage buffer (queue.write_buffer, waited for);
 - decode:   the compute passes (reduction when the value range needs it, then decode)
             into rgba8unorm textures, submitted and waited for;
@@ -76,8 +76,8 @@ def main() -> None:
     except ImportError:
         sys.exit("convert_gpu: OpenCV is the peer; install it with pip install -e '.[test]'")
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
-    from pixelrun.engine import gpu
-    from pixelrun.kernels.wgsl_convert import converter_for, wait_idle
+    from pixelrun.kernels.wgpu import device as gpu
+    from pixelrun.kernels.wgpu.convert import converter_for, wait_idle
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=_size, default=(1920, 1080), metavar="WxH")

@@ -12,7 +12,7 @@ Contenders (each row is the time of ONE frame; fps = 1 / median):
 - `pixelrun render FILE -o out.png` (wgpu), one process per frame: the same job;
 - in-process wgpu Renderer.render_offscreen, cold (new rows: upload + decode +
   composite + readback) and warm (textures cached: composite + readback);
-- in-process NumPy compositor (engine/composite.py, the float64 oracle).
+- in-process NumPy compositor (kernels/reference/composite.py, the float64 oracle).
 On a machine without a GPU wgpu runs on Mesa's lavapipe, i.e. on the CPU.
 
 Usage: python3 benchmarks/render.py [--quick] [--repeat N]
@@ -99,10 +99,10 @@ def main() -> None:
 def run(args, work: Path) -> None:
     import numpy as np
 
-    from pixelrun.engine import gpu
-    from pixelrun.engine.composite import composite
-    from pixelrun.engine.render import layers_at, open_source, time_points
-    from pixelrun.engine.renderer import Renderer
+    from pixelrun.engine.api import layers_at, open_source, time_points
+    from pixelrun.kernels.reference.composite import composite
+    from pixelrun.kernels.wgpu import device as gpu
+    from pixelrun.kernels.wgpu.composite import Renderer
 
     scenes = {"example 3 (300x200, 20 steps)": (EXAMPLE_3, "ex3.rrd", "300x200"),
               "4 layers 1920x1080": (FOUR_LAYERS, "four.rrd", "1920x1080")}
@@ -124,7 +124,7 @@ def run(args, work: Path) -> None:
                 1, group, args.repeat, peer=True))
         rows.append(per_frame(
             "pixelrun render CLI (wgpu), process per frame",
-            lambda: subprocess.run([sys.executable, "-m", "pixelrun.engine.cli", "render", str(rrd),
+            lambda: subprocess.run([sys.executable, "-m", "pixelrun.engine.cli.main", "render", str(rrd),
                                     "--timeline", "step", "--time", str(steps[-1]), "-o", str(out)],
                                    check=True, capture_output=True),
             1, group, args.repeat))

@@ -82,7 +82,7 @@ print(json.dumps({"seconds": dt, "rss_delta": after - before, "chunks": len(stor
 
 PIXELRUN_INGEST = r"""
 import sys, time, json, gc, psutil
-from pixelrun.engine.store import ChunkStore
+from pixelrun.engine.store.store import ChunkStore
 path = sys.argv[1]
 proc = psutil.Process()
 store = ChunkStore(memory_limit=None)
@@ -103,7 +103,7 @@ def write_pixelrun_file(path: Path, n: int) -> None:
     import pyarrow as pa
 
     from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn, format_column
-    from pixelrun.engine.rrd import RrdEncoder, StoreInfo
+    from pixelrun.engine.rrd.codec import RrdEncoder, StoreInfo
     from pixelrun.kernels.formats import ImageFormat
 
     ns: dict = {}
@@ -217,7 +217,7 @@ def build_latest_store():
     import pyarrow as pa
 
     from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn, format_column
-    from pixelrun.engine.store import ChunkStore
+    from pixelrun.engine.store.store import ChunkStore
     from pixelrun.kernels.formats import ImageFormat
 
     store = ChunkStore(memory_limit=None)

@@ -83,7 +83,7 @@ print(json.dumps({"times": times, "grey_base": grey_base}), flush=True)
 def grey_of(y: int) -> int:
     """Display value of NV12 luma `y` with neutral chroma, from the reference decoder."""
     from pixelrun.kernels.formats import ImageFormat, PixelFormat
-    from pixelrun.kernels.reference import to_display_rgba
+    from pixelrun.kernels.reference.convert import to_display_rgba
 
     one = ImageFormat(1, 1, pixel_format=PixelFormat.NV12)  # Y, then U V
     return int(to_display_rgba(bytes([y, 128, 128]), one)[0, 0, 0])
@@ -119,7 +119,7 @@ class Viewer:
         self.probe = tmp / f"probe-{self.port}.txt"
         self.log = open(tmp / f"viewer-{self.port}.log", "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pixelrun.engine.cli", "view", "--port", str(self.port),
+            [sys.executable, "-m", "pixelrun.engine.cli.main", "view", "--port", str(self.port),
              "--window-size", "1280x720", "--probe", str(self.probe), str(probe_uv[0]), str(probe_uv[1])],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
@@ -207,7 +207,7 @@ def throughput_run(tmp: Path, seconds: float) -> dict:
 
 def ceiling(repeat: int, uploads: int) -> Timing:
     """Loopback socket + GPU upload of `uploads` NV12 frames + a 1-pixel readback."""
-    from pixelrun.engine import gpu
+    from pixelrun.kernels.wgpu import device as gpu
 
     device = gpu.get_device()
     size = W * H + 2 * (W // 2) * (H // 2)
@@ -252,9 +252,9 @@ def frame_cost(repeat: int) -> list[Timing]:
 
     from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn, buffer_column, format_column
     from pixelrun.engine.scene import Layer
-    from pixelrun.engine.store import ChunkStore
-    from pixelrun.engine.viewer import Viewer as Window
-    from pixelrun.engine.viewer_data import ViewerData
+    from pixelrun.engine.store.store import ChunkStore
+    from pixelrun.engine.viewer.data import ViewerData
+    from pixelrun.engine.viewer.window import Viewer as Window
     from pixelrun.kernels.formats import ImageFormat, PixelFormat
 
     fmt = ImageFormat(W, H, pixel_format=PixelFormat.NV12)
@@ -310,7 +310,7 @@ def _window(data, size=(1280, 720)):
     """An in-process viewer window, drawn until it has its size."""
     import glfw
 
-    from pixelrun.engine.viewer import Viewer as Window
+    from pixelrun.engine.viewer.window import Viewer as Window
 
     win = Window(data, size=size)
     for _ in range(20):
@@ -326,8 +326,8 @@ def scene_size_cost(repeat: int) -> list[Timing]:
     import glfw
 
     from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn, buffer_column, format_column
-    from pixelrun.engine.store import ChunkStore
-    from pixelrun.engine.viewer_data import ViewerData
+    from pixelrun.engine.store.store import ChunkStore
+    from pixelrun.engine.viewer.data import ViewerData
     from pixelrun.kernels.formats import ImageFormat
 
     counter = [0]
@@ -409,12 +409,12 @@ def memory_soak(tmp: Path, limit: str, seconds: float) -> dict:
     """RSS of `pixelrun view --memory-limit` empty, then fed 1080p NV12 at full speed."""
     import psutil
 
-    from pixelrun.engine.store_memory import parse_memory_limit
+    from pixelrun.engine.store.memory import parse_memory_limit
 
     port = free_port()
     log = open(tmp / f"soak-{port}.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pixelrun.engine.cli", "view", "--port", str(port), "--memory-limit", limit,
+        [sys.executable, "-m", "pixelrun.engine.cli.main", "view", "--port", str(port), "--memory-limit", limit,
          "--window-size", "1280x720"], stdout=log, stderr=subprocess.STDOUT)
     ps = psutil.Process(proc.pid)
     try:
@@ -486,7 +486,7 @@ def main() -> None:
     seconds = args.seconds or (4.0 if args.quick else 12.0)
     frames = args.frames or (20 if args.quick else 60)
     xvfb = ensure_display()
-    from pixelrun.engine import gpu
+    from pixelrun.kernels.wgpu import device as gpu
 
     adapter = gpu.adapter_summary() if hasattr(gpu, "adapter_summary") else "?"
     try:

@@ -7,7 +7,6 @@ ordered list of `Layer`s that every compositor (NumPy, wgpu, CuPy) draws the sam
 from __future__ import annotations
 
 import math
-
 import warnings
 import weakref
 from dataclasses import dataclass
@@ -65,7 +64,7 @@ def check_background(background) -> tuple[int, int, int, int]:
 def premultiplied_background(background) -> np.ndarray:
     """Where every compositor's accumulator starts: the background checked, in linear
     light, premultiplied by its alpha (SPEC 4), as float64 (r, g, b, a)."""
-    from pixelrun.kernels.reference import srgb_decode  # the one sRGB transfer function
+    from pixelrun.kernels.reference.convert import srgb_decode  # the one sRGB transfer function
 
     bg = np.asarray(check_background(background), dtype=np.float64) / 255.0
     out = np.empty(4, dtype=np.float64)

@@ -32,7 +32,7 @@ from pixelrun.kernels.formats import (
     parse_datatype,
     parse_pixel_format,
 )
-from pixelrun.kernels.reference import srgb_decode
+from pixelrun.kernels.reference.convert import srgb_decode
 
 __all__ = [
     "Sample",

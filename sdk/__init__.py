@@ -27,14 +27,21 @@ from pixelrun import components
 from pixelrun.archetypes import Image
 from pixelrun.batcher import BatcherConfig
 from pixelrun.errors import (
-    DataLossWarning, PixelrunSaveError, PixelrunWarning, RecordingClosedWarning, is_strict,
+    DataLossWarning,
+    PixelrunSaveError,
+    PixelrunWarning,
+    RecordingClosedWarning,
+    is_strict,
     set_strict_mode,
 )
 from pixelrun.kernels.formats import ChannelDatatype, ColorModel, PixelFormat
 from pixelrun.recording import RecordingStream, entity_path
 from pixelrun.sinks import MemoryRecording
 from pixelrun.timeline import (
-    TimeColumn, TimeNanosColumn, TimeSecondsColumn, TimeSequenceColumn,
+    TimeColumn,
+    TimeNanosColumn,
+    TimeSecondsColumn,
+    TimeSequenceColumn,
 )
 
 __all__ = [

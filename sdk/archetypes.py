@@ -7,7 +7,10 @@ from typing import Any, Optional
 import numpy as np
 
 from pixelrun.components import (
-    ComponentColumn, DrawOrder, ImageBuffer, Opacity,
+    ComponentColumn,
+    DrawOrder,
+    ImageBuffer,
+    Opacity,
 )
 from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_DRAW_ORDER, IMAGE_FORMAT, IMAGE_OPACITY
 from pixelrun.image_input import array_to_image, as_byte_rows, bytes_to_image

@@ -31,13 +31,20 @@ from typing import Callable, Optional
 import numpy as np
 
 from pixelrun.buffer_pool import POOL
-from pixelrun.image_input import resolve_buffer
-from pixelrun.errors import PixelrunWarning
-from pixelrun.loss import LossLedger
 from pixelrun.engine.chunk import (
-    IMAGE_BUFFER, IMAGE_DRAW_ORDER, IMAGE_FORMAT, IMAGE_OPACITY, Chunk, TimeColumn,
-    buffer_column, float_column, format_column,
+    IMAGE_BUFFER,
+    IMAGE_DRAW_ORDER,
+    IMAGE_FORMAT,
+    IMAGE_OPACITY,
+    Chunk,
+    TimeColumn,
+    buffer_column,
+    float_column,
+    format_column,
 )
+from pixelrun.errors import PixelrunWarning
+from pixelrun.image_input import resolve_buffer
+from pixelrun.loss import LossLedger
 
 __all__ = ["BatcherConfig", "Batcher", "Row", "build_column"]
 

@@ -21,26 +21,43 @@ import numpy as np
 import pyarrow as pa
 
 from pixelrun import errors
-from pixelrun.archetypes import Image, Indicator
 from pixelrun import sinks as _sinks
+from pixelrun.archetypes import Image, Indicator
 from pixelrun.batcher import Batcher, BatcherConfig, Row, build_column, rows_to_chunk
 from pixelrun.buffer_pool import POOL
 from pixelrun.components import ComponentColumn
-from pixelrun.engine import rrd
 from pixelrun.engine.chunk import (
+    IMAGE_BUFFER,
+    IMAGE_DRAW_ORDER,
+    IMAGE_FORMAT,
+    IMAGE_OPACITY,
+    Chunk,
     normalize_entity_path,
-    IMAGE_BUFFER, IMAGE_DRAW_ORDER, IMAGE_FORMAT, IMAGE_OPACITY, Chunk,
-    TimeColumn as ChunkTimeColumn, to_record_batch,
+    to_record_batch,
 )
+from pixelrun.engine.chunk import (
+    TimeColumn as ChunkTimeColumn,
+)
+from pixelrun.engine.rrd import codec as rrd
 from pixelrun.errors import DataLossWarning, PixelrunSaveError, PixelrunWarning, RecordingClosedWarning
 from pixelrun.image_input import check_buffer
 from pixelrun.kernels import formats
 from pixelrun.loss import LossLedger
 from pixelrun.sinks import (
-    BacklogSink, MemoryRecording, MemorySink, Sink, TcpSink, open_file_sink,
+    BacklogSink,
+    MemoryRecording,
+    MemorySink,
+    Sink,
+    TcpSink,
+    open_file_sink,
 )
 from pixelrun.timeline import (
-    ROW_IDS, ThreadTime, TimeColumn, seconds_kind, to_nanos, to_nanos_since_epoch,
+    ROW_IDS,
+    ThreadTime,
+    TimeColumn,
+    seconds_kind,
+    to_nanos,
+    to_nanos_since_epoch,
 )
 
 __all__ = ["RecordingStream", "entity_path", "exit_timeout"]

@@ -1,6 +1,6 @@
 """Where encoded recordings go: a file, memory, a TCP connection, or a backlog.
 
-Every sink receives the same .rrd encoding (engine/rrd.py): stream header, one
+Every sink receives the same .rrd encoding (engine/rrd/codec.py): stream header, one
 SetStoreInfo per recording, ArrowMsg chunks, and (files and memory) the End message
 plus stream footer on close that Rerun 0.41's ``rrd verify`` requires.
 
@@ -27,9 +27,9 @@ from typing import Callable, Optional
 
 import pyarrow as pa
 
-from pixelrun.engine import rrd
 from pixelrun.engine.chunk import Chunk
-from pixelrun.engine.rrd_footer import ManifestBuilder, footer_body, stream_footer
+from pixelrun.engine.rrd import codec as rrd
+from pixelrun.engine.rrd.footer import ManifestBuilder, footer_body, stream_footer
 from pixelrun.errors import PixelrunSaveError, PixelrunWarning
 from pixelrun.loss import LossLedger, format_bytes
 
@@ -417,7 +417,7 @@ class BacklogSink(Sink):
 
 # ---------------------------------------------------------------------------- TCP
 
-# What the pixelrun viewer says first on every connection (engine/viewer_server.py,
+# What the pixelrun viewer says first on every connection (engine/viewer/server.py,
 # when it greets): the sink streams only to a peer that says exactly this, so whatever
 # else may listen on the port (Rerun's own gRPC viewer uses 9876 too) is named.
 GREETING = b"PIXELRUN-VIEWER/1\n"
@@ -426,7 +426,7 @@ GREETING = b"PIXELRUN-VIEWER/1\n"
 def _server_greets() -> bool:
     """Whether this install's viewer sends GREETING (then silence means: not ours)."""
     try:
-        vs = importlib.import_module("pixelrun.engine.viewer_server")
+        vs = importlib.import_module("pixelrun.engine.viewer.server")
     except Exception:  # noqa: BLE001 - no viewer module: nothing to expect
         return False
     return getattr(vs, "GREETING", None) == GREETING

@@ -1,6 +1,6 @@
 """Starting the pixelrun viewer for ``spawn=True`` / ``rr.spawn()``.
 
-The viewer lives in ``pixelrun.engine.cli_view`` (``pixelrun view --port P``). When
+The viewer lives in ``pixelrun.engine.cli.view`` (``pixelrun view --port P``). When
 that module is missing, or there is no display, we warn once and keep going: a
 logging script must never fail because no viewer can be shown.
 """
@@ -39,7 +39,7 @@ def is_listening(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bo
 
 def viewer_available() -> bool:
     try:
-        return importlib.util.find_spec("pixelrun.engine.cli_view") is not None
+        return importlib.util.find_spec("pixelrun.engine.cli.view") is not None
     except (ImportError, ValueError):
         return False
 
@@ -51,7 +51,7 @@ def spawn_viewer(port: int, wait_secs: float = 15.0) -> bool:
     if is_listening(port):
         return True
     if not viewer_available():
-        _warn_once("no-viewer", "pixelrun: no viewer is available (pixelrun.engine.cli_view "
+        _warn_once("no-viewer", "pixelrun: no viewer is available (pixelrun.engine.cli.view "
                    "is missing); logging goes on without one")
         return False
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -59,7 +59,7 @@ def spawn_viewer(port: int, wait_secs: float = 15.0) -> bool:
                    "unset); logging goes on without a viewer (set PIXELRUN_SAVE=file.rrd "
                    "to capture it)")
         return False
-    cmd = [sys.executable, "-m", "pixelrun.engine.cli", "view", "--port", str(port)]
+    cmd = [sys.executable, "-m", "pixelrun.engine.cli.main", "view", "--port", str(port)]
     try:
         subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)  # noqa: S603
     except OSError as exc:

@@ -22,7 +22,7 @@ extern "C" __global__ void pr_composite_clear(float* __restrict__ acc, pr_i64 pi
     }
 }
 
-// Launch: block (BLOCK, 1, 1) (engine/cupy_composite.py); grid (ceil(layer_w / BLOCK), layer_h, 1).
+// Launch: block (BLOCK, 1, 1) (kernels/cuda/composite.py); grid (ceil(layer_w / BLOCK), layer_h, 1).
 extern "C" __global__ void pr_composite_layer(float* __restrict__ acc, const pr_u32* __restrict__ layer,
                                               int canvas_w, int layer_w, int layer_h, float opacity) {
     const int x = (int)(blockIdx.x * blockDim.x + threadIdx.x);

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from pixelrun.engine import chunk as ch
-from pixelrun.kernels.formats import ColorModel, ChannelDatatype, ImageFormat, PixelFormat
+from pixelrun.kernels.formats import ChannelDatatype, ColorModel, ImageFormat, PixelFormat
 
 CHUNK_ID = bytes.fromhex("18EAEBB962CC376C7b37c7be313fc466")
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixelrun.engine.cli import main
-from pixelrun.engine.cli_demo import decode_samples
+from pixelrun.engine.cli.demo import decode_samples
+from pixelrun.engine.cli.main import main
 
 
 def test_formats_lists_every_format_with_its_byte_count(capsys):
@@ -61,7 +61,7 @@ def test_demo_examples_are_the_tested_seed_examples():
     """The demo's copies of the seed scripts must not drift from tests/examples/."""
     root = Path(__file__).resolve().parents[2]
     for name in ("seed_image_simple", "seed_image_formats", "seed_image_send_columns"):
-        shipped = (root / "engine" / "examples" / f"{name}.py").read_text()
+        shipped = (root / "engine" / "cli" / "examples" / f"{name}.py").read_text()
         tested = (root / "tests" / "examples" / f"{name}.py").read_text()
         assert shipped == tested, name
 

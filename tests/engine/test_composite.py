@@ -1,4 +1,4 @@
-"""The NumPy compositor (engine/composite.py) against SPEC 4 written out in the test.
+"""The NumPy compositor (kernels/reference/composite.py) against SPEC 4 written out in the test.
 
 Expected pixels are computed here from the SPEC formulas (sRGB decode/encode, linear
 premultiplied "over"), not by the code under test. The same scenes are run through the
@@ -12,10 +12,9 @@ import math
 import numpy as np
 import pytest
 
-from pixelrun.engine.composite import CompositeWarning, composite
 from pixelrun.engine.scene import Layer
 from pixelrun.kernels.formats import ImageFormat
-
+from pixelrun.kernels.reference.composite import CompositeWarning, composite
 
 # ---------------------------------------------------------------- SPEC 4, by hand
 

@@ -4,7 +4,7 @@ Two ways in: on any machine, the compositor's launch plans (`plan_composite` wit
 NumPy arrays) run through the CUDA kernels compiled for the CPU
 (tests/kernels/cuda_host_harness.py); on a CUDA machine, `composite()` itself runs on
 the device from Layers (raw bytes), and must equal the NumPy compositor
-(engine/composite.py) within 1 LSB.
+(kernels/reference/composite.py) within 1 LSB.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kernels"))
 from cuda_host_harness import build_host_kernels, gxx  # noqa: E402
 
-from pixelrun.engine import cupy_composite  # noqa: E402
-from pixelrun.engine.cupy_composite import plan_composite  # noqa: E402
 from pixelrun.engine.scene import Layer  # noqa: E402
+from pixelrun.kernels.cuda import composite as cupy_composite  # noqa: E402
+from pixelrun.kernels.cuda.composite import plan_composite  # noqa: E402
 from pixelrun.kernels.formats import ChannelDatatype, ColorModel, ImageFormat, PixelFormat  # noqa: E402
-
 
 # --------------------------------------------------------- SPEC 4, written out in float64
 
@@ -162,7 +161,7 @@ def _layers():
 
 @needs_cuda
 def test_gpu_composite_equals_numpy_compositor():
-    from pixelrun.engine import composite as numpy_composite
+    from pixelrun.kernels.reference import composite as numpy_composite
 
     layers = _layers()
     want = numpy_composite.composite(layers)
@@ -174,7 +173,7 @@ def test_gpu_composite_equals_numpy_compositor():
 @needs_cuda
 def test_gpu_composite_equals_spec_formula_on_reference_decodes():
     from pixelrun.engine.scene import order_layers
-    from pixelrun.kernels import reference
+    from pixelrun.kernels.reference import convert as reference
 
     layers = _layers()
     decoded = [(reference.to_display_rgba(l.buffer, l.format), l.opacity) for l in order_layers(layers)]

@@ -23,11 +23,11 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from pixelrun.engine import rrd
+from pixelrun.engine.api import open_source, render
 from pixelrun.engine.chunk import IMAGE_BUFFER, buffer_row
-from pixelrun.engine.cli import main
-from pixelrun.engine.render import open_source, render
-from pixelrun.engine.store import ChunkStore
+from pixelrun.engine.cli.main import main
+from pixelrun.engine.rrd import codec as rrd
+from pixelrun.engine.store.store import ChunkStore
 
 DAMAGED = Path(__file__).parent / "fixtures" / "damaged"
 BACKEND = "numpy"  # the reference compositor: exact, and no GPU needed
@@ -165,7 +165,7 @@ def test_a_symlink_planted_at_an_output_name_is_not_followed(tmp_path, capsys):
 @pytest.fixture
 def render_calls(monkeypatch):
     """Counts compositions: an output error must come before any rendering."""
-    from pixelrun.engine import render as R
+    from pixelrun.engine import api as R
 
     calls = []
     real = R.render_layers
@@ -197,7 +197,7 @@ def test_unwritable_output_is_refused_before_rendering(tmp_path, capsys, render_
 
 
 def test_demo_refuses_an_unwritable_folder_before_recording(tmp_path, capsys, monkeypatch):
-    from pixelrun.engine import cli_demo
+    from pixelrun.engine.cli import demo as cli_demo
 
     recorded = []
     monkeypatch.setattr(cli_demo, "record_example", lambda *a: recorded.append(a))
@@ -220,7 +220,7 @@ def test_not_an_rrd_file(tmp_path, capsys):
 
 
 def test_an_unexpected_error_is_one_line(tmp_path, capsys, monkeypatch):
-    from pixelrun.engine import render as R
+    from pixelrun.engine import api as R
 
     def boom(*a, **k):
         raise KeyError("something nobody expected")
@@ -265,8 +265,8 @@ def test_lz4_bomb_is_refused_without_allocating(tmp_path):
     assert bomb.stat().st_size < 5 << 20
     code = (
         "import resource, sys\n"
-        "from pixelrun.engine.rrd import read_rrd\n"
-        "from pixelrun.engine.cli import main\n"
+        "from pixelrun.engine.rrd.codec import read_rrd\n"
+        "from pixelrun.engine.cli.main import main\n"
         "rec = read_rrd(sys.argv[1])\n"
         "print('\\n'.join(rec.problems))\n"
         "print('info exit', main(['info', sys.argv[1]]))\n"

@@ -1,4 +1,4 @@
-"""WGSL conversion (kernels/wgsl_convert.py via engine/gpu_convert.py) beyond the shared
+"""WGSL conversion (kernels/wgpu/convert.py via kernels/wgpu/backend.py) beyond the shared
 conformance suite: tiles, upload padding, 64-bit and float64 extremes, explicit ranges
 with huge integer spans, NaN/Inf, and pipeline caching.
 
@@ -14,9 +14,9 @@ import math
 import numpy as np
 import pytest
 
-from pixelrun.engine import gpu_convert
-from pixelrun.kernels import reference
 from pixelrun.kernels.formats import ImageFormat, PixelFormat
+from pixelrun.kernels.reference import convert as reference
+from pixelrun.kernels.wgpu import backend as gpu_convert
 
 ok, why = gpu_convert.is_available()
 pytestmark = pytest.mark.skipif(not ok, reason=f"no wgpu adapter: {why}")
@@ -41,8 +41,8 @@ def convert(arr: np.ndarray, model: str, value_range=None) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def converter():
-    from pixelrun.engine import gpu
-    from pixelrun.kernels.wgsl_convert import converter_for
+    from pixelrun.kernels.wgpu import device as gpu
+    from pixelrun.kernels.wgpu.convert import converter_for
 
     return converter_for(gpu.get_device())
 

@@ -1,13 +1,13 @@
-"""Adapter selection (engine/gpu.py): environment variables, errors, other backends."""
+"""Adapter selection (kernels/wgpu/device.py): environment variables, errors, other backends."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pixelrun.engine import gpu
-from pixelrun.kernels import reference
 from pixelrun.kernels.formats import ImageFormat, PixelFormat
+from pixelrun.kernels.reference import convert as reference
+from pixelrun.kernels.wgpu import device as gpu
 
 ok, why = gpu.is_available()
 pytestmark = pytest.mark.skipif(not ok, reason=f"no wgpu adapter: {why}")
@@ -46,7 +46,7 @@ def test_each_present_backend_converts(backend):
     """lavapipe (Vulkan) and llvmpipe (GL) both run the WGSL path when present."""
     import wgpu
 
-    from pixelrun.kernels.wgsl_convert import WgslConverter
+    from pixelrun.kernels.wgpu.convert import WgslConverter
 
     wanted = gpu.BACKENDS[backend]
     if not any(a.info.get("backend_type") == wanted for a in wgpu.gpu.enumerate_adapters_sync()):

@@ -1,8 +1,8 @@
-"""The wgpu Renderer (engine/renderer.py): SPEC 4 on the GPU, tiling, bands, targets.
+"""The wgpu Renderer (kernels/wgpu/composite.py): SPEC 4 on the GPU, tiling, bands, targets.
 
 Runs on whatever adapter wgpu finds (lavapipe in CI). Expected pixels come from the
 SPEC formulas written in test_composite.py (`over`), or, for random scenes, from the
-NumPy oracle (engine/composite.py), within 1 LSB.
+NumPy oracle (kernels/reference/composite.py), within 1 LSB.
 """
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ import warnings
 
 import numpy as np
 import pytest
-
 from test_composite import BLUE, GREEN, RED, over, rgba_layer, solid
 
-from pixelrun.engine.composite import composite
-from pixelrun.engine.gpu_convert import is_available
 from pixelrun.engine.scene import Layer
-from pixelrun.kernels import reference
 from pixelrun.kernels.formats import ImageFormat, PixelFormat
+from pixelrun.kernels.reference import convert as reference
+from pixelrun.kernels.reference.composite import composite
+from pixelrun.kernels.wgpu.backend import is_available
 
 ok, why = is_available()
 pytestmark = pytest.mark.skipif(not ok, reason=f"no wgpu adapter: {why}")
@@ -26,14 +25,14 @@ pytestmark = pytest.mark.skipif(not ok, reason=f"no wgpu adapter: {why}")
 
 @pytest.fixture(scope="module")
 def device():
-    from pixelrun.engine import gpu
+    from pixelrun.kernels.wgpu import device as gpu
 
     return gpu.get_device()
 
 
 @pytest.fixture(scope="module")
 def renderer(device):
-    from pixelrun.engine.renderer import Renderer
+    from pixelrun.kernels.wgpu.composite import Renderer
 
     return Renderer(device)
 
@@ -119,7 +118,7 @@ def test_random_scene_matches_numpy_oracle(renderer, background):
 
 def test_tiles_and_bands_give_the_same_picture(device):
     """A tiny max texture size and accumulation buffer force every tiled/banded path."""
-    from pixelrun.engine.renderer import Renderer
+    from pixelrun.kernels.wgpu.composite import Renderer
 
     layers = _random_scene(np.random.default_rng(4))
     small = Renderer(device, max_texture_dim=16, max_acc_bytes=16 * 61 * 5)
@@ -141,7 +140,7 @@ def test_20000_by_50_image_renders(renderer):
 
 
 def test_20000_by_50_image_with_forced_small_textures(device):
-    from pixelrun.engine.renderer import Renderer
+    from pixelrun.kernels.wgpu.composite import Renderer
 
     img = np.zeros((50, 20000, 4), np.uint8)
     img[..., 0] = np.arange(20000) % 251
@@ -166,7 +165,7 @@ def _target(device, fmt, size):
 
 @pytest.mark.parametrize("fmt", ["rgba8unorm", "bgra8unorm", "bgra8unorm-srgb", "rgba8unorm-srgb"])
 def test_draw_into_target_with_scale_offset(device, renderer, fmt):
-    from pixelrun.kernels.wgsl_convert import read_texture
+    from pixelrun.kernels.wgpu.convert import read_texture
 
     rng = np.random.default_rng(5)
     img = rng.integers(0, 256, (6, 5, 4), dtype=np.uint8)
@@ -194,7 +193,7 @@ def test_draw_into_target_with_scale_offset(device, renderer, fmt):
 
 
 def test_texture_cache_is_keyed_by_row_and_bounded(device):
-    from pixelrun.engine.renderer import Renderer
+    from pixelrun.kernels.wgpu.composite import Renderer
 
     budget = 2 * 32 * 32 * 4
     r = Renderer(device, vram_budget=budget)
@@ -215,7 +214,7 @@ def test_layer_rgba_reads_back_one_layer(renderer):
 
 
 def test_undecodable_layer_is_left_out_with_warning(renderer):
-    from pixelrun.engine.renderer import RenderWarning
+    from pixelrun.kernels.wgpu.composite import RenderWarning
 
     good = rgba_layer("good", solid(2, 2, RED))
     bad = Layer("broken/cam", 7, np.zeros(5, np.uint8), ImageFormat(2, 2, color_model="RGB", channel_datatype="U8"))
@@ -232,8 +231,8 @@ def test_bad_background_is_a_clear_error(renderer):
 
 def test_draw_in_bands_equals_one_pass(device):
     """A scene whose accumulator needs several bands draws the same bytes into a window."""
-    from pixelrun.engine.renderer import Renderer
-    from pixelrun.kernels.wgsl_convert import read_texture
+    from pixelrun.kernels.wgpu.composite import Renderer
+    from pixelrun.kernels.wgpu.convert import read_texture
 
     layers = _random_scene(np.random.default_rng(8))
     bg = (13, 13, 13, 255)
@@ -269,8 +268,8 @@ def _nearest(native, tw, th, scale, offset, bg):
 
 def test_degenerate_scene_costs_what_the_target_costs(device):
     """100000x1 + 1x100000 make a 10^10-texel scene: the composite stays target-sized."""
-    from pixelrun.engine.renderer import Renderer
-    from pixelrun.kernels.wgsl_convert import read_texture
+    from pixelrun.kernels.wgpu.composite import Renderer
+    from pixelrun.kernels.wgpu.convert import read_texture
 
     wide = np.zeros((1, 100000, 4), np.uint8)
     wide[0, :, 0] = np.arange(100000) % 251
@@ -309,8 +308,8 @@ def test_degenerate_scene_costs_what_the_target_costs(device):
 
 
 def test_zoomed_out_layer_is_drawn_from_a_reduced_level_pixel_exact_at_1_over_k(device):
-    from pixelrun.engine.renderer import Renderer
-    from pixelrun.kernels.wgsl_convert import read_texture
+    from pixelrun.kernels.wgpu.composite import Renderer
+    from pixelrun.kernels.wgpu.convert import read_texture
 
     rng = np.random.default_rng(9)
     img = rng.integers(0, 256, (300, 500, 4), dtype=np.uint8)
@@ -336,8 +335,8 @@ def test_zoomed_out_layer_is_drawn_from_a_reduced_level_pixel_exact_at_1_over_k(
 
 
 def test_layer_larger_than_the_texture_budget_is_reduced_to_fit(device):
-    from pixelrun.engine.renderer import Renderer, RenderWarning
-    from pixelrun.kernels.wgsl_convert import read_texture
+    from pixelrun.kernels.wgpu.composite import Renderer, RenderWarning
+    from pixelrun.kernels.wgpu.convert import read_texture
 
     img = np.zeros((128, 256, 4), np.uint8)
     img[..., 0] = np.arange(256)[None, :]
@@ -364,8 +363,8 @@ def test_draw_does_not_grow_memory(device):
     psutil = pytest.importorskip("psutil", reason="psutil measures RSS")
     import gc
 
-    from pixelrun.engine.renderer import Renderer
-    from pixelrun.kernels.wgsl_convert import wait_idle
+    from pixelrun.kernels.wgpu.composite import Renderer
+    from pixelrun.kernels.wgpu.convert import wait_idle
 
     r = Renderer(device)
     layer = rgba_layer("cam", np.random.default_rng(0).integers(0, 256, (64, 64, 4), dtype=np.uint8))

@@ -1,4 +1,4 @@
-"""`pixelrun render` (engine/cli_render.py) on a Rerun-written fixture recording.
+"""`pixelrun render` (engine/cli/render.py) on a Rerun-written fixture recording.
 
 tests/engine/fixtures/rerun_logged.rrd was written by Rerun 0.41 itself; its
 /static_rgb entity is an RGB U8 image whose bytes expected.json holds, so the
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixelrun.engine.cli import main
-from pixelrun.engine.cli_render import output_path, parse_background, parse_time, safe_filename
-from pixelrun.engine.convert import availability
+from pixelrun.engine.cli.main import main
+from pixelrun.engine.cli.render import output_path, parse_background, parse_time, safe_filename
+from pixelrun.kernels.backends import availability
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REC = FIXTURES / "rerun_logged.rrd"
@@ -42,7 +42,7 @@ def test_render_entity_to_png(tmp_path, backend):
 
 
 def test_all_times_writes_one_png_per_time_point(tmp_path):
-    from pixelrun.engine.render import open_source, time_points
+    from pixelrun.engine.api import open_source, time_points
 
     want = [int(t) for t in time_points(open_source(str(REC)), "step", "/cam")]
     assert main(["render", str(REC), "--entity", "cam", "--timeline", "step", "--all-times",
@@ -85,7 +85,7 @@ class _MemoryRecording:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_render_accepts_path_memory_recording_and_store(backend):
-    from pixelrun.engine.render import open_source, render
+    from pixelrun.engine.api import open_source, render
 
     want = static_rgb()
     for source in (str(REC), _MemoryRecording(REC.read_bytes()), open_source(str(REC))):
@@ -94,14 +94,14 @@ def test_render_accepts_path_memory_recording_and_store(backend):
 
 
 def test_render_python_api_reports_unknown_timeline():
-    from pixelrun.engine.render import render
+    from pixelrun.engine.api import render
 
     with pytest.raises(ValueError, match="not in this recording"):
         render(str(REC), timeline="nope")
 
 
 def test_render_unknown_backend_is_a_clear_error():
-    from pixelrun.engine.render import render
+    from pixelrun.engine.api import render
 
     with pytest.raises(ValueError, match="unknown render backend"):
         render(str(REC), backend="opengl")

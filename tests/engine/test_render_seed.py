@@ -2,7 +2,7 @@
 
 Each example's code is the seed's, unchanged except the import line; it runs in a
 subprocess with PIXELRUN_SAVE pointing at a file (so `spawn=True` starts no viewer),
-and the recording is rendered with `pixelrun.engine.render` on every backend present.
+and the recording is rendered with `pixelrun.engine.api` on every backend present.
 Expected pixels are the arrays the examples themselves build, written out here.
 """
 
@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pixelrun.engine.convert import availability
-from pixelrun.engine.render import open_source, render, time_points
-from pixelrun.kernels import reference
+from pixelrun.engine.api import open_source, render, time_points
+from pixelrun.kernels.backends import availability
 from pixelrun.kernels.formats import ImageFormat, PixelFormat
+from pixelrun.kernels.reference import convert as reference
 
 # The seed examples as tests/examples/ holds them: unchanged but for the import line.
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

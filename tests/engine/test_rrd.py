@@ -10,17 +10,15 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import lz4.block
 import numpy as np
-import pyarrow as pa
 import pytest
 
 from pixelrun.engine import chunk as ch
-from pixelrun.engine import rrd
-from pixelrun.engine.rrd_footer import FOOTER_CRC_SEED, xxh32
+from pixelrun.engine.rrd import codec as rrd
+from pixelrun.engine.rrd.footer import FOOTER_CRC_SEED, xxh32
 from pixelrun.kernels.formats import ChannelDatatype, ColorModel, ImageFormat, PixelFormat
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -334,7 +332,7 @@ def test_random_corruption_never_raises():
 
 
 def test_default_port_is_reruns_unless_pixelrun_port_says_otherwise(monkeypatch):
-    from pixelrun.engine.rrd import default_port
+    from pixelrun.engine.rrd.codec import default_port
 
     monkeypatch.delenv("PIXELRUN_PORT", raising=False)
     assert default_port() == 9876

@@ -6,11 +6,11 @@ import warnings
 
 import numpy as np
 import pytest
+from store_helpers import image_chunk
 
 from pixelrun.engine.scene import SceneWarning, canvas_size, scene_at, times_of
-from pixelrun.engine.store import ChunkStore
+from pixelrun.engine.store.store import ChunkStore
 from pixelrun.kernels.formats import ChannelDatatype, ColorModel, PixelFormat
-from store_helpers import image_chunk
 
 L8 = {"width": 2, "height": 1, "color_model": 1, "channel_datatype": 6}  # 2 bytes
 RGB8 = {"width": 2, "height": 2, "color_model": 2, "channel_datatype": 6}  # 12 bytes
@@ -120,9 +120,9 @@ def test_cleared_buffer_is_not_drawn():
     )
     # an explicit empty buffer batch at step 7 clears the image
     import pyarrow as pa
+    from store_helpers import mk
 
     from pixelrun.engine.chunk import IMAGE_BUFFER
-    from store_helpers import mk
 
     empty = pa.array([[]], type=pa.list_(pa.list_(pa.uint8())))
     s.add_chunk(mk("cam", [3], {"step": [7]}, {IMAGE_BUFFER: empty}))

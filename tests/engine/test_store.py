@@ -11,9 +11,9 @@ import threading
 import numpy as np
 import pyarrow as pa
 import pytest
-
-from pixelrun.engine.store import ChunkStore, parse_memory_limit
 from store_helpers import VALUE, mk
+
+from pixelrun.engine.store.store import ChunkStore, parse_memory_limit
 
 ALL = None  # keep every component
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pixelrun.engine.cli import main
+from pixelrun.engine.cli.main import main
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -19,11 +19,12 @@ import pytest
 
 psutil = pytest.importorskip("psutil", reason="psutil measures RSS (pip install -e '.[test]')")
 
-from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn  # noqa: E402
-from pixelrun.engine.rrd import RrdEncoder, StoreInfo  # noqa: E402
-from pixelrun.engine.scene import scene_at  # noqa: E402
-from pixelrun.engine.store import ChunkStore  # noqa: E402
 from store_helpers import format_column, one_blob_column  # noqa: E402
+
+from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn  # noqa: E402
+from pixelrun.engine.rrd.codec import RrdEncoder, StoreInfo  # noqa: E402
+from pixelrun.engine.scene import scene_at  # noqa: E402
+from pixelrun.engine.store.store import ChunkStore  # noqa: E402
 
 W, H = 1920, 1080
 FRAME = W * H * 3
@@ -93,7 +94,7 @@ def test_stream_of_1080p_frames_stays_under_the_limit():
 
 
 def test_one_limit_is_split_between_store_textures_and_messages_in_flight():
-    from pixelrun.engine.store_memory import INFLIGHT_SHARE, TEXTURE_SHARE, plan_memory
+    from pixelrun.engine.store.memory import INFLIGHT_SHARE, TEXTURE_SHARE, plan_memory
 
     plan = plan_memory("500MB", textures_max=1 << 30, inflight_max=2 << 30)
     assert plan.limit == 500 * 1000**2

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_DRAW_ORDER, IMAGE_FORMAT, IMAGE_OPACITY
 from pixelrun.engine.scene import scene_at
-from pixelrun.engine.store import ChunkStore, StoreWarning
+from pixelrun.engine.store.store import ChunkStore, StoreWarning
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-
-from pixelrun.engine.store import ChunkStore
-from pixelrun.engine.viewer_data import EntityOverride, Playback, TimelineInfo, ViewerData, format_time
-from pixelrun.kernels.formats import ImageFormat
-
 from viewer_helpers import image_chunk
+
+from pixelrun.engine.store.store import ChunkStore
+from pixelrun.engine.viewer.data import EntityOverride, Playback, TimelineInfo, ViewerData, format_time
+from pixelrun.kernels.formats import ImageFormat
 
 L8 = ImageFormat(2, 2, color_model="L", channel_datatype="U8")
 

@@ -13,9 +13,9 @@ import math
 import numpy as np
 import pytest
 
-from pixelrun.engine.viewer_inspect import ValueRangeCache, inspect_pixel
-from pixelrun.kernels import reference
+from pixelrun.engine.viewer.inspect import ValueRangeCache, inspect_pixel
 from pixelrun.kernels.formats import ImageFormat, PixelFormat
+from pixelrun.kernels.reference import convert as reference
 
 
 def q(x: float) -> int:

@@ -23,7 +23,6 @@ import sys
 import time
 
 import pytest
-
 from viewer_helpers import wait_until
 
 psutil = pytest.importorskip("psutil", reason="psutil measures RSS (pip install -e '.[test]')")
@@ -70,14 +69,14 @@ def _accepts(port: int) -> bool:
 
 
 def test_memory_limit_bounds_the_whole_viewer_process(xvfb_display, tmp_path):
-    from pixelrun.engine.viewer import read_view_metadata
+    from pixelrun.engine.viewer.window import read_view_metadata
 
     port = _free_port()
     shots = tmp_path / "shots"
     shots.mkdir()
     log = open(tmp_path / "viewer.log", "w+")
     viewer = subprocess.Popen(
-        [sys.executable, "-m", "pixelrun.engine.cli", "view", "--port", str(port), "--memory-limit", str(LIMIT),
+        [sys.executable, "-m", "pixelrun.engine.cli.main", "view", "--port", str(port), "--memory-limit", str(LIMIT),
          "--window-size", "1280x720", "--screenshot-dir", str(shots)],
         stdout=log, stderr=subprocess.STDOUT,
     )

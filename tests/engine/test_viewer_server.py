@@ -12,12 +12,11 @@ import threading
 
 import numpy as np
 import pytest
+from viewer_helpers import close_in_order, image_chunk, rrd_stream, send, wait_until
 
 from pixelrun.engine.chunk import IMAGE_BUFFER
-from pixelrun.engine.viewer_server import GREETING, PortInUseError, ViewerServer
+from pixelrun.engine.viewer.server import GREETING, PortInUseError, ViewerServer
 from pixelrun.kernels.formats import ImageFormat
-
-from viewer_helpers import close_in_order, image_chunk, rrd_stream, send, wait_until
 
 RGB = ImageFormat(4, 3, color_model="RGB", channel_datatype="U8")
 

@@ -17,14 +17,13 @@ import tracemalloc
 import lz4.block
 import numpy as np
 import pytest
-
-from pixelrun.engine import rrd
-from pixelrun.engine import viewer_server as vs
-from pixelrun.engine.chunk import IMAGE_BUFFER
-from pixelrun.engine.viewer_server import GREETING, RrdStreamDecoder, ServerLimits, ViewerServer
-from pixelrun.kernels.formats import ImageFormat
-
 from viewer_helpers import image_chunk, rrd_stream, send, wait_until
+
+from pixelrun.engine.chunk import IMAGE_BUFFER
+from pixelrun.engine.rrd import codec as rrd
+from pixelrun.engine.viewer import server as vs
+from pixelrun.engine.viewer.server import GREETING, RrdStreamDecoder, ServerLimits, ViewerServer
+from pixelrun.kernels.formats import ImageFormat
 
 RGB = ImageFormat(4, 3, color_model="RGB", channel_datatype="U8")
 MiB = 1 << 20

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pixelrun.engine.viewer_view import MAX_SCALE, Rect, View
+from pixelrun.engine.viewer.view import MAX_SCALE, Rect, View
 
 
 def test_fit_centres_and_scales_to_the_tighter_side():

@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-from pixelrun.engine.viewer import read_view_metadata
-from pixelrun.kernels.formats import ImageFormat
-
 from viewer_helpers import image_chunk, rrd_stream, send, wait_until
+
+from pixelrun.engine.viewer.window import read_view_metadata
+from pixelrun.kernels.formats import ImageFormat
 
 RED, GREEN = (255, 0, 0, 255), (0, 255, 0, 255)
 
@@ -55,7 +54,7 @@ def free_port() -> int:
 
 
 def viewer_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pixelrun.engine.cli", "view", *args]
+    return [sys.executable, "-m", "pixelrun.engine.cli.main", "view", *args]
 
 
 class LiveViewer:
@@ -201,9 +200,9 @@ def test_several_programs_stream_into_one_viewer(live_viewer):
 
 @pytest.fixture
 def nv12_viewer(xvfb_display):
-    from pixelrun.engine.store import ChunkStore
-    from pixelrun.engine.viewer import Viewer
-    from pixelrun.engine.viewer_data import ViewerData
+    from pixelrun.engine.store.store import ChunkStore
+    from pixelrun.engine.viewer.data import ViewerData
+    from pixelrun.engine.viewer.window import Viewer
     from pixelrun.kernels.formats import PixelFormat
 
     fmt = ImageFormat(64, 48, pixel_format=PixelFormat.NV12)
@@ -417,9 +416,9 @@ def test_spawn_without_a_display_warns_once_and_the_program_goes_on(tmp_path, sp
 @pytest.fixture
 def two_step_viewer(xvfb_display):
     """'cam' is red at step 0 and blue at step 1; 'top' (draw order 0) green 8x8 at step 0."""
-    from pixelrun.engine.store import ChunkStore
-    from pixelrun.engine.viewer import Viewer
-    from pixelrun.engine.viewer_data import ViewerData
+    from pixelrun.engine.store.store import ChunkStore
+    from pixelrun.engine.viewer.data import ViewerData
+    from pixelrun.engine.viewer.window import Viewer
 
     fmt = ImageFormat(32, 16, color_model="RGB", channel_datatype="U8")
     red = np.zeros((16, 32, 3), np.uint8)
@@ -460,7 +459,7 @@ def test_follow_shows_the_newest_step_and_scrubbing_goes_back(two_step_viewer, t
 
 
 def test_entity_panel_overrides_change_the_picture(two_step_viewer, tmp_path):
-    from pixelrun.engine.viewer_data import EntityOverride
+    from pixelrun.engine.viewer.data import EntityOverride
 
     v = two_step_viewer
     top = next(e for e in v.data.entities() if e.strip("/") == "top")
@@ -516,13 +515,12 @@ def test_data_that_does_not_change_the_shown_scene_costs_no_composite(two_step_v
 def test_real_mouse_and_keys_drive_hover_zoom_pan_and_screenshot(xvfb_display, tmp_path):
     """Through the X server: hover reads NV12 samples, wheel zooms, drag pans, S saves."""
     import glfw
-
-    from pixelrun.engine.store import ChunkStore
-    from pixelrun.engine.viewer import Viewer
-    from pixelrun.engine.viewer_data import ViewerData
-    from pixelrun.kernels.formats import PixelFormat
-
     from viewer_helpers import FakeInput
+
+    from pixelrun.engine.store.store import ChunkStore
+    from pixelrun.engine.viewer.data import ViewerData
+    from pixelrun.engine.viewer.window import Viewer
+    from pixelrun.kernels.formats import PixelFormat
 
     fmt = ImageFormat(64, 48, pixel_format=PixelFormat.NV12)
     buf = np.random.default_rng(1).integers(0, 256, fmt.byte_count(), dtype=np.uint8)
@@ -637,8 +635,8 @@ def test_screenshot_to_an_unwritable_path_fails_fast_with_one_line(xvfb_display,
 
 @pytest.fixture
 def seed1_data():
-    from pixelrun.engine.store import ChunkStore
-    from pixelrun.engine.viewer_data import ViewerData
+    from pixelrun.engine.store.store import ChunkStore
+    from pixelrun.engine.viewer.data import ViewerData
 
     data = ViewerData(ChunkStore(memory_limit=None))
     data.ingest([image_chunk("image", seed1_pixels(), SEED1_FMT)])
@@ -646,7 +644,7 @@ def seed1_data():
 
 
 def test_an_error_while_saving_ends_the_screenshot_run(xvfb_display, tmp_path, seed1_data):
-    from pixelrun.engine.viewer import Viewer
+    from pixelrun.engine.viewer.window import Viewer
 
     out = tmp_path / "shot.png"
     v = Viewer(seed1_data, size=(400, 300), screenshot_to=str(out), screenshot_timeout=30)
@@ -658,7 +656,7 @@ def test_an_error_while_saving_ends_the_screenshot_run(xvfb_display, tmp_path, s
 
 
 def test_a_screenshot_run_without_a_frame_is_bounded_in_time(xvfb_display, tmp_path, seed1_data, monkeypatch):
-    from pixelrun.engine.viewer import Viewer
+    from pixelrun.engine.viewer.window import Viewer
 
     out = tmp_path / "shot.png"
     v = Viewer(seed1_data, size=(400, 300), screenshot_to=str(out), screenshot_timeout=2)
@@ -674,9 +672,9 @@ def test_a_screenshot_run_without_a_frame_is_bounded_in_time(xvfb_display, tmp_p
 def test_degenerate_and_huge_canvas_draws_a_window_sized_frame(xvfb_display, tmp_path):
     """100000x1 + 1x100000 (a 10^10-texel canvas) and a 16384² layer: the frame is drawn,
     right at known pixels, and what is composited is the size of the window."""
-    from pixelrun.engine.store import ChunkStore
-    from pixelrun.engine.viewer import Viewer
-    from pixelrun.engine.viewer_data import EntityOverride, ViewerData
+    from pixelrun.engine.store.store import ChunkStore
+    from pixelrun.engine.viewer.data import EntityOverride, ViewerData
+    from pixelrun.engine.viewer.window import Viewer
 
     def rgb(w, h):
         return ImageFormat(w, h, color_model="RGB", channel_datatype="U8")
@@ -721,7 +719,7 @@ def test_window_frames_do_not_grow_memory(xvfb_display, seed1_data):
     psutil = pytest.importorskip("psutil", reason="psutil measures RSS")
     import gc
 
-    from pixelrun.engine.viewer import Viewer
+    from pixelrun.engine.viewer.window import Viewer
 
     v = Viewer(seed1_data, size=(800, 600))
     try:
@@ -745,8 +743,8 @@ def test_window_frames_do_not_grow_memory(xvfb_display, seed1_data):
 
 
 def test_status_lines_show_memory_budget_and_server_counters(xvfb_display, seed1_data):
-    from pixelrun.engine.viewer import Viewer
-    from pixelrun.engine.viewer_server import ViewerServer
+    from pixelrun.engine.viewer.server import ViewerServer
+    from pixelrun.engine.viewer.window import Viewer
 
     server = ViewerServer(lambda chunks, peer: None, port=0).start()
     # a texture budget far below the 300x200 image's 240 kB: it is drawn reduced, and said so

@@ -1,6 +1,7 @@
 """Current-API twin of seed_image_formats.py (Rerun 0.41 style)."""
 
 import numpy as np
+
 import pixelrun as rr
 
 rr.init("rerun_example_image_formats")

@@ -1,6 +1,7 @@
 """Current-API twin of seed_image_simple.py (Rerun 0.41 style)."""
 
 import numpy as np
+
 import pixelrun as rr
 
 image = np.zeros((200, 300, 3), dtype=np.uint8)

@@ -1,6 +1,7 @@
 """Send multiple images at once using `send_columns`."""
 
 import numpy as np
+
 import pixelrun as rr
 
 rr.init("rerun_example_image_send_columns", spawn=True)

@@ -1,6 +1,7 @@
 """Create and log an image."""
 
 import numpy as np
+
 import pixelrun as rr
 
 # Create an image with numpy

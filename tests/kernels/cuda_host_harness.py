@@ -2,7 +2,7 @@
 
 The kernels in kernels/cuda are written so that plain C++ can compile them once
 cuda_host_harness.h supplies CUDA's keywords and a sequential grid loop. Tests use
-this module to run the *same launch plans* that pixelrun.kernels.cupy_convert hands to
+this module to run the *same launch plans* that pixelrun.kernels.cuda.convert hands to
 CuPy (built by `plan_conversion(numpy, ...)` instead of `plan_conversion(cupy, ...)`)
 and compare the result with the NumPy reference -- so kernel logic and argument
 preparation are checked on machines without an NVIDIA GPU.
@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pixelrun.kernels.cupy_convert import CUDA_DIR, Launch
+from pixelrun.kernels.cuda.convert import CUDA_DIR, Launch
 
 HERE = Path(__file__).resolve().parent
 HARNESS_CPP = HERE / "cuda_host_harness.cpp"
@@ -91,7 +91,7 @@ def build_host_kernels(out_dir: Path) -> HostKernels:
 # ------------------------------------------------------------------- a CuPy stand-in
 #
 # Enough of CuPy's surface, over NumPy memory, for pixelrun's CuPy glue code
-# (kernels/cupy_convert.py, engine/cupy_composite.py, sdk/gpu_input.py) to run on a
+# (kernels/cuda/convert.py, kernels/cuda/composite.py, sdk/gpu_input.py) to run on a
 # machine without CUDA: "device" arrays are NumPy arrays of a subclass that carries
 # __cuda_array_interface__, kernels launched through RawModule run on the CPU via
 # HostKernels, streams and events are synchronous. It checks the Python side (input

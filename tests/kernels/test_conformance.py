@@ -1,6 +1,6 @@
 """Every accelerated backend against the NumPy reference, on the shared cases.
 
-The reference (pixelrun.kernels.reference) is the oracle, so it is not a parameter
+The reference (pixelrun.kernels.reference.convert) is the oracle, so it is not a parameter
 here; its own correctness is pinned by hand-built tests in test_reference.py and by
 OpenCV in test_opencv_oracle.py. A backend that cannot run on this machine (no GPU
 adapter, no CUDA) is skipped with the reason its `is_available()` gives.
@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conformance_cases import CASES, Case
-from pixelrun.engine.convert import availability, backend_module
-from pixelrun.kernels import reference
+
+from pixelrun.kernels.backends import availability, backend_module
 from pixelrun.kernels.formats import ImageFormat, PixelFormat, validate
+from pixelrun.kernels.reference import convert as reference
 
 ACCELERATED = ["wgpu", "cupy"]
 

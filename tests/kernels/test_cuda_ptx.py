@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pixelrun.kernels import cupy_convert
-from pixelrun.kernels.cupy_convert import CUDA_DIR, CUDA_SOURCES, cuda_source
+from pixelrun.kernels.cuda import convert as cupy_convert
+from pixelrun.kernels.cuda.convert import CUDA_DIR, CUDA_SOURCES, cuda_source
 
 NVCC = shutil.which("nvcc")
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc is not installed: CUDA sources cannot be compiled to PTX here")

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conformance_cases import CASES
-from pixelrun.kernels import cupy_convert, reference
+
+from pixelrun.kernels.cuda import convert as cupy_convert
 from pixelrun.kernels.formats import ChannelDatatype, ColorModel, ImageFormat, PixelFormat, validate
+from pixelrun.kernels.reference import convert as reference
 
 ok, why = cupy_convert.is_available()
 pytestmark = pytest.mark.skipif(not ok, reason=f"CuPy backend unavailable: {why}")

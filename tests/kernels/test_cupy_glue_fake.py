@@ -14,11 +14,12 @@ import sys
 
 import numpy as np
 import pytest
-
 from conformance_cases import CASES
 from cuda_host_harness import FakeDeviceArray, build_host_kernels, fake_cupy_modules, gxx
-from pixelrun.kernels import cupy_convert, reference
+
+from pixelrun.kernels.cuda import convert as cupy_convert
 from pixelrun.kernels.formats import ChannelDatatype, ColorModel, ImageFormat, PixelFormat, validate
+from pixelrun.kernels.reference import convert as reference
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +117,7 @@ def test_wrong_byte_counts_are_named(fake):
 
 
 def test_engine_convert_dispatches_cupy(fake):
-    from pixelrun.engine import convert
+    from pixelrun.kernels import backends as convert
 
     fmt = ImageFormat(5, 3, pixel_format=PixelFormat.YUY2)
     data = np.random.default_rng(3).integers(0, 256, fmt.byte_count(), dtype=np.uint8)
@@ -170,8 +171,8 @@ def _spec_composite(layers, background=(0, 0, 0, 0)):
 
 
 def test_composite_and_render_many(fake):
-    from pixelrun.engine import composite as numpy_composite
-    from pixelrun.engine import cupy_composite
+    from pixelrun.kernels.cuda import composite as cupy_composite
+    from pixelrun.kernels.reference import composite as numpy_composite
 
     layers = _layers()
     got = cupy_composite.composite(layers)
@@ -204,9 +205,9 @@ def test_gpu_input_async_copy_of_a_device_array(fake):
 
 
 def test_composite_leaves_out_a_bad_layer_with_a_warning(fake):
-    from pixelrun.engine import composite as numpy_composite
-    from pixelrun.engine import cupy_composite
     from pixelrun.engine.scene import Layer
+    from pixelrun.kernels.cuda import composite as cupy_composite
+    from pixelrun.kernels.reference import composite as numpy_composite
 
     good = _layers()[1]
     fmt = ImageFormat(2, 2, pixel_format=PixelFormat.NV12)

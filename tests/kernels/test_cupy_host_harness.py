@@ -1,7 +1,7 @@
 """The CUDA kernels' logic, checked on the CPU against the NumPy reference.
 
 kernels/cuda/*.cu are compiled with g++ through cuda_host_harness.h and driven by the
-launch plans of pixelrun.kernels.cupy_convert built with NumPy arrays -- the same
+launch plans of pixelrun.kernels.cuda.convert built with NumPy arrays -- the same
 plans, argument for argument, that the CuPy backend launches on a GPU. Every shared
 conformance case must match the reference (bit-exact where the precision contract
 says so, else within 1), and a batch must equal its frames converted one by one.
@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conformance_cases import CASES, Case
 from cuda_host_harness import build_host_kernels, gxx
-from pixelrun.kernels import cupy_convert, reference
-from pixelrun.kernels.cupy_convert import frame_value_ranges, plan_conversion
+
+from pixelrun.kernels.cuda import convert as cupy_convert
+from pixelrun.kernels.cuda.convert import frame_value_ranges, plan_conversion
 from pixelrun.kernels.formats import COLOR_MODELS, DATATYPES, ChannelDatatype, ColorModel, ImageFormat, PixelFormat
+from pixelrun.kernels.reference import convert as reference
 
 SENTINEL = 77  # pre-fill of the output: a pixel the kernels forgot shows up as this
 

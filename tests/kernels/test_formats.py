@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pixelrun.kernels import reference
 from pixelrun.kernels.formats import (
     COLOR_MODELS,
     DATATYPES,
@@ -21,6 +20,7 @@ from pixelrun.kernels.formats import (
     parse_pixel_format,
     validate,
 )
+from pixelrun.kernels.reference import convert as reference
 
 SIZES = [(1, 1), (3, 5), (7, 2), (5, 1), (2, 2), (640, 480), (1919, 1081)]
 

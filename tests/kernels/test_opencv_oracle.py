@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from pixelrun.kernels.formats import ImageFormat, PixelFormat
-from pixelrun.kernels.reference import to_display_rgba
+from pixelrun.kernels.reference.convert import to_display_rgba
 
 cv2 = pytest.importorskip("cv2", reason="opencv-python-headless (the `test` extra) is the outside oracle")
 

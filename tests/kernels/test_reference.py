@@ -14,13 +14,15 @@ import numpy as np
 import pytest
 
 from pixelrun.kernels.formats import ChannelDatatype, ColorModel, ImageFormat, PixelFormat
-from pixelrun.kernels.reference import (
+from pixelrun.kernels.reference.convert import (
     is_available,
-    q as ref_q,
     srgb_decode,
     srgb_encode,
     to_display_rgba,
     value_range_for,
+)
+from pixelrun.kernels.reference.convert import (
+    q as ref_q,
 )
 
 ODD_SIZES = [(1, 1), (3, 5), (7, 2), (5, 1)]

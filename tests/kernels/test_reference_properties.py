@@ -14,7 +14,7 @@ from pixelrun.kernels.formats import (
     ImageFormat,
     PixelFormat,
 )
-from pixelrun.kernels.reference import to_display_rgba
+from pixelrun.kernels.reference.convert import to_display_rgba
 
 # per-test settings (not a global profile: other test modules keep their own)
 props = settings(max_examples=60, deadline=None)

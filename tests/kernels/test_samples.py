@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pixelrun.kernels.formats import ChannelDatatype, ColorModel, PixelFormat, validate
-from pixelrun.kernels.reference import to_display_rgba
+from pixelrun.kernels.reference.convert import to_display_rgba
 from pixelrun.kernels.samples import all_samples, rgb_gradient, sample
 
 

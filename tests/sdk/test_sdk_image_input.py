@@ -12,7 +12,7 @@ from PIL import Image as PILImage
 
 import pixelrun as rr
 from pixelrun.engine import chunk as ch
-from pixelrun.engine.rrd import read_rrd
+from pixelrun.engine.rrd.codec import read_rrd
 from pixelrun.kernels.formats import ChannelDatatype, ColorModel, ImageFormat, PixelFormat
 
 

@@ -12,12 +12,11 @@ import warnings
 import numpy as np
 import pytest
 from PIL import Image as PILImage
+from test_sdk_image_input import _one, _rows, _stream
 
 import pixelrun as rr
-from pixelrun.engine.render import render
+from pixelrun.engine.api import render
 from pixelrun.kernels.formats import ImageFormat
-
-from test_sdk_image_input import _one, _rows, _stream
 
 L4x4 = dict(color_model="L", channel_datatype="U8")
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import pixelrun as rr
-from pixelrun.engine import rrd
+from pixelrun.engine.rrd import codec as rrd
 from pixelrun.sinks import GREETING, TcpSink
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -186,7 +186,7 @@ def test_streams_the_rrd_encoding():
 
 
 def test_streams_into_the_real_viewer_server():
-    from pixelrun.engine.viewer_server import ViewerServer
+    from pixelrun.engine.viewer.server import ViewerServer
 
     rows, lock = {}, threading.Lock()
 

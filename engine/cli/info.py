@@ -1,0 +1,169 @@
+"""`pixelrun info REC.rrd`: a quick look inside a recording, like `rerun rrd print`.
+
+For each file: the recordings it names, its timelines with their time ranges, and per
+entity the rows (static ones counted apart), the bytes held after decoding, the
+components, and for images the latest format. Everything in the file is listed, not
+only images. Problems (truncation, corrupt messages with their byte offsets and
+entities, a damaged footer) are printed to stderr, one line each, and make the exit
+code 1 (info is the command that checks a file); the rest of the file is still shown.
+A file that is not an .rrd at all is said to be so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+import pyarrow as pa
+
+from pixelrun.engine.chunk import IMAGE_FORMAT, format_time, printable
+from pixelrun.engine.store.store import ChunkStore, StoreWarning
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *rows)]
+
+    def line(cells):
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(head), sep, *(line(r) for r in rows)])
+
+
+def _latest_format(store: ChunkStore, entity: str, timelines: list[str]) -> str:
+    """The image format shown last (static, else the latest on any timeline), described."""
+    from pixelrun.kernels.formats import ImageFormat
+
+    for tl in [None, *timelines]:
+        hit = store.latest_at(entity, IMAGE_FORMAT, tl, None).get(IMAGE_FORMAT)
+        if hit is None or len(hit.values) == 0:
+            continue
+        try:
+            d = hit.values[len(hit.values) - 1].as_py()
+            return ImageFormat(
+                d["width"], d["height"], pixel_format=d.get("pixel_format"),
+                color_model=d.get("color_model"), channel_datatype=d.get("channel_datatype"),
+            ).describe()
+        except (ValueError, TypeError, KeyError, pa.ArrowException) as exc:  # damaged values
+            return printable(f"invalid format ({exc})", 120)
+    return ""
+
+
+def summarize(path: str) -> dict:
+    """Everything `info` prints, as plain data (what --json writes)."""
+    store = ChunkStore(memory_limit=None, keep_components=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StoreWarning)  # reported below instead
+        report = store.ingest_file(path)
+    timelines = store.timelines()
+    entities = []
+    for e in store.entity_info():
+        entities.append(
+            {
+                "entity": e.path,
+                "rows": e.rows,
+                "static_rows": e.static_rows,
+                "bytes": e.nbytes,
+                "components": list(e.components),
+                "image": _latest_format(store, e.path, list(timelines)) if IMAGE_FORMAT in e.components else "",
+            }
+        )
+    return {
+        "file": str(path),
+        "recordings": [
+            {"application_id": i.application_id, "recording_id": i.recording_id, "kind": i.kind,
+             "sdk_version": ".".join(map(str, i.sdk_version))}
+            for i in store.store_infos
+        ],
+        "chunks": report.chunks,
+        "rows": report.rows,
+        "bytes": store.held_bytes,
+        "timelines": [
+            {"timeline": t.name, "kind": t.kind, "min": t.min, "max": t.max, "rows": t.rows}
+            for t in timelines.values()
+        ],
+        "entities": entities,
+        "notes": list(report.notes),
+        "problems": [str(p) for p in report.problems],
+    }
+
+
+def render_text(s: dict) -> str:
+    # names come from the file: control characters are escaped, never sent to the terminal
+    out = [f"{s['file']}: {s['chunks']} chunks, {s['rows']} rows, {human_bytes(s['bytes'])} decoded"]
+    for r in s["recordings"]:
+        out.append(printable(f"  {r['kind']} {r['application_id']!r} / {r['recording_id']!r} "
+                             f"(Rerun SDK {r['sdk_version']})"))
+    out.append("")
+    if s["timelines"]:
+        rows = [
+            [printable(t["timeline"], 80), t["kind"], format_time(t["kind"], t["min"]),
+             format_time(t["kind"], t["max"]), str(t["rows"])]
+            for t in s["timelines"]
+        ]
+        out += [_table(["timeline", "kind", "from", "to", "rows"], rows), ""]
+    else:
+        out += ["(no timelines: static data only)", ""]
+    rows = [
+        [printable(e["entity"], 120), str(e["rows"]), str(e["static_rows"]), human_bytes(e["bytes"]),
+         e["image"], printable(", ".join(e["components"]), 300)]
+        for e in s["entities"]
+    ]
+    out.append(_table(["entity", "rows", "static", "bytes", "image", "components"], rows))
+    return "\n".join(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pixelrun.engine.cli.main import error_line  # noqa: PLC0415
+    from pixelrun.engine.store.source import not_rrd_reason  # noqa: PLC0415
+
+    status = 0
+    summaries = []
+    for path in args.files:
+        try:
+            reason = not_rrd_reason(path)
+            if reason is not None:
+                print(f"pixelrun info: {reason}", file=sys.stderr)
+                status = 1
+                continue
+            s = summarize(path)
+        except OSError as exc:
+            print(f"pixelrun info: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+            status = 1
+            continue
+        except Exception as exc:  # noqa: BLE001 - one file's failure never hides the others
+            print(error_line(f"pixelrun info: {path}", exc), file=sys.stderr)
+            status = 1
+            continue
+        summaries.append(s)
+        if s["problems"]:
+            status = 1
+            for p in s["problems"]:
+                print(f"{path}: {printable(p, 600)}", file=sys.stderr)
+        if not args.json:
+            print(render_text(s))
+            print()
+    if args.json:
+        print(json.dumps(summaries if len(args.files) > 1 else (summaries[0] if summaries else None), indent=1))
+    return status
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "info",
+        help="entities, components, timelines, rows and bytes of .rrd recordings",
+        description=__doc__.splitlines()[0],
+    )
+    p.add_argument("files", nargs="+", metavar="REC.rrd", help="recording(s) to inspect")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)

@@ -1,0 +1,355 @@
+"""`pixelrun render`: a recording's composited 2D view (SPEC 4) as RGBA PNG files.
+
+    pixelrun render REC.rrd -o out.png                               # latest data
+    pixelrun render REC.rrd --timeline step --time 19 -o out.png
+    pixelrun render REC.rrd --timeline step --all-times -o frames/   # one PNG per time point
+    pixelrun render REC.rrd --entity cam/left -o left.png --backend numpy
+
+With --all-times, OUT is a folder (files TIMELINE_TIME.png), a pattern containing
+``{time}`` (e.g. ``f_{time:04d}.png``; ``{timeline}`` may appear in the file name), or
+a file name whose stem gets ``_TIME``. --time takes the timeline's integer value
+(sequence ticks, or nanoseconds); a number with a decimal point on a
+duration/timestamp timeline is read as seconds.
+
+The output is checked before anything is rendered: its folder must exist or have an
+existing parent (then it is created) and take a test file, and the file name must end
+in .png. Names made from the recording (the timeline's) are made safe for a file name
+(`safe_filename`) and every file is checked to land inside the output folder.
+
+A damaged recording renders what is intact: each problem (a skipped message with its
+byte offset and entity, an image left out) is one line on stderr. The exit code is 0
+when PNGs were written, 1 when none could be, or with --strict when anything was
+wrong with the recording.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import sys
+import tempfile
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+
+def parse_background(text: str) -> tuple[int, int, int, int]:
+    """'r,g,b[,a]' bytes -> a 4-tuple (alpha defaults to 255)."""
+    try:
+        parts = [int(p) for p in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) == 3:
+        parts.append(255)
+    if len(parts) != 4 or not all(0 <= p <= 255 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected r,g,b or r,g,b,a bytes in 0..255, got {text!r}")
+    return tuple(parts)  # type: ignore[return-value]
+
+
+def parse_time(text: str, kind: str) -> int:
+    """A time value on a timeline of `kind` ('sequence', 'duration', 'timestamp')."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(f"--time: expected a number, got {text!r}") from None
+    if kind == "sequence":
+        raise ValueError(f"--time: a sequence timeline takes an integer, got {text!r}")
+    return int(round(seconds * 1e9))
+
+
+# ------------------------------------------------------------------ output files
+
+_UNSAFE = re.compile(r"[^\w.-]")  # \w: letters and digits of any script, and '_'
+SAFE_NAME_LIMIT = 64
+
+
+def safe_filename(name: str, limit: int = SAFE_NAME_LIMIT) -> str:
+    """A file-name part made from recorded text (a timeline or entity name).
+
+    Keeps letters, digits, '_', '-' and '.'; anything else (separators, NUL and other
+    control characters) becomes '_', runs of dots and leading dots go, and the result
+    is at most `limit` characters. When anything had to change, 8 hex digits of the
+    original's SHA-1 are appended, so distinct names stay distinct files.
+    """
+    safe = re.sub(r"\.{2,}", "_", _UNSAFE.sub("_", name)).lstrip(".")
+    if safe == name and 0 < len(safe) <= limit:
+        return safe
+    digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{safe[:limit] or 'x'}-{digest}"
+
+
+def output_path(out: str, timeline: str, time: int) -> Path:
+    """Where the PNG of one time point goes for --all-times (see the module docstring).
+
+    The timeline's name comes from the recording: it goes through `safe_filename`.
+    """
+    tl = safe_filename(timeline)
+    if "{time" in out:
+        return Path(out.format(time=time, timeline=tl))
+    p = Path(out)
+    if out.endswith(("/", os.sep)) or p.is_dir() or not p.suffix:
+        return p / f"{tl}_{time}.png"
+    return p.with_name(f"{p.stem}_{time}{p.suffix}")
+
+
+class OutputError(ValueError):
+    """The output path cannot be written (said before any rendering)."""
+
+
+def writable_folder(folder: Path) -> Path:
+    """`folder` resolved, created when only its last part is missing, and proven
+    writable by creating and removing a file in it; OutputError saying why not."""
+    shown = str(folder) or "."
+    if not folder.exists():
+        parent = folder.parent
+        if not parent.is_dir():
+            why = "is not a folder" if parent.exists() else "does not exist"
+            raise OutputError(f"cannot write to {shown}/: its parent {parent}/ {why}")
+        try:
+            folder.mkdir()
+        except OSError as exc:
+            raise OutputError(f"cannot create the folder {shown}/: {exc.strerror or exc}") from None
+    if not folder.is_dir():
+        raise OutputError(f"cannot write to {shown}/: it is not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".pixelrun-write-test-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"cannot write to {shown}/: {exc.strerror or exc}") from None
+    return folder.resolve()
+
+
+def _check_png_name(name: str, what: str) -> None:
+    if Path(name).suffix.lower() != ".png":
+        raise OutputError(f"{what} must end in .png (PNG is what render writes), got {name!r}")
+
+
+class OutputPlan:
+    """Checked output of one render: its folder, and the file for each time point."""
+
+    def __init__(self, out: str, all_times: bool) -> None:
+        self.out = out
+        self.all_times = all_times
+        p = Path(out)
+        if not all_times:
+            if out.endswith(("/", os.sep)) or p.is_dir():
+                raise OutputError(f"{out} is a folder: give a .png file name (or use --all-times)")
+            _check_png_name(out, "the output file")
+            folder = p.parent
+        elif "{" in out:
+            try:
+                sample = out.format(time=0, timeline="timeline")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise OutputError(
+                    f"bad output pattern {out!r}: {exc} (fields: {{time}}, {{timeline}})") from None
+            if "{time" not in out:
+                raise OutputError(f"output pattern {out!r} has no {{time}}: every frame would overwrite the last")
+            if "{" in str(p.parent):
+                raise OutputError(f"output pattern {out!r}: {{time}} and {{timeline}} go in the file name, not the folder")
+            _check_png_name(sample, "the output pattern")
+            if Path(sample).parent != p.parent:
+                raise OutputError(f"output pattern {out!r} puts files outside its folder ({sample})")
+            folder = p.parent
+        elif out.endswith(("/", os.sep)) or p.is_dir() or not p.suffix:
+            folder = p
+        else:
+            _check_png_name(out, "the output file")
+            folder = p.parent
+        self.folder = writable_folder(folder)
+
+    def path(self, timeline: Optional[str] = None, time: Optional[int] = None) -> Path:
+        """The file for one time point, proven to lie directly in the output folder."""
+        path = Path(self.out) if not self.all_times else output_path(self.out, timeline or "", int(time))
+        real = path.resolve()  # follows a symlink planted at the name, too
+        if real.parent != self.folder:
+            raise OutputError(f"refusing to write {path}: it would land in {real.parent}, outside {self.folder}")
+        return path
+
+
+def write_png(path: Path, rgba: np.ndarray) -> None:
+    """Write an (H, W, 4) uint8 array as an RGBA PNG (Pillow), creating the folder."""
+    from PIL import Image  # noqa: PLC0415
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(path, format="PNG")
+
+
+class Progress:
+    """A one-line progress bar on stderr (off with -q)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.done, self.enabled = total, 0, enabled
+
+    def step(self, label: str) -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        width = 30
+        filled = int(width * self.done / max(self.total, 1))
+        bar = "#" * filled + "." * (width - filled)
+        sys.stderr.write(f"\rrendering [{bar}] {self.done}/{self.total} {label}   ")
+        if self.done == self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+# Errors one frame's rendering can raise on damaged data: the frame is named and skipped.
+def _frame_errors() -> tuple:
+    import pyarrow as pa  # noqa: PLC0415
+
+    return (ValueError, TypeError, RuntimeError, MemoryError, OverflowError, pa.ArrowException)
+
+
+def _frames(store, args, timeline: str, times):
+    """(time, rgba or the exception that stopped that frame) for every time point."""
+    from pixelrun.engine import api as R  # noqa: PLC0415
+
+    backend = R.resolve_backend(args.backend)
+    bg = args.background or (0, 0, 0, 0)
+    errors = _frame_errors()
+    done = 0
+    if backend == "cupy":
+        from pixelrun.kernels.cuda.composite import render_many  # noqa: PLC0415
+
+        scenes = (R.layers_at(store, entity=args.entity, timeline=timeline, time=int(t)) for t in times)
+        try:
+            for t, rgba in zip(times, render_many(scenes, background=bg)):
+                done += 1
+                yield t, rgba
+            return
+        except errors as exc:  # the batch stopped: name the frame, go on one by one
+            yield times[done], exc
+            done += 1
+    for t in times[done:]:
+        try:
+            layers = R.layers_at(store, entity=args.entity, timeline=timeline, time=int(t))
+            yield t, R.render_layers(layers, background=bg, backend=backend)
+        except errors as exc:
+            yield t, exc
+
+
+MAX_PROBLEM_LINES = 50  # a badly damaged file must not bury the render's own output
+
+
+def _open(path: str, prog: str):
+    """The recording's store, each problem found while reading printed as one line."""
+    from pixelrun.engine import api as R  # noqa: PLC0415
+    from pixelrun.engine.chunk import printable  # noqa: PLC0415
+    from pixelrun.engine.store.store import StoreWarning  # noqa: PLC0415
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StoreWarning)  # printed below, one line each
+        store = R.open_source(path)
+    for p in store.problems[:MAX_PROBLEM_LINES]:
+        print(f"{prog}: {path}: {printable(str(p), 600)}", file=sys.stderr)
+    if len(store.problems) > MAX_PROBLEM_LINES:
+        print(f"{prog}: {path}: ... and {len(store.problems) - MAX_PROBLEM_LINES} more problem(s) "
+              f"(`pixelrun info {path}` lists them all)", file=sys.stderr)
+    return store
+
+
+def _render_all(store, args, timeline: str, plan: OutputPlan, prog: str) -> tuple[int, int]:
+    """Every time point to a PNG: (written, frames that could not be drawn)."""
+    from pixelrun.engine import api as R  # noqa: PLC0415
+    from pixelrun.engine.chunk import printable  # noqa: PLC0415
+
+    times = [int(t) for t in R.time_points(store, timeline, args.entity)]
+    if not times:
+        return 0, 0
+    progress = Progress(len(times), enabled=not args.quiet)
+    written = failed = 0
+    # PNG compression runs in threads (zlib releases the GIL) while the next frame renders
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending = []
+        for t, rgba in _frames(store, args, timeline, times):
+            label = f"{printable(timeline, 80)}={t}"
+            if isinstance(rgba, BaseException):
+                failed += 1
+                brk = "\n" if progress.enabled and progress.done else ""  # off the progress line
+                print(f"{brk}{prog}: {label}: not rendered: {type(rgba).__name__}: {printable(str(rgba))}",
+                      file=sys.stderr)
+            elif rgba.size == 0:
+                warnings.warn(f"nothing to draw at {label}; no PNG written", R.RenderWarning)
+            else:
+                pending.append(pool.submit(write_png, plan.path(timeline, t), rgba))
+                written += 1
+            progress.step(label)
+        for f in pending:
+            f.result()
+    print(f"wrote {written} PNG(s) for {printable(timeline, 80)} {times[0]}..{times[-1]} in {plan.folder}")
+    return written, failed
+
+
+def run(args) -> int:
+    from pixelrun.engine import api as R  # noqa: PLC0415
+    from pixelrun.engine.chunk import printable  # noqa: PLC0415
+    from pixelrun.engine.cli.main import warnings_as_lines  # noqa: PLC0415
+
+    prog = "pixelrun render"
+    try:
+        plan = OutputPlan(args.output, args.all_times)  # before any work
+        with warnings_as_lines(prog) as warned:
+            store = _open(args.recording, prog)
+            problems = len(store.problems)
+            timeline = args.timeline
+            if timeline is None:
+                timeline = R.default_timeline(store)
+            else:
+                R.check_timeline(store, timeline)
+            kind = store.timelines()[timeline].kind if timeline else "sequence"
+            if not args.all_times:
+                time = None if args.time is None else parse_time(args.time, kind)
+                rgba = R.render(store, entity=args.entity, timeline=timeline, time=time,
+                                background=args.background, backend=args.backend)
+                written = failed = 0
+                if rgba.size:
+                    path = plan.path()
+                    write_png(path, rgba)
+                    written = 1
+                    print(f"wrote {path} ({rgba.shape[1]}x{rgba.shape[0]})")
+            elif timeline is None:
+                print(f"{prog}: --all-times needs a timeline, and this recording has none", file=sys.stderr)
+                return 1
+            else:
+                written, failed = _render_all(store, args, timeline, plan, prog)
+        if not written:
+            where = f" under {args.entity}" if args.entity else ""
+            when = f"on timeline {printable(timeline)!r}" if args.all_times else "at that time point"
+            print(f"{prog}: no image to draw{where} {when}", file=sys.stderr)
+            return 1
+        trouble = problems + failed + len(warned)
+        if trouble:
+            print(f"{prog}: {trouble} problem(s) with {args.recording} (above); "
+                  f"everything intact was rendered", file=sys.stderr)
+        return 1 if (args.strict and trouble) else 0
+    except (ValueError, OSError, RuntimeError) as exc:
+        print(f"{prog}: {printable(' '.join(str(exc).split()), 600)}", file=sys.stderr)
+        return 1
+
+
+def register(sub) -> None:
+    p = sub.add_parser("render", help="render a recording's view to PNG (headless)",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("recording", help=".rrd file")
+    p.add_argument("-o", "--output", required=True, help="PNG file (or folder/pattern with --all-times)")
+    p.add_argument("--entity", help="render only this entity's subtree")
+    p.add_argument("--timeline", help="timeline name (default: the recording's first user timeline)")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--time", help="time point on the timeline (default: latest)")
+    when.add_argument("--all-times", action="store_true", help="one PNG per time point with image data")
+    p.add_argument("--backend", default="wgpu", choices=["wgpu", "numpy", "cupy", "auto"])
+    p.add_argument("--background", type=parse_background, default=None,
+                   help="r,g,b[,a] bytes (default transparent 0,0,0,0)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when anything in the recording was damaged or left out")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)

@@ -1,0 +1,234 @@
+"""`pixelrun view [REC.rrd ...]`: the live viewer window.
+
+    pixelrun view                       listen on 127.0.0.1:9876, show what streams in
+    pixelrun view a.rrd b.rrd           open recordings (and still listen)
+    pixelrun view REC --screenshot-to out.png [--window-size 1280x720]
+                                        draw one frame, save it, exit
+
+Screenshot mode never hangs: the path is checked before any window opens, any error
+ends the run with one line on stderr and exit status 1, and the whole run is bounded
+(``--screenshot-timeout``, then a watchdog that ends the process even if a driver
+call never returns).
+
+``--memory-limit`` bounds the process's data as a whole: the store, the decoded
+textures and the messages in flight share it (store_memory.plan_memory).
+
+The SDK's ``spawn=True`` runs ``python -m pixelrun.engine.cli.main view --port N`` when
+nothing listens on the port and waits until this process accepts connections: the
+listener starts before the window, so the program streaming to us never waits on
+the GPU or the window system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+import time
+
+from pixelrun.engine.rrd import codec as rrd
+from pixelrun.engine.viewer.server import DEFAULT_BIND
+
+DEFAULT_WINDOW_SIZE = (1280, 720)
+DEFAULT_SCREENSHOT_TIMEOUT_S = 120.0
+WATCHDOG_GRACE_S = 15.0  # after the timeout: for a window that cannot even close
+
+
+def _window_size(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT like 1280x720, got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def register(sub) -> None:
+    p = sub.add_parser("view", help="open the viewer window (live data and/or .rrd files)")
+    p.add_argument("recordings", nargs="*", metavar="REC.rrd", help=".rrd files to open")
+    port = rrd.default_port()  # PIXELRUN_PORT, else Rerun's 9876: where spawn/connect look
+    p.add_argument("--port", type=int, default=port, help=f"TCP port to listen on (default {port}, from PIXELRUN_PORT or Rerun's 9876; 0 picks a free one)")
+    p.add_argument("--bind", default=DEFAULT_BIND, help=f"address to listen on (default {DEFAULT_BIND}; 0.0.0.0 exposes the viewer to the network)")
+    p.add_argument("--no-listen", action="store_true", help="do not listen for live data")
+    p.add_argument("--screenshot-to", metavar="PNG", help="draw one frame, save it as PNG, exit")
+    p.add_argument("--screenshot-timeout", type=_positive_seconds, default=DEFAULT_SCREENSHOT_TIMEOUT_S, metavar="S",
+                   help=f"with --screenshot-to: give up (exit 1) when no frame is saved within S seconds of the start, loading included (default {DEFAULT_SCREENSHOT_TIMEOUT_S:g})")
+    p.add_argument("--screenshot-dir", metavar="DIR", help="where key S (and SIGUSR1) save screenshots (default: current directory)")
+    p.add_argument("--window-size", type=_window_size, default=DEFAULT_WINDOW_SIZE, metavar="WxH", help="window size in logical pixels (default 1280x720)")
+    p.add_argument("--memory-limit", default="75%", help="memory for data, all of it (store, decoded textures, messages in flight): bytes, '2GB' or a percentage of RAM (default 75%%)")
+    # Benchmark hook (benchmarks/viewer.py): after every frame, append
+    # "monotonic_time frame R G B A" of the window pixel showing image pixel U,V.
+    p.add_argument("--probe", nargs=3, metavar=("FILE", "U", "V"), help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    if args.screenshot_to is None:
+        return _run(args)
+    # One-shot: bounded in time, and every failure is one line and a non-zero status.
+    args.deadline = time.monotonic() + args.screenshot_timeout
+    _start_watchdog(args.screenshot_timeout + WATCHDOG_GRACE_S, args.screenshot_to)
+    try:
+        return _run(args)
+    except Exception as exc:
+        print(f"pixelrun view: --screenshot-to {args.screenshot_to}: {type(exc).__name__}: "
+              f"{' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+
+
+def _start_watchdog(seconds: float, path: str) -> None:
+    """End the process if the one-shot run is still going after `seconds` (a driver or
+    window-system call that never returns cannot be interrupted any other way)."""
+
+    def fire() -> None:
+        print(f"pixelrun view: --screenshot-to {path}: still running after {seconds:g} s; giving up",
+              file=sys.stderr, flush=True)
+        os._exit(1)
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+
+
+def _run(args) -> int:
+    from pixelrun.engine.store.memory import plan_memory  # noqa: PLC0415
+    from pixelrun.engine.store.store import ChunkStore  # noqa: PLC0415
+    from pixelrun.engine.viewer.data import ViewerData  # noqa: PLC0415
+    from pixelrun.engine.viewer.server import (  # noqa: PLC0415
+        DEFAULT_MAX_INFLIGHT_BYTES,
+        DEFAULT_MAX_MESSAGE_BYTES,
+        PortInUseError,
+        ServerLimits,
+        ViewerServer,
+    )
+    from pixelrun.engine.viewer.window import Viewer, ViewerError, check_display, check_writable  # noqa: PLC0415
+    from pixelrun.kernels.wgpu.composite import default_vram_budget  # noqa: PLC0415
+
+    if args.screenshot_to is not None:
+        try:
+            check_writable(args.screenshot_to)  # before any window: fail in a moment, not after a frame
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename and exc.filename != args.screenshot_to else ""
+            print(f"pixelrun view: cannot write the screenshot to {args.screenshot_to}: "
+                  f"{exc.strerror or exc}{where}", file=sys.stderr)
+            return 1
+    try:
+        check_display()  # before listening: a spawning SDK must not connect to a dying viewer
+    except ViewerError as exc:
+        print(f"pixelrun view: {exc}", file=sys.stderr)
+        return 1
+    try:
+        plan = plan_memory(args.memory_limit, textures_max=default_vram_budget(),
+                           inflight_max=DEFAULT_MAX_INFLIGHT_BYTES)
+    except ValueError as exc:
+        print(f"pixelrun view: --memory-limit: {exc}", file=sys.stderr)
+        return 2
+
+    # SIGUSR1 = "save a screenshot" (a control hook for scripts and tests). Installed
+    # before the port opens: a signal sent as soon as we accept must not kill us; it
+    # is remembered until the window exists.
+    hook = _ScreenshotSignal()
+    data = ViewerData(ChunkStore(memory_limit=plan.store))
+    for path in args.recordings:
+        try:
+            problems = data.load_file(path)
+        except OSError as exc:
+            print(f"pixelrun view: cannot open {path}: {exc}", file=sys.stderr)
+            return 1
+        for problem in problems:
+            print(f"pixelrun view: {path}: {problem}", file=sys.stderr)
+
+    one_shot = args.screenshot_to is not None
+    server = None
+    if not args.no_listen and not one_shot:
+        try:
+            limits = ServerLimits(max_inflight_bytes=plan.inflight,
+                                  max_message_bytes=min(DEFAULT_MAX_MESSAGE_BYTES, plan.inflight))
+            server = ViewerServer(lambda chunks, peer: data.ingest(chunks), host=args.bind, port=args.port,
+                                  limits=limits).start()
+        except PortInUseError as exc:
+            print(f"pixelrun view: {exc.strerror}", file=sys.stderr)
+            return 1
+        except OSError as exc:  # e.g. an address that is not this machine's
+            print(f"pixelrun view: cannot listen on {args.bind}:{args.port}: {exc}", file=sys.stderr)
+            return 1
+        print(f"pixelrun viewer: listening on {server.address}; {plan.describe()}", flush=True)
+        if server.host not in ("127.0.0.1", "::1", "localhost"):
+            print(f"pixelrun viewer: warning: {server.host} accepts connections from other "
+                  f"machines; any of them can send data to this viewer", file=sys.stderr)
+
+    try:
+        viewer = Viewer(
+            data,
+            size=args.window_size,
+            screenshot_to=args.screenshot_to,
+            screenshot_dir=args.screenshot_dir,
+            status_source=server,
+            texture_budget=plan.textures,
+            # one-shot: what is left of the run's time after loading (the watchdog allows a little more)
+            screenshot_timeout=max(1.0, args.deadline - time.monotonic()) if one_shot else args.screenshot_timeout,
+        )
+    except ViewerError as exc:
+        print(f"pixelrun view: {exc}", file=sys.stderr)
+        if server:
+            server.stop()
+        return 1
+    hook.attach(viewer)
+    if args.probe:
+        _install_probe(viewer, args.probe)
+    try:
+        viewer.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if server:
+            server.stop()
+    if one_shot and args.screenshot_to not in viewer.screenshots_saved:
+        why = viewer.error or "no frame was drawn"
+        print(f"pixelrun view: {args.screenshot_to} not written: {why}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _install_probe(viewer, spec) -> None:
+    path, u, v = spec[0], int(spec[1]), int(spec[2])
+    out = open(path, "a", buffering=1)  # line-buffered: the benchmark tails it live
+
+    def sink(t, frame, rgba):
+        out.write(f"{t:.6f} {frame} {rgba[0]} {rgba[1]} {rgba[2]} {rgba[3]}\n")
+
+    viewer.probe_at = (u, v)
+    viewer.probe_sink = sink
+
+
+class _ScreenshotSignal:
+    def __init__(self) -> None:
+        self.viewer = None
+        self.pending = 0
+        if hasattr(signal, "SIGUSR1"):
+            signal.signal(signal.SIGUSR1, self._on_signal)
+
+    def _on_signal(self, *_):
+        if self.viewer is None:
+            self.pending += 1
+        else:
+            self.viewer.request_screenshot_threadsafe()
+
+    def attach(self, viewer) -> None:
+        self.viewer = viewer
+        for _ in range(self.pending):
+            viewer.request_screenshot()
+        self.pending = 0

@@ -1,0 +1,658 @@
+"""The live viewer window: glfw (rendercanvas) + wgpu + imgui panels.
+
+What it does, and where:
+- the composited 2D scene is drawn by the shared `Renderer` (kernels/wgpu/composite.py), with
+  the pan/zoom of `viewer_view.View`, into a window-sized cache texture, redrawn only
+  when the layers (row ids, opacity, draw order) or the view change; every frame copies
+  it to the surface (engine/shaders/viewer_blit.wgsl) and draws the imgui panels
+  (engine/viewer/panels.py) on top, in one command encoder, so hovering and widgets
+  never pay for a composite;
+- data arrives through `viewer_server.ViewerServer` on background threads and lands in
+  `viewer_data.ViewerData`; ingest asks the window thread for a redraw, so the window
+  draws only when data, the time cursor, an override or the view changed;
+- the composite costs what the window costs, whatever the scene's size: the renderer
+  works per window pixel and draws zoomed-out layers from reduced levels, and its
+  texture cache has the budget the memory plan gives it (``texture_budget``, derived
+  from ``--memory-limit`` in cli_view), so store + textures stay under one limit;
+- screenshots read back the surface texture of the frame just drawn (key S, SIGUSR1,
+  or ``--screenshot-to``) and are saved as PNG with the view transform in a text
+  chunk (``pixelrun:view``), so a test or a script can map image pixels to window
+  pixels. With ``screenshot_to`` any error, or no saved frame within
+  ``screenshot_timeout`` seconds, closes the window and is left in ``error`` (one
+  line); a failed S-key screenshot is reported and the window goes on.
+
+Input: drag with the left button to pan, wheel to zoom about the cursor, F (or double
+click) to fit, 1 for one texel per pixel, space to play/pause, S for a screenshot.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from pixelrun.engine.scene import canvas_size
+from pixelrun.engine.viewer.data import ViewerData
+from pixelrun.engine.viewer.inspect import PixelReadout, ValueRangeCache, inspect_pixel
+from pixelrun.engine.viewer.view import Rect, View
+
+__all__ = [
+    "Viewer", "ViewerError", "check_display", "check_writable", "WINDOW_BACKGROUND", "read_view_metadata",
+]
+
+log = logging.getLogger("pixelrun.viewer")
+
+WINDOW_BACKGROUND = (13, 13, 13, 255)  # SPEC 4: the window's default background
+LEFT_PANEL_W = 300  # entity panel + pixel readout
+BOTTOM_PANEL_H = 112  # timeline panel
+VIEW_METADATA_KEY = "pixelrun:view"
+
+
+class ViewerError(RuntimeError):
+    """The viewer cannot start (no display, no GPU adapter, port taken)."""
+
+
+def check_display() -> None:
+    """Raise ViewerError with a clear message when no window can be opened here."""
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        raise ViewerError(
+            "no display: DISPLAY and WAYLAND_DISPLAY are unset, so no window can open. "
+            "Use `pixelrun render` for headless images, or run under a virtual X server "
+            "(e.g. `xvfb-run pixelrun view ...`)."
+        )
+    try:
+        import glfw  # noqa: PLC0415
+    except ImportError as exc:
+        raise ViewerError(f"the viewer needs the glfw package: {exc}") from None
+    if not glfw.init():
+        where = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+        raise ViewerError(
+            f"no display: glfw could not connect to the display {where!r}. Is the X "
+            f"server running and reachable?"
+        )
+
+
+def check_writable(path) -> None:
+    """Raise OSError (with the reason) unless a screenshot can be saved at `path`.
+
+    Does what saving does — make the missing parent folders, write a file beside the
+    target — so a bad path fails before any window opens, not after the first frame.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(21, "Is a directory", str(target))
+    for folder in target.parents:  # the nearest existing ancestor must be a folder
+        if folder.exists():
+            if not folder.is_dir():
+                raise NotADirectoryError(20, "Not a directory", str(folder))
+            break
+    target.parent.mkdir(parents=True, exist_ok=True)
+    probe = target.parent / f".{target.name}.check-{os.getpid()}"
+    with open(probe, "wb"):
+        pass
+    probe.unlink()
+
+
+def read_view_metadata(png_path) -> dict:
+    """The view transform stored in one of our screenshots (see module docstring)."""
+    from PIL import Image  # noqa: PLC0415
+
+    with Image.open(png_path) as im:
+        return json.loads(im.text[VIEW_METADATA_KEY])
+
+
+def _device():
+    """The shared wgpu device (kernels/wgpu/device.py picks the adapter)."""
+    from pixelrun.kernels.wgpu import device as gpu  # noqa: PLC0415
+
+    try:
+        return gpu.get_device()
+    except gpu.GpuUnavailable as exc:
+        raise ViewerError(str(exc)) from None
+
+
+class Viewer:
+    """One window showing one `ViewerData`. Create, then `run()` (blocks until closed).
+
+    screenshot_to: save the first complete frame there and close (``--screenshot-to``);
+    an error, or no frame saved within ``screenshot_timeout`` s, closes the window too,
+    with the reason in ``error``.
+    screenshot_dir: where key S and SIGUSR1 save numbered screenshots.
+    status_source: the `ViewerServer` (its counters go to the status panel).
+    texture_budget: bytes of decoded textures the renderer may cache (None: its default).
+    """
+
+    def __init__(
+        self,
+        data: ViewerData,
+        *,
+        size: tuple[int, int] = (1280, 720),
+        title: str = "pixelrun viewer",
+        screenshot_to: Optional[str] = None,
+        screenshot_dir: Optional[str] = None,
+        status_source=None,
+        texture_budget: Optional[int] = None,
+        screenshot_timeout: float = 60.0,
+    ) -> None:
+        check_display()
+        import wgpu  # noqa: PLC0415
+        from rendercanvas.glfw import RenderCanvas, loop  # noqa: PLC0415
+        from wgpu.utils.imgui import ImguiRenderer  # noqa: PLC0415
+
+        from pixelrun.engine.viewer.panels import Panels  # noqa: PLC0415
+
+        self.data = data
+        self.status_source = status_source  # e.g. the ViewerServer, for its stats
+        self._wgpu = wgpu
+        self._loop = loop
+        self.canvas = RenderCanvas(
+            size=size, title=title, update_mode="ondemand", max_fps=60, vsync=False
+        )
+        self.device = _device()
+        self.context = self.canvas.get_wgpu_context()
+        self.surface_format = self.context.get_preferred_format(self.device.adapter)
+        # The scene is drawn into a window-sized cache texture in the surface format's
+        # non-sRGB twin and copied to the surface through a view of that same twin
+        # format, so the renderer's bytes reach the screen unchanged; imgui draws on
+        # the surface's own (sRGB) view, the format its backend was built for.
+        twin = self.surface_format.removesuffix("-srgb")
+        # Screenshots read the surface texture back when the surface allows copies
+        # (Vulkan surfaces do); otherwise the frame is drawn again offscreen.
+        self._surface_copy = True
+        self.cache_format = twin
+        for usage, views in (
+            ("RENDER_ATTACHMENT|COPY_SRC", [twin]),
+            ("RENDER_ATTACHMENT", [twin]),
+            ("RENDER_ATTACHMENT", []),
+        ):
+            try:
+                self.context.configure(
+                    device=self.device, format=self.surface_format, usage=usage,
+                    view_formats=views if twin != self.surface_format else [],
+                )
+            except Exception:
+                continue
+            self._surface_copy = "COPY_SRC" in usage
+            if not views:
+                self.cache_format = self.surface_format  # sRGB round trip in the blit
+            break
+        from pixelrun.kernels.wgpu.composite import Renderer  # noqa: PLC0415
+
+        self.renderer = Renderer(self.device, vram_budget=texture_budget)
+        self._blit_pipeline = self._make_blit_pipeline()
+        self._cache_tex = None
+        self._cache_bind = None
+        self._cache_key = None
+        self.imgui = ImguiRenderer(self.device, self.canvas)
+        # The panel layout is fixed: never write an imgui.ini into the user's directory.
+        self.imgui.backend.io.set_ini_filename("")
+        self.panels = Panels(self)
+        self.imgui.set_gui(self.panels.draw)
+
+        self.view = View()
+        self.ranges = ValueRangeCache()
+        self.readout: Optional[PixelReadout] = None
+        self.cursor: Optional[tuple[float, float]] = None
+        self.frames = 0
+        self.scene_draws = 0  # frames that re-composited the scene (the rest reuse it)
+        self.last_frame_time = 0.0
+        self._last_tick = time.perf_counter()
+        self._layers: list = []
+        self._scene_key = None
+        self._scene_signature: tuple = ()
+        self._canvas_wh = (0, 0)
+        self._drag: Optional[tuple[float, float]] = None
+        self._redraw_pending = threading.Event()
+        self._screenshot_requests: list[str] = []
+        self.screenshots_saved: list[str] = []
+        self._screenshot_to = screenshot_to
+        self._screenshot_timeout = float(screenshot_timeout)
+        self.error: Optional[str] = None  # why a --screenshot-to run failed (one line)
+        self._screenshot_dir = Path(screenshot_dir or os.getcwd())
+        self._screenshot_seq = 0
+        self.frame_callbacks: list = []  # fn(viewer) after each presented frame
+        # Benchmark probe: read back the window pixel showing image pixel `probe_at`
+        # after every frame and call probe_sink(monotonic_time, frame, rgba).
+        self.probe_at: Optional[tuple[int, int]] = None
+        self.probe_sink = None
+
+        # Before imgui's handlers (order -99), which stop events over the panels: every
+        # input event redraws, so imgui's idea of where the mouse is never goes stale,
+        # and the cursor (for the hover readout) is always known.
+        self.canvas.add_event_handler(
+            self._on_any_input, "pointer_down", "pointer_up", "pointer_move", "wheel",
+            "key_down", "key_up", "char", order=-100,
+        )
+        self.canvas.add_event_handler(self._on_pointer, "pointer_down", "pointer_up", "pointer_move")
+        self.canvas.add_event_handler(self._on_wheel, "wheel")
+        self.canvas.add_event_handler(self._on_key, "key_down")
+        self.canvas.add_event_handler(self._on_double_click, "double_click")
+        self.canvas.add_event_handler(lambda e: self.request_draw(), "resize", "pointer_enter", "pointer_leave")
+        self.canvas.add_event_handler(lambda e: self._release_surface(), "close")
+        self.canvas.request_draw(self._draw)
+        data.add_listener(self._on_data_threadsafe)
+        if screenshot_to is not None:
+            self._screenshot_requests.append(str(screenshot_to))
+
+    # ------------------------------------------------------------------ setup
+
+    def _make_blit_pipeline(self):
+        from importlib import resources  # noqa: PLC0415
+
+        src = resources.files("pixelrun.kernels.wgpu").joinpath("shaders", "viewer_blit.wgsl").read_text()
+        module = self.device.create_shader_module(code=src)
+        return self.device.create_render_pipeline(
+            layout="auto",
+            vertex={"module": module, "entry_point": "vs_main"},
+            fragment={"module": module, "entry_point": "fs_main", "targets": [{"format": self.cache_format}]},
+            primitive={"topology": "triangle-list"},
+        )
+
+    def request_screenshot_threadsafe(self) -> None:
+        """Ask for a screenshot from a signal handler or another thread."""
+        self._loop.call_soon_threadsafe(self.request_screenshot)
+
+    # ------------------------------------------------------------------ scheduling
+
+    def request_draw(self) -> None:
+        self.canvas.request_draw()
+
+    def _on_data_threadsafe(self) -> None:
+        # Called from ingest threads: coalesce many chunks into one wake-up of the loop.
+        if not self._redraw_pending.is_set():
+            self._redraw_pending.set()
+            try:
+                self._loop.call_soon_threadsafe(self._on_data)
+            except Exception:  # loop closed while a connection still delivers
+                pass
+
+    def _on_data(self) -> None:
+        self._redraw_pending.clear()
+        self.request_draw()
+
+    def request_screenshot(self, path: Optional[str] = None) -> None:
+        if path is None:
+            self._screenshot_seq += 1
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            path = str(self._screenshot_dir / f"pixelrun-{stamp}-{self._screenshot_seq:03d}.png")
+        self._screenshot_requests.append(path)
+        self.request_draw()
+
+    def run(self) -> None:
+        """Show the window and process events until it is closed.
+
+        With ``screenshot_to``: until the frame is saved, an error, or the timeout.
+        """
+        if self._screenshot_to is not None:
+            self._loop.call_later(self._screenshot_timeout, self._screenshot_timed_out)
+        self._loop.run()
+
+    def _screenshot_timed_out(self) -> None:
+        if self._screenshot_to not in self.screenshots_saved and self.error is None:
+            self._fail(f"no frame was saved within {self._screenshot_timeout:g} s")
+
+    def _fail(self, msg: str) -> None:
+        """End a --screenshot-to run: remember why (one line) and close the window."""
+        self.error = " ".join(str(msg).split())
+        self.canvas.close()
+
+    def close(self) -> None:
+        self.canvas.close()
+        self._release_surface()
+
+    def _release_surface(self) -> None:
+        # Release the wgpu surface while the display connection is still open: one
+        # left to the garbage collector may be dropped after glfw has closed the X
+        # connection (a process that goes on after its window, e.g. tests), which
+        # deadlocks in Mesa's xcb code. rendercanvas keeps the wgpu context private.
+        wctx = getattr(self.context, "_wgpu_context", None)
+        release = getattr(wctx, "_release", None)
+        if release is not None:
+            try:
+                release()
+            except Exception:  # already gone: nothing to do
+                pass
+
+    def status_lines(self) -> list[str]:
+        """The status panel's text: memory against its limits, the renderer's reduced
+        layers and errors, and the live server's counters (refused, evicted, timed out...)."""
+        from pixelrun.engine.store.memory import format_mb as mb  # noqa: PLC0415
+
+        r = self.renderer
+        store = self.data.store
+        limit = getattr(store, "memory_limit", None)
+        lines = [
+            f"store {mb(store.held_bytes)}" + (f" of {mb(limit)}" if limit is not None else "")
+            + f", {self.data.dropped_chunks} chunks dropped; textures {mb(r.cache_bytes)} of {mb(r.vram_budget)}"
+        ]
+        for entity, k in sorted(r.last_draw.over_budget.items()):
+            lines.append(f"{entity}: shown at 1/{k} resolution (its textures exceed the budget)")
+        for msg in list(r.last_errors.values())[:5]:
+            lines.append(f"not drawn: {msg}")
+        src = self.status_source
+        if src is not None:
+            lines.append(f"listening on {src.address}")
+            snap = getattr(src, "stats_snapshot", None)
+            st = snap() if snap is not None else src.stats
+            if hasattr(st, "status_line"):
+                lines.append(st.status_line())
+            else:  # an older server without the one-line summary
+                lines.append(f"connections: {st.connections_open} open, {st.connections_total} total, "
+                             f"{st.connections_dropped} dropped; received {st.bytes_received / 1e6:.1f} MB")
+            if st.last_error:
+                lines.append(f"last error: {st.last_error}")
+        return lines
+
+    @property
+    def layers(self) -> list:
+        """The layers of the current frame, in draw order (overrides applied)."""
+        return self._layers
+
+    # ------------------------------------------------------------------ geometry
+
+    def physical_size(self) -> tuple[int, int]:
+        return tuple(self.canvas.get_physical_size())
+
+    def pixel_ratio(self) -> float:
+        return float(self.canvas.get_pixel_ratio())
+
+    def image_area(self) -> Rect:
+        """The window part (physical pixels) not covered by the docked panels."""
+        w, h = self.physical_size()
+        r = self.pixel_ratio()
+        left, bottom = LEFT_PANEL_W * r, BOTTOM_PANEL_H * r
+        return Rect(left, 0.0, max(1.0, w - left), max(1.0, h - bottom))
+
+    # ------------------------------------------------------------------ input
+
+    def _on_any_input(self, e: dict) -> None:
+        if "x" in e and "y" in e:
+            r = self.pixel_ratio()
+            self.cursor = (e["x"] * r, e["y"] * r)
+        self.request_draw()
+
+    def _on_pointer(self, e: dict) -> None:
+        r = self.pixel_ratio()
+        px, py = e["x"] * r, e["y"] * r
+        kind = e["event_type"]
+        if kind == "pointer_down" and e.get("button") == 1 and self.image_area().contains(px, py):
+            self._drag = (px, py)
+        elif kind == "pointer_up":
+            self._drag = None
+        elif kind == "pointer_move":
+            if self._drag is not None and 1 in e.get("buttons", ()):
+                self.view.pan(px - self._drag[0], py - self._drag[1])
+                self._drag = (px, py)
+            self.cursor = (px, py)
+        self.request_draw()
+
+    def _on_wheel(self, e: dict) -> None:
+        r = self.pixel_ratio()
+        px, py = e["x"] * r, e["y"] * r
+        if self.image_area().contains(px, py):
+            self.view.zoom_at(px, py, 1.0015 ** (-e["dy"]))
+            self.request_draw()
+
+    def _on_double_click(self, e: dict) -> None:
+        self.fit()
+
+    def _on_key(self, e: dict) -> None:
+        key = e.get("key", "")
+        if key in ("s", "S"):
+            self.request_screenshot()
+        elif key in ("f", "F"):
+            self.fit()
+        elif key == "1":
+            self.one_to_one()
+        elif key == " ":
+            self.data.playback.playing = not self.data.playback.playing
+            self.request_draw()
+
+    def fit(self) -> None:
+        self.view.fit(self.image_area(), self._canvas_wh)
+        self.request_draw()
+
+    def one_to_one(self) -> None:
+        self.view.one_to_one(self.image_area(), self._canvas_wh)
+        self.request_draw()
+
+    # ------------------------------------------------------------------ drawing
+
+    def _update_scene(self) -> None:
+        info = self.data.sync_playback()
+        now = time.perf_counter()
+        # at most 0.1 s per frame: a pause between frames must not jump the cursor
+        dt, self._last_tick = min(0.1, now - self._last_tick), now
+        self.data.playback.advance(dt, info)
+        pb = self.data.playback
+        key = (self.data.generation, pb.timeline, pb.time, self.data.overrides_version)
+        if key != self._scene_key:
+            self._scene_key = key
+            self._layers = self.data.layers()
+            self._canvas_wh = canvas_size(self._layers)
+            # What the composite depends on: new data elsewhere on the timeline (or
+            # at another time) leaves this unchanged and costs no GPU work.
+            self._scene_signature = tuple(
+                (l.entity, l.row_id, l.opacity, l.draw_order) for l in self._layers
+            )
+        self.view.refresh(self.image_area(), self._canvas_wh)
+
+    def _update_readout(self) -> None:
+        self.readout = None
+        if self.cursor is None or not self.image_area().contains(*self.cursor):
+            return
+        u, v = self.view.window_to_image(*self.cursor)
+        for layer in reversed(self._layers):  # topmost first
+            hit = inspect_pixel(layer.entity, layer.row_id, layer.buffer, layer.format, u, v, ranges=self.ranges)
+            if hit is not None:
+                self.readout = hit
+                return
+
+    def _draw(self) -> None:
+        if self._screenshot_to is None:
+            self._draw_frame()  # rendercanvas reports an error and the window goes on
+            return
+        if self.error is not None:
+            return
+        try:
+            self._draw_frame()
+        except Exception as exc:  # the one-shot run must end, whatever went wrong
+            self._fail(f"{type(exc).__name__}: {exc}")
+
+    def _draw_frame(self) -> None:
+        t0 = time.perf_counter()
+        self._update_scene()
+        self._update_readout()
+        texture = self.context.get_current_texture()
+        encoder = self.device.create_command_encoder()
+        self._update_cache(encoder, (texture.size[0], texture.size[1]))
+        self._record_frame(encoder, texture)
+        shot = self._screenshot_requests[:]
+        self._screenshot_requests.clear()
+        readback = None
+        if shot:
+            if not self._surface_copy:
+                # Surface cannot be copied from: draw the same frame into a texture.
+                texture = self._offscreen_like(texture)
+                self._record_frame(encoder, texture)
+            readback = self._record_readback(encoder, texture)
+        probe = self._record_probe(encoder, texture) if self.probe_at is not None else None
+        self.device.queue.submit([encoder.finish()])
+        if probe is not None:
+            self._finish_probe(probe)
+        if readback is not None:
+            rgba = self._finish_readback(readback, texture)
+            for path in shot:
+                if path == self._screenshot_to:
+                    self._save_png(path, rgba)  # a failure ends the one-shot run
+                    continue
+                try:
+                    self._save_png(path, rgba)
+                except OSError as exc:  # S key / SIGUSR1: say so, keep the window
+                    log.error("pixelrun viewer: screenshot not saved to %s: %s", path, exc)
+        self.frames += 1
+        self.last_frame_time = time.perf_counter() - t0
+        for fn in list(self.frame_callbacks):
+            fn(self)
+        if self.data.playback.playing:
+            self.request_draw()  # keep animating
+        if shot and self._screenshot_to in shot:
+            self.canvas.close()
+
+    def _update_cache(self, encoder, size: tuple[int, int]) -> None:
+        """Redraw the scene into the cache texture when data, time or view changed.
+
+        Frames that only change the panels (hover, widgets) skip the composite: on a
+        CPU adapter it is most of a frame's cost.
+        """
+        v = self.view
+        key = (self._scene_signature, v.scale, v.offset_x, v.offset_y, size)
+        if key == self._cache_key and self._cache_tex is not None:
+            return
+        if self._cache_tex is None or tuple(self._cache_tex.size[:2]) != size:
+            if self._cache_tex is not None:
+                self._cache_tex.destroy()
+            self._cache_tex = self.device.create_texture(
+                size=(size[0], size[1], 1),
+                format=self.cache_format,
+                usage=self._wgpu.TextureUsage.RENDER_ATTACHMENT | self._wgpu.TextureUsage.TEXTURE_BINDING,
+            )
+            self._cache_bind = self.device.create_bind_group(
+                layout=self._blit_pipeline.get_bind_group_layout(0),
+                entries=[{"binding": 0, "resource": self._cache_tex.create_view()}],
+            )
+        self.renderer.draw(
+            self._layers,
+            self._cache_tex.create_view(),
+            size,
+            target_format=self.cache_format,
+            background=WINDOW_BACKGROUND,
+            scale=v.scale,
+            offset=(v.offset_x, v.offset_y),
+            encoder=encoder,
+        )
+        self._cache_key = key
+        self.scene_draws += 1
+
+    def _record_frame(self, encoder, texture) -> None:
+        """Cached scene, then the panels, into `texture` (the surface or a copy of it)."""
+        from imgui_bundle import imgui  # noqa: PLC0415
+
+        w, h = texture.size[0], texture.size[1]
+        rp = encoder.begin_render_pass(
+            color_attachments=[{
+                "view": texture.create_view(format=self.cache_format),
+                "clear_value": (0, 0, 0, 1), "load_op": "clear", "store_op": "store",
+            }]
+        )
+        rp.set_pipeline(self._blit_pipeline)
+        rp.set_bind_group(0, self._cache_bind)
+        rp.draw(3)
+        rp.end()
+        imgui.set_current_context(self.imgui.imgui_context)
+        io = self.imgui.backend.io
+        r = self.pixel_ratio()
+        io.display_size = (w / r, h / r)
+        io.display_framebuffer_scale = (r, r)
+        imgui.new_frame()
+        try:
+            self.panels.draw()
+        finally:
+            imgui.render()
+        rp = encoder.begin_render_pass(
+            color_attachments=[{"view": texture.create_view(), "load_op": "load", "store_op": "store"}]
+        )
+        self.imgui.backend.render(imgui.get_draw_data(), rp)
+        rp.end()
+        if self.panels.wants_another_frame():
+            self.request_draw()
+
+    def _offscreen_like(self, texture):
+        return self.device.create_texture(
+            size=texture.size,
+            format=texture.format,
+            usage=self._wgpu.TextureUsage.RENDER_ATTACHMENT | self._wgpu.TextureUsage.COPY_SRC,
+            view_formats=[self.cache_format] if self.cache_format != texture.format else [],
+        )
+
+    def _record_readback(self, encoder, texture):
+        w, h = texture.size[0], texture.size[1]
+        bpr = (w * 4 + 255) // 256 * 256  # wgpu needs 256-byte aligned rows
+        buf = self.device.create_buffer(size=bpr * h, usage="COPY_DST|MAP_READ")
+        encoder.copy_texture_to_buffer(
+            {"texture": texture}, {"buffer": buf, "bytes_per_row": bpr, "rows_per_image": h}, (w, h, 1)
+        )
+        return buf, bpr
+
+    def _record_probe(self, encoder, texture):
+        px, py = self.view.image_to_window(self.probe_at[0] + 0.5, self.probe_at[1] + 0.5)
+        x, y = int(px), int(py)
+        if not (0 <= x < texture.size[0] and 0 <= y < texture.size[1]) or not self._surface_copy:
+            return None
+        buf = self.device.create_buffer(size=256, usage="COPY_DST|MAP_READ")
+        encoder.copy_texture_to_buffer(
+            {"texture": texture, "origin": (x, y, 0)},
+            {"buffer": buf, "bytes_per_row": 256, "rows_per_image": 1},
+            (1, 1, 1),
+        )
+        return buf, texture.format
+
+    def _finish_probe(self, probe) -> None:
+        buf, fmt = probe
+        buf.map_sync("READ")
+        px = bytes(buf.read_mapped()[:4])
+        buf.unmap()
+        buf.destroy()
+        rgba = (px[2], px[1], px[0], px[3]) if fmt.startswith("bgra") else tuple(px)
+        if self.probe_sink is not None:
+            self.probe_sink(time.monotonic(), self.frames, rgba)
+
+    def _finish_readback(self, readback, texture) -> np.ndarray:
+        buf, bpr = readback
+        w, h = texture.size[0], texture.size[1]
+        buf.map_sync("READ")
+        try:
+            data = np.frombuffer(buf.read_mapped(), dtype=np.uint8).reshape(h, bpr)[:, : w * 4]
+            rgba = data.reshape(h, w, 4).copy()
+        finally:
+            buf.unmap()
+            buf.destroy()
+        if texture.format.startswith("bgra"):
+            rgba = rgba[..., [2, 1, 0, 3]]
+        rgba[..., 3] = 255  # the surface is presented opaque
+        return np.ascontiguousarray(rgba)
+
+    def _save_png(self, path: str, rgba: np.ndarray) -> None:
+        from PIL import Image, PngImagePlugin  # noqa: PLC0415
+
+        area = self.image_area()
+        meta = {
+            "scale": self.view.scale,
+            "offset": [self.view.offset_x, self.view.offset_y],
+            "area": [area.x, area.y, area.w, area.h],
+            "canvas": list(self._canvas_wh),
+            "timeline": self.data.playback.timeline,
+            "time": self.data.playback.time,
+            "generation": self.data.generation,
+        }
+        info = PngImagePlugin.PngInfo()
+        info.add_text(VIEW_METADATA_KEY, json.dumps(meta))
+        tmp = f"{path}.tmp-{os.getpid()}"
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Image.fromarray(rgba, "RGBA").save(tmp, format="PNG", pnginfo=info)
+            os.replace(tmp, path)  # readers never see a half-written file
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self.screenshots_saved.append(path)
+        print(f"pixelrun viewer: screenshot saved to {path}", flush=True)

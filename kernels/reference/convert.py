@@ -1,0 +1,286 @@
+"""The NumPy reference decoder: raw image bytes -> display RGBA8, exactly SPEC 2 and 3.
+
+This is the oracle every GPU backend is checked against (tests/kernels/
+test_conformance.py) and the CPU fallback of `pixelrun.kernels.backends`. It is meant to
+be read: one short function per family, all vectorised, every format fact taken from
+`pixelrun.kernels.formats`. Precision follows the contract in formats.py's docstring:
+integer channel types of at most 16 bits use the exact integer formula, everything
+else is computed in float64.
+
+Decisions where SPEC is silent (documented here so every backend can match them):
+- Bayer: a colour with no sample at all in a pixel's (border-cut) 3x3 neighbourhood
+  (only possible when W or H is 1) is 0.
+- A NaN alpha sample (float types) gives alpha 0; +-Inf alpha clamps like any value.
+- An explicit `value_range` must have lo < hi (finite); anything else is a ValueError.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Union
+
+import numpy as np
+
+from pixelrun.kernels.buffers import as_byte_view
+from pixelrun.kernels.formats import (
+    COLOR_MODELS,
+    DATATYPES,
+    PIXEL_FORMATS,
+    ChannelDatatype,
+    ImageFormat,
+    SampleAddress,
+    check,
+)
+
+__all__ = [
+    "to_display_rgba",
+    "is_available",
+    "value_range_for",
+    "uses_integer_formula",
+    "srgb_encode",
+    "srgb_decode",
+    "q",
+    "MAGENTA",
+]
+
+Buffer = Union[bytes, bytearray, memoryview, np.ndarray]
+ValueRange = Optional[tuple[float, float]]
+
+MAGENTA = (255, 0, 255, 255)  # SPEC 3.4: a pixel with NaN/Inf in a colour channel
+
+
+def is_available() -> tuple[bool, str]:
+    """The reference needs nothing but NumPy: always available."""
+    return True, ""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def q(x) -> np.ndarray:
+    """SPEC's display value -> byte: floor(clamp(x, 0, 1) * 255 + 0.5); NaN gives 0."""
+    t = np.asarray(np.fmax(np.asarray(x, dtype=np.float64), 0.0))  # fmax drops NaN: NaN -> 0
+    np.fmin(t, 1.0, out=t)
+    t *= 255.0
+    t += 0.5
+    return np.floor(t, out=t).astype(np.uint8)
+
+
+def srgb_encode(c) -> np.ndarray:
+    """Linear light -> sRGB-encoded value (float64), SPEC 4."""
+    c = np.asarray(c, dtype=np.float64)
+    # clip only inside the power so negative/NaN inputs do not warn; the branch picks
+    # the linear segment for them anyway
+    return np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.power(np.maximum(c, 0.0031308), 1 / 2.4) - 0.055)
+
+
+def srgb_decode(c) -> np.ndarray:
+    """sRGB-encoded value -> linear light (float64), SPEC 4."""
+    c = np.asarray(c, dtype=np.float64)
+    return np.where(c <= 0.04045, c / 12.92, np.power((np.maximum(c, 0.04045) + 0.055) / 1.055, 2.4))
+
+
+def _int_formula(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Exact q((v - lo) / (hi - lo)) for integers lo < hi (formats.py precision contract)."""
+    d = hi - lo
+    out = np.floor_divide(510 * (v.astype(np.int64) - lo) + d, 2 * d)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _wide_int_t(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """(v - lo) / (hi - lo) in float64 for 32/64-bit integers and integer lo < hi.
+
+    The differences are taken exactly (modulo 2**64, after clamping v to [lo, hi], so
+    they fit) and rounded to float64 once: a constant 2**64-1 image, range [v-1, v+1],
+    still gives t = 0.5 where float64(v) - float64(lo) would be 0/0.
+    """
+    info = np.iinfo(v.dtype)
+    if lo > info.max or hi < info.min:  # every value lies on one side of the range
+        return np.full(v.shape, 0.0 if lo > info.max else 1.0)
+    v = np.clip(v, max(lo, info.min), min(hi, info.max))
+    as_u64 = v.astype(np.int64).view(np.uint64) if info.min < 0 else v.astype(np.uint64)
+    diff = as_u64 - np.uint64(lo % 2**64)  # wraps modulo 2**64 to the exact v - lo
+    return diff.astype(np.float64) / float(hi - lo)
+
+
+# ------------------------------------------------------------------- pixel formats (SPEC 2)
+
+
+def _gather(buf: np.ndarray, a: SampleAddress, width: int, height: int) -> np.ndarray:
+    """Every sample of one kind (Y, U or V) at its pixel, as (H, W) float64."""
+    return buf[a.address(np.arange(width)[None, :], np.arange(height)[:, None])].astype(np.float64)
+
+
+def _decode_yuv(buf: np.ndarray, fmt: ImageFormat) -> np.ndarray:
+    info = PIXEL_FORMATS[fmt.pixel_format]
+    w, h = fmt.width, fmt.height
+    layout = info.yuv_layout(w, h)
+    m, r = info.matrix, info.range
+    y = (_gather(buf, layout.y, w, h) - r.y_offset) / r.y_scale
+    if layout.u is None:  # Y8: chroma is the constant 128, i.e. u = v = 0
+        u = v = np.zeros_like(y)
+    else:
+        u = (_gather(buf, layout.u, w, h) - 128.0) / r.c_scale
+        v = (_gather(buf, layout.v, w, h) - 128.0) / r.c_scale
+    out = np.empty((h, w, 4), dtype=np.uint8)
+    out[..., 0] = q(y + m.rv * v)
+    out[..., 1] = q(y - m.gu * u - m.gv * v)
+    out[..., 2] = q(y + m.bu * u)
+    out[..., 3] = 255
+    return out
+
+
+def _box3(a: np.ndarray) -> np.ndarray:
+    """Sum over each pixel's 3x3 neighbourhood, cut at the borders (zeros outside)."""
+    p = np.pad(a, 1)  # zeros outside: samples beyond the border are left out
+    cols = p[:-2] + p[1:-1] + p[2:]  # separable: 3 rows, then 3 columns
+    return cols[:, :-2] + cols[:, 1:-1] + cols[:, 2:]
+
+
+def _decode_bayer(buf: np.ndarray, fmt: ImageFormat) -> np.ndarray:
+    info = PIXEL_FORMATS[fmt.pixel_format]
+    w, h = fmt.width, fmt.height
+    mosaic = buf[: w * h].reshape(h, w).astype(np.float64)
+    yy, xx = np.mgrid[0:h, 0:w]
+    out = np.empty((h, w, 4), dtype=np.uint8)
+    for channel, colour in enumerate("RGB"):
+        here = np.zeros((h, w), dtype=bool)
+        for tx, ty in info.bayer_offsets()[colour]:
+            here |= ((xx & 1) == tx) & ((yy & 1) == ty)
+        total = _box3(np.where(here, mosaic, 0.0))
+        count = _box3(here.astype(np.float64))
+        mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+        value = np.where(here, mosaic, mean)  # each pixel keeps its own sample
+        out[..., channel] = q(srgb_encode(value / 255.0))
+    out[..., 3] = 255
+    return out
+
+
+# ------------------------------------------------------------------ colour images (SPEC 3)
+
+
+def value_range_for(samples: np.ndarray, datatype: ChannelDatatype) -> tuple[float, float]:
+    """SPEC 3.1: the automatic [lo, hi] of an image's colour samples (alpha excluded).
+
+    Integer datatypes give Python ints (exact even for 64-bit values), floats give floats.
+    """
+    info = DATATYPES[datatype]
+    if datatype == ChannelDatatype.U8:
+        return (0, 255)
+    samples = np.asarray(samples)
+    if info.is_float:
+        finite = samples[np.isfinite(samples)]
+        if finite.size == 0:
+            return (0.0, 1.0)
+        lo, hi = float(finite.min()), float(finite.max())
+        if lo >= 0.0 and hi <= 1.0:
+            return (0.0, 1.0)
+    else:
+        if samples.size == 0:
+            return (0, 255)
+        lo, hi = int(samples.min()), int(samples.max())
+    if lo >= 0 and hi <= 255:
+        return (0, 255) if not info.is_float else (0.0, 255.0)
+    if lo == hi:
+        return (lo - 1, hi + 1)
+    return (lo, hi)
+
+
+def uses_integer_formula(datatype: ChannelDatatype, value_range: ValueRange) -> bool:
+    """Whether the colour of this image is on the exact integer path (precision contract).
+
+    True for integer types of at most 16 bits, with the automatic range or with an
+    explicit range whose ends are integers (lo < hi). Alpha of those types is always exact.
+    """
+    info = DATATYPES[datatype]
+    if info.is_float or info.size > 2:
+        return False
+    if value_range is None:
+        return True
+    lo, hi = value_range
+    return float(lo).is_integer() and float(hi).is_integer() and abs(lo) < 2**40 and abs(hi) < 2**40
+
+
+def _check_value_range(value_range) -> tuple[float, float]:
+    """An explicit (lo, hi) as given (ints stay exact), or a ValueError saying why not."""
+    try:
+        lo, hi = value_range
+        finite = math.isfinite(float(lo)) and math.isfinite(float(hi))
+    except (TypeError, ValueError):
+        raise ValueError(f"value_range must be a pair (lo, hi) of numbers, got {value_range!r}") from None
+    if not (finite and lo < hi):
+        raise ValueError(f"value_range must be finite with lo < hi, got {value_range!r}")
+    return lo, hi
+
+
+def _decode_color(buf: np.ndarray, fmt: ImageFormat, value_range: ValueRange) -> np.ndarray:
+    model = COLOR_MODELS[fmt.model]
+    info = DATATYPES[fmt.datatype]
+    h, w = fmt.height, fmt.width
+    pixels = np.frombuffer(buf, dtype=info.numpy).reshape(h, w, model.channels)
+    colour = pixels[..., list(model.rgb_index)]  # (H, W, 3), already in R, G, B order
+    if value_range is None:
+        lo, hi = value_range_for(pixels[..., sorted(set(model.rgb_index))], fmt.datatype)
+    else:
+        lo, hi = _check_value_range(value_range)
+
+    out = np.empty((h, w, 4), dtype=np.uint8)
+    if fmt.datatype == ChannelDatatype.U8 and (lo, hi) == (0, 255):
+        out[..., :3] = colour  # the formula is the identity here
+    elif uses_integer_formula(fmt.datatype, (lo, hi)):
+        out[..., :3] = _int_formula(colour, int(lo), int(hi))
+    elif not info.is_float and float(lo).is_integer() and float(hi).is_integer():
+        out[..., :3] = q(_wide_int_t(colour, int(lo), int(hi)))
+    else:
+        v = colour.astype(np.float64)
+        lo_f, hi_f = float(lo), float(hi)
+        if not np.isfinite(hi_f - lo_f):
+            # the span of e.g. [-1.7e308, 1.7e308] overflows float64: halving every term
+            # leaves t unchanged and keeps it finite
+            v, lo_f, hi_f = v * 0.5, lo_f * 0.5, hi_f * 0.5
+        span = hi_f - lo_f
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf become magenta below
+            # span 0 only for a constant image beyond 2**53, where [v-1, v+1] rounds to
+            # [v, v]: every sample sits in the middle of its range
+            out[..., :3] = q((v - lo_f) / span) if span > 0 else q(np.full_like(v, 0.5))
+
+    if model.alpha_index < 0:
+        out[..., 3] = 255
+    else:
+        a = pixels[..., model.alpha_index]
+        if fmt.datatype == ChannelDatatype.U8:
+            out[..., 3] = a
+        elif info.is_float:
+            out[..., 3] = q(a)
+        elif info.size <= 2:
+            out[..., 3] = _int_formula(a, 0, int(info.max_value))  # negative -> 0
+        else:
+            out[..., 3] = q(a.astype(np.float64) / info.max_value)
+    if info.is_float:
+        # NaN/Inf in any colour channel: the whole pixel is magenta, alpha included
+        bad = ~np.isfinite(colour).all(axis=-1)
+        out[bad] = MAGENTA
+    return out
+
+
+# ------------------------------------------------------------------------------ entry
+
+
+def to_display_rgba(buffer: Buffer, fmt: ImageFormat, value_range: ValueRange = None) -> np.ndarray:
+    """Decode one image's raw bytes into display RGBA8 (sRGB colour, straight alpha).
+
+    buffer: bytes, bytearray, memoryview or a uint8 array holding exactly
+        `fmt.byte_count()` bytes (little-endian samples, row-major, interleaved).
+    fmt: the ImageFormat (a PixelFormat, or a ColorModel and ChannelDatatype).
+    value_range: explicit (lo, hi) for colour images, overriding SPEC 3.1's rule;
+        ignored for pixel formats.
+    Returns an (H, W, 4) uint8 array. Raises ValueError (formats.validate's message)
+    when the byte count does not match.
+    """
+    buf = as_byte_view(buffer)
+    check(buf.size, fmt)
+    if fmt.pixel_format is None:
+        return _decode_color(buf, fmt, value_range)
+    if PIXEL_FORMATS[fmt.pixel_format].is_bayer:
+        return _decode_bayer(buf, fmt)
+    return _decode_yuv(buf, fmt)

@@ -1,0 +1,668 @@
+"""The wgpu renderer: decoded-texture cache and the SPEC 4 composite, on screen or off.
+
+API (the window viewer and headless render both use it)::
+
+    from pixelrun.kernels.wgpu.composite import Renderer
+    r = Renderer(device)                       # device: pixelrun.kernels.wgpu.device.get_device()
+    r.draw(layers, target_view, (tw, th), target_format="bgra8unorm-srgb",
+           background=(13, 13, 13, 255), scale=1.0, offset=(0.0, 0.0), encoder=None)
+    rgba = r.render_offscreen(layers, background=(0, 0, 0, 0))   # (H, W, 4) uint8
+    tiles = r.display_rgba(layer)    # list[DecodedTile]: rgba8unorm textures of one layer
+    rgba = r.layer_rgba(layer)       # (h, w, 4) uint8 display RGBA of one layer
+
+- ``layers``: ``pixelrun.engine.scene.Layer`` objects in any order; they are drawn by
+  DrawOrder ascending, ties by entity path (``scene.order_layers``), later on top.
+- ``draw`` records into ``encoder`` when given (the caller submits), else submits
+  itself. ``target_view`` is any GPUTextureView of size ``target_size`` (w, h) with
+  RENDER_ATTACHMENT usage; ``target_format`` is its format: ``*-srgb`` formats are
+  handled so the stored bytes equal those of a non-sRGB target (and of the headless
+  render). ``scale`` (a number or (sx, sy)) and ``offset`` map scene units to target
+  pixels: target = scene * scale + offset; sampling is nearest (the texel under each
+  pixel centre). Target pixels outside the scene show ``background``;
+  ``scene_size=(w, h)`` overrides the scene rectangle (default: the union of the layers).
+- Cost follows the target, not the scene: compositing happens per target pixel (an
+  accumulation buffer the size of the target, or of a band of its rows), and each layer
+  tile is visited only over the target pixels it can cover. A 100000 x 100000 scene in
+  a window costs what the window costs; ``last_draw`` (`DrawStats`) says what was
+  allocated and visited.
+- Blending is SPEC 4 exactly: premultiplied alpha in linear light in f32, then one
+  encode to sRGB bytes with straight alpha. Colours are within 1 LSB of
+  ``pixelrun.kernels.reference.composite`` (the NumPy oracle); ``render_offscreen`` is at native
+  size, one texel per output pixel.
+- Decoded textures are cached by row id (plus format and buffer address) and level with
+  LRU eviction under ``vram_budget`` bytes (default env ``PIXELRUN_VRAM_BUDGET_MB`` or
+  1024 MiB; the viewer derives it from ``--memory-limit``). ``draw`` shows a layer from
+  a reduced level (every k-th texel, k a power of two) when the view is zoomed out to
+  1/k or less, and when the frame's textures would not fit the budget together (the
+  largest layers are reduced first; ``last_draw.levels`` names the reduced layers,
+  ``last_draw.over_budget`` those reduced for the budget); at zoom 1/k with a whole-pixel
+  offset a reduced level gives exactly the full image's pixels. ``render_offscreen``
+  always uses full resolution. Images larger than the device's max texture size are kept
+  as several tiles; targets whose accumulation buffer exceeds one storage binding are
+  composited in bands of rows. ``max_texture_dim`` / ``max_acc_bytes`` lower those
+  limits (for tests).
+- A layer that cannot be decoded (wrong byte count, too big for the device) is left out
+  of the picture with a ``RenderWarning`` naming the entity; ``last_errors`` maps entity
+  -> message for the last frame. Everything else is still drawn.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import wgpu
+
+from pixelrun.engine.scene import (
+    Layer,
+    blend_opacity,
+    canvas_size,
+    check_background,
+    order_layers,
+    premultiplied_background,
+)
+from pixelrun.kernels.reference.convert import srgb_decode
+from pixelrun.kernels.wgpu.convert import DecodedTile, converter_for, load_wgsl, read_texture, tile_grid
+
+__all__ = ["Renderer", "RenderWarning", "DrawStats", "background_linear", "default_vram_budget", "zoom_shift"]
+
+Color = tuple[int, int, int, int]
+
+_DEFAULT_BUDGET_MB = 1024
+_ACC_CAP = 1 << 30  # bytes of accumulation buffer a frame may hold at once
+_RECORD = 256  # bytes per parameter record (a multiple of every storage offset alignment)
+_FRAME_WORDS = 24  # composite.wgsl's Frame struct, in 32-bit words
+_TILE_WORDS = 12  # composite.wgsl's Tile struct
+
+
+class RenderWarning(UserWarning):
+    """A layer was left out of a frame; the message names the entity and why."""
+
+
+def background_linear(background: Color) -> np.ndarray:
+    """The background as the accumulator starts it (scene.premultiplied_background), f32."""
+    return premultiplied_background(background).astype(np.float32)
+
+
+@dataclass
+class DrawStats:
+    """What the last ``draw``/``render_offscreen`` allocated and visited.
+
+    target_pixels: pixels of the target(s); acc_bytes: size of the accumulation buffer
+    held; blended_pixels: target pixels visited by blend passes, all layers together;
+    levels: entity -> k for layers drawn from a reduced level (every k-th texel);
+    over_budget: the part of `levels` that is coarser than the zoom asks for, because
+    the frame's textures would not fit the texture budget together.
+    """
+
+    target_pixels: int = 0
+    acc_bytes: int = 0
+    blended_pixels: int = 0
+    levels: dict = field(default_factory=dict)
+    over_budget: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Entry:
+    tiles: list[DecodedTile]
+    views: list
+    nbytes: int
+
+
+@dataclass
+class _Target:
+    view: object
+    size: tuple[int, int]
+    format: str
+    scale: tuple[float, float]
+    offset: tuple[float, float]
+
+
+def _texture_bytes(tiles: Sequence[DecodedTile]) -> int:
+    return sum(int(t.texture.size[0]) * int(t.texture.size[1]) * 4 for t in tiles)
+
+
+def _covered(lo: int, hi: int, scale: float, offset: float, limit: int) -> tuple[int, int]:
+    """Target pixels [a, b) whose centres can fall on scene texels [lo, hi), within
+    [0, limit). The shader tests each pixel exactly; the margin of one pixel on each
+    side absorbs f32 versus float64 rounding."""
+    a = math.ceil(lo * scale + offset - 0.5) - 1
+    b = math.ceil(hi * scale + offset - 0.5) + 1
+    return max(0, a), min(limit, b)
+
+
+def default_vram_budget() -> int:
+    """The texture cache budget when none is given: env PIXELRUN_VRAM_BUDGET_MB, else 1 GiB."""
+    return int(float(os.environ.get("PIXELRUN_VRAM_BUDGET_MB", _DEFAULT_BUDGET_MB)) * (1 << 20))
+
+
+def zoom_shift(scale: float) -> int:
+    """The reduced level a zoom allows: the largest s with 2**s <= 1 / scale (0 above
+    scale 1/2): a level never has fewer texels than the screen shows of it."""
+    if not scale < 1.0:
+        return 0
+    return max(0, int(math.floor(math.log2(1.0 / scale) + 1e-9)))
+
+
+class Renderer:
+    """Composites layers with wgpu; see the module docstring for the API."""
+
+    def __init__(
+        self,
+        device,
+        *,
+        vram_budget: Optional[int] = None,
+        max_texture_dim: Optional[int] = None,
+        max_acc_bytes: Optional[int] = None,
+    ) -> None:
+        self.device = device
+        self.converter = converter_for(device)
+        lim = device.limits
+        self.max_tile = int(lim["max-texture-dimension-2d"])
+        if max_texture_dim is not None:
+            self.max_tile = max(1, min(self.max_tile, int(max_texture_dim)))
+        acc_limit = min(int(lim["max-storage-buffer-binding-size"]), int(lim["max-buffer-size"]))
+        if max_acc_bytes is not None:
+            acc_limit = max(16, min(acc_limit, int(max_acc_bytes)))
+        self.max_acc_bytes = acc_limit
+        # all bands of a frame side by side, up to this many bytes (then regions are reused)
+        self._acc_region_cap = max(self.max_acc_bytes, min(int(lim["max-buffer-size"]), _ACC_CAP))
+        self.vram_budget = default_vram_budget() if vram_budget is None else int(vram_budget)
+        self.last_errors: dict[str, str] = {}
+        self.last_draw = DrawStats()
+        self._cache: "OrderedDict[tuple, _Entry]" = OrderedDict()
+        self._cache_bytes = 0
+        self._acc = None
+        self._acc_size = 0
+        self._present_pipelines: dict[str, object] = {}
+        self._shift_buffers: dict[int, object] = {}
+        self._build_pipelines()
+
+    # ------------------------------------------------------------------ setup
+
+    def _build_pipelines(self) -> None:
+        dev = self.device
+        C, F, V = wgpu.ShaderStage.COMPUTE, wgpu.ShaderStage.FRAGMENT, wgpu.ShaderStage.VERTEX
+        B = wgpu.BufferBindingType
+        ro = {"type": B.read_only_storage}
+        unfilterable = {
+            "sample_type": wgpu.TextureSampleType.unfilterable_float,
+            "view_dimension": wgpu.TextureViewDimension.d2,
+        }
+        self._module = dev.create_shader_module(label="composite.wgsl", code=load_wgsl("composite.wgsl"))
+        self._scene_layout = dev.create_bind_group_layout(
+            entries=[
+                {"binding": 0, "visibility": C, "buffer": ro},
+                {"binding": 1, "visibility": C, "buffer": {"type": B.storage}},
+                {"binding": 2, "visibility": C, "buffer": ro},
+            ]
+        )
+        lut = srgb_decode(np.arange(256, dtype=np.float64) / 255.0).astype(np.float32)
+        self._decode_lut = dev.create_buffer_with_data(data=lut, usage=wgpu.BufferUsage.STORAGE)
+        self._layer_layout = dev.create_bind_group_layout(
+            entries=[
+                {"binding": 0, "visibility": C, "buffer": ro},
+                {"binding": 1, "visibility": C, "texture": unfilterable},
+            ]
+        )
+        self._view_layout = dev.create_bind_group_layout(
+            entries=[
+                {"binding": 0, "visibility": F | V, "buffer": ro},
+                {"binding": 1, "visibility": F, "buffer": ro},
+            ]
+        )
+        self._reduce_layout = dev.create_bind_group_layout(
+            entries=[
+                {"binding": 0, "visibility": C, "buffer": ro},
+                {"binding": 1, "visibility": C, "texture": unfilterable},
+                {
+                    "binding": 2,
+                    "visibility": C,
+                    "storage_texture": {
+                        "access": wgpu.StorageTextureAccess.write_only,
+                        "format": wgpu.TextureFormat.rgba8unorm,
+                        "view_dimension": wgpu.TextureViewDimension.d2,
+                    },
+                },
+            ]
+        )
+        compute_layout = dev.create_pipeline_layout(bind_group_layouts=[self._scene_layout, self._layer_layout])
+        self._clear = dev.create_compute_pipeline(
+            layout=compute_layout, compute={"module": self._module, "entry_point": "clear"}
+        )
+        self._blend = dev.create_compute_pipeline(
+            layout=compute_layout, compute={"module": self._module, "entry_point": "blend"}
+        )
+        self._reduce = dev.create_compute_pipeline(
+            layout=dev.create_pipeline_layout(bind_group_layouts=[self._reduce_layout]),
+            compute={"module": self._module, "entry_point": "reduce"},
+        )
+        self._present_layout = dev.create_pipeline_layout(bind_group_layouts=[self._view_layout])
+        # bound for `clear`, which does not read a layer
+        self._dummy_tex = dev.create_texture(
+            size=(1, 1, 1), format=wgpu.TextureFormat.rgba8unorm, usage=wgpu.TextureUsage.TEXTURE_BINDING
+        )
+        dummy_params = dev.create_buffer_with_data(
+            data=np.zeros(_TILE_WORDS, np.uint32), usage=wgpu.BufferUsage.STORAGE
+        )
+        self._dummy_layer_group = dev.create_bind_group(
+            layout=self._layer_layout,
+            entries=[
+                {"binding": 0, "resource": {"buffer": dummy_params}},
+                {"binding": 1, "resource": self._dummy_tex.create_view()},
+            ],
+        )
+
+    def _present_pipeline(self, fmt: str):
+        pipe = self._present_pipelines.get(fmt)
+        if pipe is None:
+            pipe = self.device.create_render_pipeline(
+                layout=self._present_layout,
+                vertex={"module": self._module, "entry_point": "vs", "buffers": []},
+                primitive={"topology": wgpu.PrimitiveTopology.triangle_list},
+                fragment={
+                    "module": self._module,
+                    "entry_point": "fs",
+                    "targets": [{"format": fmt}],
+                },
+            )
+            self._present_pipelines[fmt] = pipe
+        return pipe
+
+    # ------------------------------------------------------------------ texture cache
+
+    @staticmethod
+    def _key(layer: Layer) -> tuple:
+        # The row id names the data; the buffer's address and size are added so that
+        # hand-built layers reusing a row id for different bytes are not confused (a
+        # store hands out views of the same chunk memory, so its keys stay stable).
+        buf = np.asarray(layer.buffer)
+        return (layer.row_id, layer.format, buf.__array_interface__["data"][0], buf.nbytes)
+
+    def _store(self, key: tuple, tiles: list[DecodedTile]) -> _Entry:
+        entry = _Entry(tiles, [t.texture.create_view() for t in tiles], _texture_bytes(tiles))
+        self._cache[key] = entry
+        self._cache_bytes += entry.nbytes
+        return entry
+
+    def _decode(self, layer: Layer, encoder) -> list[DecodedTile]:
+        conv = self.converter
+        raw = conv.upload(layer.buffer, layer.format, entity=layer.entity)
+        # wgpu keeps the raw buffer alive until the recorded work has run; dropping our
+        # reference lets it go once that is done (the display textures are what we keep)
+        return conv.decode(raw, layer.format, max_tile=self.max_tile, encoder=encoder)
+
+    def _entry(self, layer: Layer, shift: int, encoder) -> _Entry:
+        """The cached textures of `layer` at reduced level `shift` (0: full resolution),
+        decoded (and reduced) now when missing. Raises ValueError for undecodable data."""
+        base = self._key(layer)
+        key = (base, shift)
+        entry = self._cache.get(key)
+        if entry is not None:
+            self._cache.move_to_end(key)
+            return entry
+        if shift == 0:
+            return self._store(key, self._decode(layer, encoder))
+        full = self._cache.get((base, 0))
+        if full is not None:
+            self._cache.move_to_end((base, 0))
+            src = full.tiles
+        else:  # decoded for this reduction only: let go once the GPU has used it
+            src = self._decode(layer, encoder)
+        enc = encoder if encoder is not None else self.device.create_command_encoder()
+        reduced = [self._reduce_tile(enc, t, shift) for t in src]
+        if encoder is None:
+            self.device.queue.submit([enc.finish()])
+        return self._store(key, reduced)
+
+    def _reduce_tile(self, enc, tile: DecodedTile, shift: int) -> DecodedTile:
+        k = 1 << shift
+        w, h = -(-tile.width // k), -(-tile.height // k)
+        tex = self.device.create_texture(
+            size=(w, h, 1),
+            format=wgpu.TextureFormat.rgba8unorm,
+            usage=wgpu.TextureUsage.TEXTURE_BINDING | wgpu.TextureUsage.STORAGE_BINDING | wgpu.TextureUsage.COPY_SRC,
+        )
+        sbuf = self._shift_buffers.get(shift)
+        if sbuf is None:
+            sbuf = self._shift_buffers[shift] = self.device.create_buffer_with_data(
+                data=np.array([shift, 0, 0, 0], np.uint32), usage=wgpu.BufferUsage.STORAGE
+            )
+        group = self.device.create_bind_group(
+            layout=self._reduce_layout,
+            entries=[
+                {"binding": 0, "resource": {"buffer": sbuf}},
+                {"binding": 1, "resource": tile.texture.create_view()},
+                {"binding": 2, "resource": tex.create_view()},
+            ],
+        )
+        cpass = enc.begin_compute_pass()
+        cpass.set_pipeline(self._reduce)
+        cpass.set_bind_group(0, group)
+        cpass.dispatch_workgroups(math.ceil(w / 8), math.ceil(h / 8), 1)
+        cpass.end()
+        return DecodedTile(tile.x0, tile.y0, tile.width, tile.height, tex)
+
+    def display_rgba(self, layer: Layer, encoder=None) -> list[DecodedTile]:
+        """The decoded display-RGBA8 textures (tiles) of a layer, from the cache or decoded now.
+
+        With ``encoder`` the decode is recorded there (the caller submits); otherwise it
+        is submitted at once. Raises ValueError (with the entity) for undecodable data.
+        """
+        return self._entry(layer, 0, encoder).tiles
+
+    def layer_rgba(self, layer: Layer) -> np.ndarray:
+        """One layer's display RGBA (h, w, 4) uint8, read back from its cached textures."""
+        tiles = self.display_rgba(layer)
+        return self.converter.read_tiles(tiles, layer.format.width, layer.format.height)
+
+    def level_bytes(self, fmt, shift: int) -> int:
+        """Bytes of a layer's textures at reduced level `shift` (its tiles, each reduced)."""
+        k = 1 << shift
+        return sum(
+            -(-w // k) * -(-h // k) * 4 for _, _, w, h in tile_grid(fmt.width, fmt.height, self.max_tile)
+        )
+
+    def _shifts(self, layers: Sequence[Layer], zoom: int) -> list[int]:
+        """The level to draw each layer from: what the zoom allows, then, while the
+        frame's textures would not fit the budget together, the largest layer one
+        level coarser (a layer with a single texel left cannot shrink further)."""
+        shifts = [zoom] * len(layers)
+        # a raw buffer too big to bind will be left out of the frame: it takes no budget
+        sizes = [0 if np.asarray(l.buffer).nbytes > self.converter.max_binding else self.level_bytes(l.format, zoom)
+                 for l in layers]
+        while sum(sizes) > self.vram_budget:
+            i = max(range(len(layers)), key=lambda j: sizes[j])  # the largest first
+            fmt = layers[i].format
+            if fmt.width >> shifts[i] <= 1 and fmt.height >> shifts[i] <= 1:
+                break  # nothing left to shrink: the budget is smaller than one texel per layer
+            shifts[i] += 1
+            sizes[i] = self.level_bytes(fmt, shifts[i])
+        return shifts
+
+    def _evict(self, keep: set) -> None:
+        """Drop least recently used textures until the cache fits the budget."""
+        for key in list(self._cache):
+            if self._cache_bytes <= self.vram_budget:
+                break
+            if key in keep:
+                continue
+            entry = self._cache.pop(key)
+            self._cache_bytes -= entry.nbytes
+            for t in entry.tiles:
+                t.texture.destroy()
+
+    def clear_cache(self) -> None:
+        """Release every cached texture."""
+        for entry in self._cache.values():
+            for t in entry.tiles:
+                t.texture.destroy()
+        self._cache.clear()
+        self._cache_bytes = 0
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes of decoded textures currently cached."""
+        return self._cache_bytes
+
+    # ------------------------------------------------------------------ compositing
+
+    def _prepare(self, layers: Sequence[Layer], encoder, zoom: Optional[int],
+                 stats: DrawStats) -> list[tuple[Layer, _Entry, int]]:
+        """Order the layers and make sure each has its textures; skip (and warn) bad ones.
+
+        zoom None: full resolution always (headless); else the zoom's level, or coarser
+        where the frame's textures would not fit the budget together (`_shifts`).
+        """
+        self.last_errors = {}
+        ordered = order_layers(list(layers))
+        shifts = [0] * len(ordered) if zoom is None else self._shifts(ordered, zoom)
+        out = []
+        for layer, shift in zip(ordered, shifts, strict=True):
+            try:
+                entry = self._entry(layer, shift, encoder)
+            except ValueError as exc:
+                msg = str(exc)
+                if not msg.startswith(f"{layer.entity}:"):
+                    msg = f"{layer.entity}: {msg}"
+                self.last_errors[layer.entity] = msg
+                warnings.warn(f"layer left out of the frame: {msg}", RenderWarning, stacklevel=3)
+                continue
+            out.append((layer, entry, shift))
+            if shift:
+                stats.levels[layer.entity] = 1 << shift
+                if shift > zoom:
+                    stats.over_budget[layer.entity] = 1 << shift
+        self._evict({(self._key(layer), shift) for layer, _, shift in out})
+        return out
+
+    def _acc_buffer(self, size: int):
+        if self._acc is None or self._acc_size < size:
+            if self._acc is not None:
+                self._acc.destroy()
+            self._acc = self.device.create_buffer(size=size, usage=wgpu.BufferUsage.STORAGE)
+            self._acc_size = size
+        return self._acc
+
+    def _bands(self, width: int, height: int) -> list[tuple[int, int]]:
+        """(first row, rows) bands of a target whose accumulation buffer fits one binding."""
+        rows = max(1, self.max_acc_bytes // (16 * max(width, 1)))
+        return [(y0, min(rows, height - y0)) for y0 in range(0, height, rows)]
+
+    def _render(self, enc, layers, targets: Sequence[_Target], background: Color, scene_size=None,
+                zoom: Optional[int] = None) -> None:
+        stats = DrawStats()
+        prepared = self._prepare(layers, enc, zoom, stats)
+        if scene_size is None:  # every layer's rectangle counts, drawn or not
+            width, height = canvas_size(list(layers))
+        else:
+            width, height = (int(v) for v in scene_size)
+        bg_lin = background_linear(background)
+        bg_bytes = np.asarray(background, dtype=np.float32) / 255.0
+
+        # Plan every (target, band): its accumulator region and the tile dispatches.
+        jobs = []
+        for t in targets:
+            tw, th = t.size
+            stats.target_pixels += tw * th
+            for band in self._bands(tw, th):
+                jobs.append((t, band, self._dispatches(prepared, t, band)))
+        # Each (target, band) gets its own region of the accumulation buffer (up to a
+        # memory cap): reusing one region for the next band is a write-after-read hazard
+        # that some backends do not order (GL on llvmpipe defers draws past later dispatches).
+        region_bytes = max((16 * t.size[0] * band[1] + 255) // 256 * 256 for t, band, _ in jobs)
+        n_regions = max(1, min(len(jobs), self._acc_region_cap // region_bytes))
+        acc = self._acc_buffer(n_regions * region_bytes)
+        stats.acc_bytes = self._acc_size
+
+        # All parameters of this draw in one storage buffer, one 256-byte record each.
+        n_records = sum(1 + len(d) for _, _, d in jobs)
+        words = np.zeros((n_records, _RECORD // 4), dtype=np.uint32)
+        rec = 0
+        for t, (y0, bh), dispatches in jobs:
+            fw = words[rec]
+            ff = fw.view(np.float32)
+            ff[0:2] = t.scale
+            ff[2:4] = t.offset
+            fw[4:10] = (width, height, t.size[0], y0, bh, 1 if str(t.format).endswith("-srgb") else 0)
+            fw[10:14] = self._scene_rect(t, (y0, bh), width, height)
+            ff[16:20] = bg_lin
+            ff[20:24] = bg_bytes
+            rec += 1
+            for (x0, ty0, w, h), tile, _, shift, opacity in dispatches:
+                tw_ = words[rec]
+                tw_[0:10] = (x0, ty0, w, h, tile.x0, tile.y0, tile.width, tile.height, shift, 0)
+                tw_[10:11].view(np.float32)[0] = opacity
+                stats.blended_pixels += w * h
+                rec += 1
+        params = self.device.create_buffer_with_data(data=words, usage=wgpu.BufferUsage.STORAGE)
+
+        rec = 0
+        for i, (t, band, dispatches) in enumerate(jobs):
+            region = (acc, (i % n_regions) * region_bytes, max(16, 16 * t.size[0] * band[1]))
+            frame = {"buffer": params, "offset": rec * _RECORD, "size": _FRAME_WORDS * 4}
+            rec += 1
+            clear_px = int(words[rec - 1][12]) * int(words[rec - 1][13])
+            self._accumulate(enc, t, clear_px, frame, region, dispatches, params, rec)
+            rec += len(dispatches)
+            self._present(enc, t, frame, region, band[0] == 0)
+        self.last_draw = stats
+
+    @staticmethod
+    def _scene_rect(t: _Target, band, width: int, height: int) -> tuple[int, int, int, int]:
+        """(x0, y0, w, h): the band's target pixels that can show the scene (a margin
+        of a pixel included; the accumulator is cleared there only)."""
+        y0, bh = band
+        x_a, x_b = _covered(0, width, t.scale[0], t.offset[0], t.size[0])
+        y_a, y_b = _covered(0, height, t.scale[1], t.offset[1], y0 + bh)
+        y_a = max(y_a, y0)
+        if x_b <= x_a or y_b <= y_a:
+            return (0, y0, 0, 0)
+        return (x_a, y_a, x_b - x_a, y_b - y_a)
+
+    def _dispatches(self, prepared, t: _Target, band) -> list:
+        """(target rect, tile, view, shift, opacity) for each layer tile that can show in the band."""
+        tw, _ = t.size
+        y0, bh = band
+        (sx, sy), (ox, oy) = t.scale, t.offset
+        out = []
+        for layer, entry, shift in prepared:
+            opacity = blend_opacity(layer.opacity)
+            for tile, view in zip(entry.tiles, entry.views, strict=True):
+                x_a, x_b = _covered(tile.x0, tile.x0 + tile.width, sx, ox, tw)
+                y_a, y_b = _covered(tile.y0, tile.y0 + tile.height, sy, oy, y0 + bh)
+                y_a = max(y_a, y0)
+                if x_b > x_a and y_b > y_a:
+                    out.append(((x_a, y_a, x_b - x_a, y_b - y_a), tile, view, shift, opacity))
+        return out
+
+    def _accumulate(self, enc, t: _Target, clear_px: int, frame, region, dispatches, params, rec) -> None:
+        """Clear the band's accumulator region to the background and blend every layer tile."""
+        acc, offset, size = region
+        scene_group = self.device.create_bind_group(
+            layout=self._scene_layout,
+            entries=[
+                {"binding": 0, "resource": frame},
+                {"binding": 1, "resource": {"buffer": acc, "offset": offset, "size": size}},
+                {"binding": 2, "resource": {"buffer": self._decode_lut}},
+            ],
+        )
+        cpass = enc.begin_compute_pass()
+        cpass.set_pipeline(self._clear)
+        cpass.set_bind_group(0, scene_group)
+        cpass.set_bind_group(1, self._dummy_layer_group)
+        groups = math.ceil(clear_px / 64)
+        if groups:
+            gx = min(groups, 65535)
+            cpass.dispatch_workgroups(gx, math.ceil(groups / gx), 1)
+        cpass.end()
+        # One pass per dispatch: layers overlap in `acc`, and a pass boundary is where every
+        # backend (GL included) is sure to order the writes.
+        for i, ((_, _, w, h), _, view, _, _) in enumerate(dispatches):
+            group = self.device.create_bind_group(
+                layout=self._layer_layout,
+                entries=[
+                    {"binding": 0, "resource": {"buffer": params, "offset": (rec + i) * _RECORD,
+                                                "size": _TILE_WORDS * 4}},
+                    {"binding": 1, "resource": view},
+                ],
+            )
+            cpass = enc.begin_compute_pass()
+            cpass.set_pipeline(self._blend)
+            cpass.set_bind_group(0, scene_group)
+            cpass.set_bind_group(1, group)
+            cpass.dispatch_workgroups(math.ceil(w / 8), math.ceil(h / 8), 1)
+            cpass.end()
+
+    def _present(self, enc, t: _Target, frame, region, first: bool) -> None:
+        """Encode the band's accumulated pixels into the target."""
+        acc, offset, size = region
+        group = self.device.create_bind_group(
+            layout=self._view_layout,
+            entries=[
+                {"binding": 0, "resource": frame},
+                {"binding": 1, "resource": {"buffer": acc, "offset": offset, "size": size}},
+            ],
+        )
+        rpass = enc.begin_render_pass(
+            color_attachments=[
+                {
+                    "view": t.view,
+                    "load_op": wgpu.LoadOp.clear if first else wgpu.LoadOp.load,
+                    "store_op": wgpu.StoreOp.store,
+                    "clear_value": (0.0, 0.0, 0.0, 0.0),
+                }
+            ]
+        )
+        rpass.set_pipeline(self._present_pipeline(str(t.format)))
+        rpass.set_bind_group(0, group)
+        rpass.draw(3, 1, 0, 0)
+        rpass.end()
+
+    # ------------------------------------------------------------------ public
+
+    def draw(
+        self,
+        layers: Sequence[Layer],
+        target_view,
+        target_size: tuple[int, int],
+        *,
+        target_format: str,
+        background=(0, 0, 0, 0),
+        scale: Union[float, tuple[float, float]] = 1.0,
+        offset: tuple[float, float] = (0.0, 0.0),
+        encoder=None,
+        scene_size: Optional[tuple[int, int]] = None,
+    ) -> None:
+        """Composite ``layers`` into ``target_view`` (see the module docstring)."""
+        bg = check_background(background)
+        sx, sy = (scale, scale) if np.isscalar(scale) else scale
+        if not (sx > 0 and sy > 0):
+            raise ValueError(f"scale must be positive, got {scale!r}")
+        tw, th = (int(v) for v in target_size)
+        if tw < 1 or th < 1:
+            raise ValueError(f"target_size must be at least 1 x 1, got {target_size!r}")
+        target = _Target(target_view, (tw, th), str(target_format), (float(sx), float(sy)),
+                         (float(offset[0]), float(offset[1])))
+        enc = encoder if encoder is not None else self.device.create_command_encoder()
+        # the finer axis decides the level: never show fewer texels than the screen has
+        self._render(enc, layers, [target], bg, scene_size, zoom=zoom_shift(max(float(sx), float(sy))))
+        if encoder is None:
+            self.device.queue.submit([enc.finish()])
+
+    def render_offscreen(self, layers: Sequence[Layer], background=(0, 0, 0, 0)) -> np.ndarray:
+        """The composited scene at native size (one texel per pixel) as (H, W, 4) uint8.
+
+        Output larger than the device's max texture size is rendered in tiles.
+        """
+        bg = check_background(background)
+        ordered = order_layers(list(layers))
+        width, height = canvas_size(ordered)
+        if width == 0 or height == 0:
+            return np.zeros((height, width, 4), dtype=np.uint8)
+        fmt = wgpu.TextureFormat.rgba8unorm
+        rects = tile_grid(width, height, self.max_tile)
+        textures = [
+            self.device.create_texture(
+                size=(w, h, 1), format=fmt,
+                usage=wgpu.TextureUsage.RENDER_ATTACHMENT | wgpu.TextureUsage.COPY_SRC,
+            )
+            for (_, _, w, h) in rects
+        ]
+        targets = [
+            _Target(tex.create_view(), (w, h), fmt, (1.0, 1.0), (-float(x0), -float(y0)))
+            for tex, (x0, y0, w, h) in zip(textures, rects)
+        ]
+        enc = self.device.create_command_encoder()
+        self._render(enc, ordered, targets, bg, (width, height))
+        self.device.queue.submit([enc.finish()])
+        out = np.empty((height, width, 4), dtype=np.uint8)
+        for tex, (x0, y0, w, h) in zip(textures, rects):
+            out[y0 : y0 + h, x0 : x0 + w] = read_texture(self.device, tex, w, h)
+            tex.destroy()
+        return out

@@ -1,0 +1,505 @@
+"""WGSL conversion on a wgpu device: raw image bytes -> display RGBA8 textures (SPEC 2-3).
+
+The raw bytes are uploaded once, as they are, into a storage buffer (padded only at
+the end to a multiple of 4 bytes, because WGSL storage buffers are arrays of u32);
+compute shaders in ``kernels/wgpu/shaders/`` read every sample by byte address and write packed
+RGBA8 words (R in the low byte) into a storage buffer, several pixels per invocation, rows
+padded to 256 bytes; ``copy_buffer_to_texture`` then puts them into an ``rgba8unorm``
+texture (on CPU drivers such as lavapipe this is much faster than storage-texture writes).
+RGB is never padded, F16 and the 64-bit types are decoded on the device. When SPEC 3.1's
+value range needs min/max, two reduction passes on the device compute it and write the
+range into a small storage buffer the decode pass reads, so the whole conversion is one
+submission with no CPU round trip.
+
+Images larger than the device's maximum texture size are decoded into several tiles
+(``DecodedTile``), each a texture of at most ``max_tile`` texels per side; a tile whose
+output buffer would exceed the storage binding limit is decoded in bands of rows.
+
+This module takes a ``wgpu.GPUDevice`` as an argument and never chooses one (that is
+``pixelrun.kernels.wgpu.device``'s job); pipelines and bind-group layouts are built once per
+device and cached (``converter_for(device)``).
+
+Typical use::
+
+    conv = converter_for(device)
+    raw = conv.upload(buffer)                 # GPUBuffer holding the raw bytes
+    tiles = conv.decode(raw, fmt)             # list[DecodedTile], submitted
+    rgba = conv.read_tiles(tiles, fmt.width, fmt.height)   # (H, W, 4) uint8
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from importlib import resources
+from typing import Optional, Sequence
+
+import numpy as np
+import wgpu
+
+from pixelrun.kernels.buffers import as_byte_view
+from pixelrun.kernels.formats import (
+    COLOR_MODELS,
+    DATATYPES,
+    PIXEL_FORMATS,
+    ChannelDatatype,
+    ImageFormat,
+    SampleAddress,
+    check,
+)
+from pixelrun.kernels.reference import convert as reference
+
+__all__ = [
+    "DecodedTile",
+    "WgslConverter",
+    "converter_for",
+    "load_wgsl",
+    "tile_grid",
+    "read_texture",
+    "wait_idle",
+]
+
+ValueRange = Optional[tuple[float, float]]
+
+# Mirrors color.wgsl's MODE_* constants.
+_MODE_EXACT_INT, _MODE_INT64_DIFF, _MODE_FLOAT, _MODE_THRESHOLDS = 0, 1, 2, 3
+_MODE_ON_DEVICE = 255  # color.wgsl's MODE constant when only the reduction knows the mode
+
+_REDUCE_WG = 256  # color.wgsl's workgroup size for the reduction
+_MAX_PARTIALS = 1024  # reduction workgroups: enough parallelism, small final pass
+# On CPU adapters (lavapipe, llvmpipe) each workgroup's barriers are costly and a few
+# cores are all the parallelism there is: far fewer, longer-running workgroups are faster.
+_MAX_PARTIALS_CPU = 64
+_DECODE_WG = (16, 4)  # decode workgroup size (x, y), as in the shaders' @workgroup_size
+# Pixels per decode invocation, along x (each shader's PX; a divisor of 64, the row stride
+# in words being a multiple of 64, so an invocation never writes past its row).
+_DECODE_PX = {"color.wgsl": 4, "yuv.wgsl": 8, "bayer.wgsl": 4}
+_ROW_ALIGN = 256  # copy_buffer_to_texture's bytes_per_row alignment
+_RANGE_BYTES = 48  # color.wgsl's Range struct
+
+_TEXTURE_USAGE = wgpu.TextureUsage.COPY_DST | wgpu.TextureUsage.TEXTURE_BINDING | wgpu.TextureUsage.COPY_SRC
+
+
+def load_wgsl(name: str) -> str:
+    """The source of ``kernels/wgpu/shaders/<name>`` (package data)."""
+    return resources.files("pixelrun.kernels.wgpu").joinpath("shaders", name).read_text(encoding="utf-8")
+
+
+@dataclass
+class DecodedTile:
+    """One texture holding the display RGBA8 of the image rectangle at (x0, y0)."""
+
+    x0: int
+    y0: int
+    width: int
+    height: int
+    texture: "wgpu.GPUTexture"
+
+    @property
+    def nbytes(self) -> int:
+        return self.width * self.height * 4
+
+
+def tile_grid(width: int, height: int, max_tile: int) -> list[tuple[int, int, int, int]]:
+    """(x0, y0, w, h) rectangles of at most max_tile per side covering a W x H image."""
+    return [
+        (x0, y0, min(max_tile, width - x0), min(max_tile, height - y0))
+        for y0 in range(0, height, max_tile)
+        for x0 in range(0, width, max_tile)
+    ]
+
+
+def _checked_range(value_range) -> tuple:
+    """An explicit (lo, hi): finite numbers with lo < hi (the reference's rule), as given."""
+    try:
+        lo, hi = value_range
+        ok = math.isfinite(float(lo)) and math.isfinite(float(hi)) and float(lo) < float(hi)
+    except (TypeError, ValueError):
+        raise ValueError(f"value_range must be a pair (lo, hi) of numbers, got {value_range!r}") from None
+    if not ok:
+        raise ValueError(f"value_range must be finite with lo < hi, got {value_range!r}")
+    return lo, hi
+
+
+def wait_idle(device) -> None:
+    """Block until all work submitted to the device's queue so far has run.
+
+    A 4-byte copy submitted last and then mapped: the queue runs submissions in order,
+    so the map completing means everything before it finished (wgpu-py's
+    on_submitted_work_done_sync is not usable with every wgpu-native build).
+    """
+    src = device.create_buffer(size=4, usage=wgpu.BufferUsage.COPY_SRC)
+    dst = device.create_buffer(size=4, usage=wgpu.BufferUsage.COPY_DST | wgpu.BufferUsage.MAP_READ)
+    enc = device.create_command_encoder()
+    enc.copy_buffer_to_buffer(src, 0, dst, 0, 4)
+    device.queue.submit([enc.finish()])
+    dst.map_sync(wgpu.MapMode.READ)
+    dst.unmap()
+    src.destroy()
+    dst.destroy()
+
+
+def read_texture(device, texture, width: int, height: int) -> np.ndarray:
+    """Copy an rgba8 texture back to the CPU, honouring the 256-byte row alignment."""
+    row = width * 4
+    padded = (row + 255) // 256 * 256
+    usage = wgpu.BufferUsage.COPY_DST | wgpu.BufferUsage.MAP_READ
+    buf = device.create_buffer(size=padded * height, usage=usage)
+    enc = device.create_command_encoder()
+    enc.copy_texture_to_buffer(
+        {"texture": texture},
+        {"buffer": buf, "offset": 0, "bytes_per_row": padded, "rows_per_image": height},
+        (width, height, 1),
+    )
+    device.queue.submit([enc.finish()])
+    buf.map_sync(wgpu.MapMode.READ)
+    try:
+        data = np.frombuffer(buf.read_mapped(), dtype=np.uint8).reshape(height, padded)
+        out = data[:, :row].reshape(height, width, 4).copy()
+    finally:
+        buf.unmap()
+        buf.destroy()
+    return out
+
+
+class WgslConverter:
+    """Pipelines, layouts and helpers for one device; get it with ``converter_for``."""
+
+    def __init__(self, device: "wgpu.GPUDevice") -> None:
+        self.device = device
+        self.max_texture_dim = int(device.limits["max-texture-dimension-2d"])
+        self.max_binding = int(device.limits["max-storage-buffer-binding-size"])
+        self.max_buffer = int(device.limits["max-buffer-size"])
+        info = getattr(device, "adapter_info", None) or device.adapter.info
+        self.max_partials = _MAX_PARTIALS_CPU if info.get("adapter_type") == "CPU" else _MAX_PARTIALS
+        S = wgpu.ShaderStage.COMPUTE
+        buf = wgpu.BufferBindingType
+        # One bind-group layout for every conversion shader: bindings a shader does not
+        # use are still bound (cheap), so all pipelines share it.
+        self.layout = device.create_bind_group_layout(
+            entries=[
+                {"binding": 0, "visibility": S, "buffer": {"type": buf.uniform}},
+                {"binding": 1, "visibility": S, "buffer": {"type": buf.read_only_storage}},
+                {"binding": 2, "visibility": S, "buffer": {"type": buf.storage}},
+                {"binding": 3, "visibility": S, "buffer": {"type": buf.storage}},
+                {"binding": 4, "visibility": S, "buffer": {"type": buf.storage}},
+            ]
+        )
+        self.pipeline_layout = device.create_pipeline_layout(bind_group_layouts=[self.layout])
+        self._modules = {
+            name: device.create_shader_module(label=name, code=load_wgsl(name))
+            for name in ("color.wgsl", "yuv.wgsl", "bayer.wgsl")
+        }
+        self._pipelines: dict[tuple, "wgpu.GPUComputePipeline"] = {}
+        # A range buffer and a 16-byte partials buffer for shaders that ignore them.
+        self._dummy_range = device.create_buffer(size=_RANGE_BYTES, usage=wgpu.BufferUsage.STORAGE)
+        self._dummy_partials = device.create_buffer(size=16, usage=wgpu.BufferUsage.STORAGE)
+
+    # ----------------------------------------------------------------- pipelines
+
+    def _pipeline(self, module: str, entry: str, constants: Optional[dict] = None):
+        key = (module, entry, tuple(sorted((constants or {}).items())))
+        pipe = self._pipelines.get(key)
+        if pipe is None:
+            compute = {"module": self._modules[module], "entry_point": entry}
+            if constants:
+                compute["constants"] = dict(constants)
+            pipe = self.device.create_compute_pipeline(
+                label=f"{module}:{entry}", layout=self.pipeline_layout, compute=compute
+            )
+            self._pipelines[key] = pipe
+        return pipe
+
+    @staticmethod
+    def _color_constants(fmt: ImageFormat) -> dict:
+        model = COLOR_MODELS[fmt.model]
+        info = DATATYPES[fmt.datatype]
+        ncolor = len(set(model.rgb_index))
+        assert set(model.rgb_index) == set(range(ncolor)), "colour channels must come first"
+        return {
+            "DT_BYTES": info.size,
+            "DT_KIND": 2 if info.is_float else (1 if info.is_signed else 0),
+            "CHANNELS": model.channels,
+            "NCOLOR": ncolor,
+            "RI": model.rgb_index[0],
+            "GI": model.rgb_index[1],
+            "BI": model.rgb_index[2],
+            "AI": model.alpha_index,
+        }
+
+    # ----------------------------------------------------------------- upload
+
+    def upload(self, buffer, fmt: Optional[ImageFormat] = None, *, entity: Optional[str] = None):
+        """Put the raw bytes, as they are, into a new storage buffer (one copy, no conversion).
+
+        With ``fmt`` the byte count is checked first (formats.check's message, prefixed by
+        the entity). The buffer is padded at its end to a multiple of 4 bytes.
+        """
+        data = as_byte_view(buffer)
+        if fmt is not None:
+            check(data.size, fmt, entity)
+        size = max(4, (data.size + 3) // 4 * 4)
+        if size > self.max_binding:
+            what = f"{entity}: " if entity else ""
+            desc = fmt.describe() if fmt is not None else "image"
+            raise ValueError(
+                f"{what}{desc} has {data.size} bytes, more than this device can bind in one "
+                f"storage buffer ({self.max_binding} bytes, limit max-storage-buffer-binding-size)"
+            )
+        gbuf = self.device.create_buffer(
+            size=size, usage=wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_DST
+        )
+        body = data.size // 4 * 4
+        if body:
+            self.device.queue.write_buffer(gbuf, 0, data[:body])
+        if body != data.size:  # the last 1-3 bytes, padded with zeros
+            tail = np.zeros(4, dtype=np.uint8)
+            tail[: data.size - body] = data[body:]
+            self.device.queue.write_buffer(gbuf, body, tail)
+        return gbuf
+
+    # ----------------------------------------------------------------- params
+
+    @staticmethod
+    def _tile_words(fmt: ImageFormat, rect) -> list[int]:
+        x0, y0, tw, th = rect
+        return [fmt.width, fmt.height, x0, y0, tw, th]
+
+    @staticmethod
+    def _row_stride(width: int) -> int:
+        """Bytes per row of a decode output buffer (copy_buffer_to_texture's alignment)."""
+        return (width * 4 + _ROW_ALIGN - 1) // _ROW_ALIGN * _ROW_ALIGN
+
+    def _bands(self, rect) -> list[tuple[int, int, int, int]]:
+        """A tile's rectangle cut into bands of rows whose output buffer can be bound."""
+        x0, y0, tw, th = rect
+        stride = self._row_stride(tw)
+        rows = max(1, min(self.max_binding, self.max_buffer) // stride)
+        return [(x0, y0 + by, tw, min(rows, th - by)) for by in range(0, th, rows)]
+
+    def _color_params(self, fmt: ImageFormat, rect, n_partials: int, thresholds) -> np.ndarray:
+        words = np.zeros(12 + 256, dtype=np.uint32)
+        words[:6] = self._tile_words(fmt, rect)
+        words[6] = n_partials
+        info = DATATYPES[fmt.datatype]
+        words[7] = int(info.max_value) if not info.is_float and info.size <= 2 else 1
+        words[8:9].view(np.float32)[0] = info.max_value
+        if thresholds is not None:
+            words[12:].view(np.int32)[:] = thresholds
+        return words
+
+    @staticmethod
+    def _yuv_params(fmt: ImageFormat, rect) -> np.ndarray:
+        info = PIXEL_FORMATS[fmt.pixel_format]
+        layout = info.yuv_layout(fmt.width, fmt.height)
+        words = np.zeros(16 + 3 * 8, dtype=np.uint32)
+        f = words.view(np.float32)
+        words[:6] = WgslConverter._tile_words(fmt, rect)
+        words[6] = 0 if layout.u is None else 1
+        r, m = info.range, info.matrix
+        f[8:11] = (r.y_offset, r.y_scale, r.c_scale)
+        f[12:16] = (m.rv, m.gu, m.gv, m.bu)
+        zero = SampleAddress(0, 0, 0, 0, 0)
+        for i, a in enumerate((layout.y, layout.u or zero, layout.v or zero)):
+            words[16 + 8 * i : 16 + 8 * i + 5] = a.as_tuple()
+        return words
+
+    @staticmethod
+    def _bayer_params(fmt: ImageFormat, rect) -> np.ndarray:
+        info = PIXEL_FORMATS[fmt.pixel_format]
+        words = np.zeros(12, dtype=np.uint32)
+        words[:6] = WgslConverter._tile_words(fmt, rect)
+        for channel, colour in enumerate("RGB"):
+            for tx, ty in info.bayer_offsets()[colour]:
+                words[8 + tx + 2 * ty] = channel
+        return words
+
+    def _explicit_range(self, fmt: ImageFormat, value_range) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """Range-buffer words and (for the exact integer path) thresholds, on the CPU."""
+        lo, hi = _checked_range(value_range)
+        words = np.zeros(_RANGE_BYTES // 4, dtype=np.uint32)
+        f = words.view(np.float32)
+        if reference.uses_integer_formula(fmt.datatype, (lo, hi)):
+            # byte >= k  <=>  510 (v - lo) + d >= 2 k d  <=>  v >= lo + ceil((2k - 1) d / 510)
+            lo_i, d = int(lo), int(hi) - int(lo)
+            t = [lo_i - ((-(2 * k - 1) * d) // 510) for k in range(1, 256)] + [2**31 - 1]
+            th = np.array([min(max(v, -(2**31)), 2**31 - 1) for v in t], dtype=np.int32)
+            words[6] = _MODE_THRESHOLDS
+            return words, th
+        lo_f, hi_f = float(lo), float(hi)
+        shift = 0
+        big = max(abs(lo_f), abs(hi_f))
+        if fmt.datatype == ChannelDatatype.F64 and big > 0 and not (2.0**-60 < big < 2.0**100):
+            # as the shader does for automatic ranges: a shared power-of-two scale so
+            # float64 values far outside f32's range are still told apart
+            shift = math.frexp(big)[1] - 1 - 64
+            lo_f, hi_f = math.ldexp(lo_f, -shift), math.ldexp(hi_f, -shift)
+        f[4], f[5] = lo_f, hi_f
+        words[6] = _MODE_FLOAT
+        words[7] = 1 if max(abs(lo_f), abs(hi_f)) > 1e38 else 0
+        words[8:9].view(np.int32)[0] = shift
+        return words, None
+
+    # ----------------------------------------------------------------- decode
+
+    def decode(
+        self,
+        raw,
+        fmt: ImageFormat,
+        value_range: ValueRange = None,
+        *,
+        max_tile: Optional[int] = None,
+        encoder=None,
+    ) -> list[DecodedTile]:
+        """Decode an uploaded raw buffer into display-RGBA8 textures (one per tile).
+
+        raw: the storage buffer from ``upload``. value_range: explicit (lo, hi) for
+        colour images (ignored for pixel formats). max_tile: largest tile side (default
+        and upper bound: the device's max texture size). encoder: record into it and
+        leave submitting to the caller; by default the work is submitted here.
+        """
+        limit = self.max_texture_dim if max_tile is None else max(1, min(int(max_tile), self.max_texture_dim))
+        tile_rects = tile_grid(fmt.width, fmt.height, limit)
+        # (tile index, band rectangle): the unit of one dispatch and one output buffer
+        work = [(i, band) for i, rect in enumerate(tile_rects) for band in self._bands(rect)]
+        rects = [band for _, band in work]
+        dev = self.device
+        own_encoder = encoder is None
+        enc = dev.create_command_encoder() if own_encoder else encoder
+
+        if fmt.pixel_format is None:
+            consts = self._color_constants(fmt)
+            n = fmt.width * fmt.height
+            n_partials = 0
+            thresholds = None
+            range_buf = dev.create_buffer(
+                size=_RANGE_BYTES, usage=wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_DST
+            )
+            partials = self._dummy_partials
+            info = DATATYPES[fmt.datatype]
+            if value_range is not None:
+                words, thresholds = self._explicit_range(fmt, value_range)
+                dev.queue.write_buffer(range_buf, 0, words)
+                mode = int(words[6])
+            elif fmt.datatype == ChannelDatatype.U8:
+                words = np.zeros(_RANGE_BYTES // 4, dtype=np.uint32)
+                words[2] = 255  # lo 0, span 255: the identity
+                words[6] = mode = _MODE_EXACT_INT
+                dev.queue.write_buffer(range_buf, 0, words)
+            else:
+                n_partials = min(self.max_partials, math.ceil(n / _REDUCE_WG))
+                partials = dev.create_buffer(size=16 * n_partials, usage=wgpu.BufferUsage.STORAGE)
+                # what reduce_final will write: integers' mode follows from the type alone
+                if info.is_float:
+                    mode = _MODE_ON_DEVICE
+                else:
+                    mode = _MODE_EXACT_INT if info.size <= 2 else _MODE_INT64_DIFF
+            module, stride_word = "color.wgsl", 9
+            decode_consts = {**consts, "MODE": mode}
+            params = [self._color_params(fmt, r, n_partials, thresholds) for r in rects]
+        else:  # pixel formats: no range, no reduction
+            consts, range_buf, partials, n_partials = None, self._dummy_range, self._dummy_partials, 0
+            if PIXEL_FORMATS[fmt.pixel_format].is_bayer:
+                module, stride_word = "bayer.wgsl", 6
+                params = [self._bayer_params(fmt, r) for r in rects]
+                decode_consts = consts
+            else:
+                module, stride_word = "yuv.wgsl", 7
+                params = [self._yuv_params(fmt, r) for r in rects]
+                decode_consts = {"HAS_UV": int(params[0][6])}
+
+        tiles = [
+            DecodedTile(
+                x0,
+                y0,
+                tw,
+                th,
+                dev.create_texture(
+                    size=(tw, th, 1), format=wgpu.TextureFormat.rgba8unorm, usage=_TEXTURE_USAGE
+                ),
+            )
+            for x0, y0, tw, th in tile_rects
+        ]
+        groups, outs = [], []
+        for rect, words in zip(rects, params):
+            _, _, bw, bh = rect
+            stride = self._row_stride(bw)
+            words[stride_word] = stride // 4  # output row stride in u32 words
+            out = dev.create_buffer(
+                size=stride * bh, usage=wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC
+            )
+            ubuf = dev.create_buffer_with_data(data=words, usage=wgpu.BufferUsage.UNIFORM)
+            groups.append(
+                dev.create_bind_group(
+                    layout=self.layout,
+                    entries=[
+                        {"binding": 0, "resource": {"buffer": ubuf}},
+                        {"binding": 1, "resource": {"buffer": raw}},
+                        {"binding": 2, "resource": {"buffer": range_buf}},
+                        {"binding": 3, "resource": {"buffer": partials}},
+                        {"binding": 4, "resource": {"buffer": out}},
+                    ],
+                )
+            )
+            outs.append((out, stride))
+
+        cpass = enc.begin_compute_pass()
+        if n_partials:
+            cpass.set_pipeline(self._pipeline(module, "reduce_partial", consts))
+            cpass.set_bind_group(0, groups[0])
+            cpass.dispatch_workgroups(n_partials, 1, 1)
+            cpass.set_pipeline(self._pipeline(module, "reduce_final", consts))
+            cpass.dispatch_workgroups(1, 1, 1)
+        cpass.set_pipeline(self._pipeline(module, "decode", decode_consts))
+        wx, wy = _DECODE_WG
+        for (_, _, bw, bh), group in zip(rects, groups):
+            cpass.set_bind_group(0, group)
+            cpass.dispatch_workgroups(math.ceil(bw / (_DECODE_PX[module] * wx)), math.ceil(bh / wy), 1)
+        cpass.end()
+        for (ti, (_, by, bw, bh)), (out, stride) in zip(work, outs):
+            tile = tiles[ti]
+            enc.copy_buffer_to_texture(
+                {"buffer": out, "offset": 0, "bytes_per_row": stride, "rows_per_image": bh},
+                {"texture": tile.texture, "origin": (0, by - tile.y0, 0)},
+                (bw, bh, 1),
+            )
+        if own_encoder:
+            dev.queue.submit([enc.finish()])
+        return tiles
+
+    # ----------------------------------------------------------------- readback
+
+    def read_tiles(self, tiles: Sequence[DecodedTile], width: int, height: int) -> np.ndarray:
+        """Assemble decoded tiles into one (H, W, 4) uint8 array on the CPU."""
+        out = np.empty((height, width, 4), dtype=np.uint8)
+        for t in tiles:
+            out[t.y0 : t.y0 + t.height, t.x0 : t.x0 + t.width] = read_texture(
+                self.device, t.texture, t.width, t.height
+            )
+        return out
+
+    def to_display_rgba(
+        self, buffer, fmt: ImageFormat, value_range: ValueRange = None, *, max_tile: Optional[int] = None
+    ) -> np.ndarray:
+        """Upload, decode and read back: raw bytes -> (H, W, 4) uint8 display RGBA."""
+        raw = self.upload(buffer, fmt)
+        try:
+            tiles = self.decode(raw, fmt, value_range, max_tile=max_tile)
+            out = self.read_tiles(tiles, fmt.width, fmt.height)
+        finally:
+            raw.destroy()
+        for t in tiles:
+            t.texture.destroy()
+        return out
+
+
+_CONVERTERS: dict[int, WgslConverter] = {}
+
+
+def converter_for(device: "wgpu.GPUDevice") -> WgslConverter:
+    """The cached converter (pipelines, layouts) of a device."""
+    conv = _CONVERTERS.get(id(device))
+    if conv is None or conv.device is not device:
+        conv = WgslConverter(device)
+        _CONVERTERS[id(device)] = conv
+    return conv
