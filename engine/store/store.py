@@ -64,6 +64,7 @@ from pixelrun.engine.store.memory import (
     numpy_roots,
     parse_memory_limit,
 )
+from pixelrun.engine.store.source import READ_BLOCK, ChunkSource, ReadBuffer, message_groups, open_file
 
 __all__ = [
     "IMAGE_COMPONENTS",
@@ -755,7 +756,6 @@ class ChunkStore:
         The memory limit applies while reading, so a file larger than the limit loads
         its newest data. Only an unreadable file raises (OSError).
         """
-        from pixelrun.engine.store.source import READ_BLOCK, ChunkSource, ReadBuffer, message_groups, open_file
 
         f, size = open_file(path)
         src = ChunkSource.for_file(f.fileno(), size)
@@ -777,7 +777,6 @@ class ChunkStore:
 
     def ingest_bytes(self, data, source: str = "bytes") -> IngestReport:
         """Read a complete .rrd byte string (a file's content, a memory recording)."""
-        from pixelrun.engine.store.source import ChunkSource
 
         view = memoryview(data).cast("B")
         src = ChunkSource.for_bytes(view)
@@ -804,7 +803,6 @@ class ChunkStore:
         at the end of the stream to learn about a truncated tail. Problems are in the
         report (no warning per call: a live stream reports, it does not nag).
         """
-        from pixelrun.engine.store.source import ChunkSource
 
         with self._lock:
             if self._stream_decoder is None:

@@ -16,8 +16,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
+import numpy as np
+
 from pixelrun.engine.chunk import Chunk, default_timeline, format_time
-from pixelrun.engine.scene import Layer, order_layers
+from pixelrun.engine.scene import Layer, order_layers, scene_at, times_of
+from pixelrun.engine.store.store import ChunkStore
 
 __all__ = ["EntityOverride", "Playback", "ViewerData", "TimelineInfo", "format_time"]
 
@@ -79,7 +82,6 @@ class ViewerData:
 
     def __init__(self, store=None) -> None:
         if store is None:
-            from pixelrun.engine.store.store import ChunkStore  # noqa: PLC0415
 
             store = ChunkStore()
         self.store = store
@@ -138,9 +140,7 @@ class ViewerData:
 
     def step_time(self, direction: int) -> None:
         """Move the cursor to the previous (-1) or next (+1) time holding image data."""
-        import numpy as np  # noqa: PLC0415
 
-        from pixelrun.engine.scene import times_of  # noqa: PLC0415
 
         pb = self.playback
         if pb.timeline is None or pb.time is None:
@@ -182,7 +182,6 @@ class ViewerData:
 
     def layers(self) -> list[Layer]:
         """The scene at the cursor with the entity panel's overrides, in draw order."""
-        from pixelrun.engine.scene import scene_at  # noqa: PLC0415 - store engineer's half
 
         pb = self.playback
         problems: list = []

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from imgui_bundle import imgui
 
 from pixelrun.engine.viewer.data import EntityOverride, format_time
+from pixelrun.engine.viewer.view import BOTTOM_PANEL_H, LEFT_PANEL_W
 
 if TYPE_CHECKING:  # pragma: no cover
     from pixelrun.engine.viewer.window import Viewer
@@ -37,8 +38,6 @@ class Panels:
         return self._interacting
 
     def draw(self) -> None:
-        from pixelrun.engine.viewer.window import BOTTOM_PANEL_H, LEFT_PANEL_W  # noqa: PLC0415
-
         w, h = self.v.physical_size()
         r = self.v.pixel_ratio()
         lw, lh = w / r, h / r

@@ -12,10 +12,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Rect", "View", "MIN_SCALE", "MAX_SCALE"]
+__all__ = ["Rect", "View", "MIN_SCALE", "MAX_SCALE", "LEFT_PANEL_W", "BOTTOM_PANEL_H"]
 
 MIN_SCALE = 1.0 / 64.0
 MAX_SCALE = 256.0
+
+# The panels frame the image area: the window lays the view out with these, the panels draw
+# into them (logical pixels).
+LEFT_PANEL_W = 300  # entity panel + pixel readout
+BOTTOM_PANEL_H = 112  # timeline panel
 
 
 @dataclass(frozen=True)

@@ -33,15 +33,18 @@ import os
 import sys
 import threading
 import time
+from importlib import resources
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+from PIL import Image, PngImagePlugin
 
 from pixelrun.engine.scene import canvas_size
+from pixelrun.engine.store.memory import format_mb
 from pixelrun.engine.viewer.data import ViewerData
 from pixelrun.engine.viewer.inspect import PixelReadout, ValueRangeCache, inspect_pixel
-from pixelrun.engine.viewer.view import Rect, View
+from pixelrun.engine.viewer.view import BOTTOM_PANEL_H, LEFT_PANEL_W, Rect, View
 
 __all__ = [
     "Viewer", "ViewerError", "check_display", "check_writable", "WINDOW_BACKGROUND", "read_view_metadata",
@@ -50,8 +53,6 @@ __all__ = [
 log = logging.getLogger("pixelrun.viewer")
 
 WINDOW_BACKGROUND = (13, 13, 13, 255)  # SPEC 4: the window's default background
-LEFT_PANEL_W = 300  # entity panel + pixel readout
-BOTTOM_PANEL_H = 112  # timeline panel
 VIEW_METADATA_KEY = "pixelrun:view"
 
 
@@ -104,7 +105,6 @@ def check_writable(path) -> None:
 
 def read_view_metadata(png_path) -> dict:
     """The view transform stored in one of our screenshots (see module docstring)."""
-    from PIL import Image  # noqa: PLC0415
 
     with Image.open(png_path) as im:
         return json.loads(im.text[VIEW_METADATA_KEY])
@@ -246,7 +246,6 @@ class Viewer:
     # ------------------------------------------------------------------ setup
 
     def _make_blit_pipeline(self):
-        from importlib import resources  # noqa: PLC0415
 
         src = resources.files("pixelrun.kernels.wgpu").joinpath("shaders", "viewer_blit.wgsl").read_text()
         module = self.device.create_shader_module(code=src)
@@ -325,7 +324,7 @@ class Viewer:
     def status_lines(self) -> list[str]:
         """The status panel's text: memory against its limits, the renderer's reduced
         layers and errors, and the live server's counters (refused, evicted, timed out...)."""
-        from pixelrun.engine.store.memory import format_mb as mb  # noqa: PLC0415
+        mb = format_mb
 
         r = self.renderer
         store = self.data.store
@@ -632,7 +631,6 @@ class Viewer:
         return np.ascontiguousarray(rgba)
 
     def _save_png(self, path: str, rgba: np.ndarray) -> None:
-        from PIL import Image, PngImagePlugin  # noqa: PLC0415
 
         area = self.image_area()
         meta = {
