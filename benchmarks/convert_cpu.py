@@ -8,7 +8,7 @@ Ceiling: one copy of the 8.3 MB RGBA8 output (np.copyto), the least any conversi
 that writes its result must pay, measured in the same run.
 
 Note for I420: OpenCV converts with BT.601, pixelrun's Y_U_V12_LimitedRange is BT.709
-(SPEC 2); the work is the same, the colours differ, hence the large "max |diff|".
+(contract §2); the work is the same, the colours differ, hence the large "max |diff|".
 
 Usage: python3 benchmarks/convert_cpu.py [--quick] [--repeat N] [--size WxH]
 """

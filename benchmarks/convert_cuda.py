@@ -202,7 +202,7 @@ def main() -> int:
             rows,
             title=f"{size_name} ({width}x{height}) -> RGBA8, batches of {args.batch} frames on {device}",
             footer=(f"_Copy ceiling measured in this run: {copy_bw:.0f} GB/s (1 GiB cudaMemcpy D2D, read + write). "
-                    "GB/s counts input + output bytes. CV-CUDA's I420 uses BT.601, ours BT.709 (SPEC 2): "
+                    "GB/s counts input + output bytes. CV-CUDA's I420 uses BT.601, ours BT.709 (contract §2): "
                     "same work, different matrix._"),
         )
     return 0

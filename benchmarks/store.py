@@ -103,7 +103,7 @@ def write_pixelrun_file(path: Path, n: int) -> None:
     import pyarrow as pa
 
     from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn, format_column
-    from pixelrun.engine.rrd.codec import RrdEncoder, StoreInfo
+    from pixelrun.engine.rrd import RrdEncoder, StoreInfo
     from pixelrun.kernels.formats import ImageFormat
 
     ns: dict = {}

@@ -24,8 +24,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _bench import Timing, bench_args, measure, print_table  # noqa: E402
 
+from pixelrun.engine import rrd  # noqa: E402
 from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn, buffer_column, format_column  # noqa: E402
-from pixelrun.engine.rrd import codec as rrd  # noqa: E402
 from pixelrun.engine.viewer.server import GREETING, ServerLimits, ViewerServer  # noqa: E402
 from pixelrun.kernels.formats import ImageFormat  # noqa: E402
 
@@ -96,7 +96,7 @@ class _CopyCeiling:
 
 class _FramingOnly:
     """A decoder that decodes nothing: signals when a unit of `size` bytes arrives
-    (isolates the server's framing and receive path from engine/rrd/codec.py's decode)."""
+    (isolates the server's framing and receive path from engine/rrd/decode.py's decode)."""
 
     size = 0
     arrived = threading.Event()

@@ -1,11 +1,11 @@
 """Headless rendering: a recording's 2D view at one time point as an (H, W, 4) uint8 array.
 
-    from pixelrun.engine.api import render
+    from pixelrun.engine import render
     rgba = render("rec.rrd", timeline="step", time=19)            # the composited view
     rgba = render(rec, entity="cam/left", backend="numpy")          # a subtree, on the CPU
 
 ``source`` is an ``.rrd`` path, a memory recording (an object with ``rrd_bytes()``),
-bytes, or a store (``pixelrun.engine.store.store.ChunkStore``). The view is SPEC 4's: every
+bytes, or a store (``pixelrun.engine.store.store.ChunkStore``). The view is contract §4's: every
 image entity resolved by latest-at, drawn by DrawOrder then entity path, blended in
 linear light over the background (default transparent), at native size.
 
@@ -18,22 +18,34 @@ Timeline choice when ``timeline`` is None: the recording's only timeline; with s
 the first user timeline by name (``log_time``/``log_tick``, which the SDK stamps on every
 ``log``, only when there is nothing else); with none, static data only. ``time`` None
 means the latest data on that timeline.
+
+Errors: an entity, timeline or time the recording does not have raises `NotFoundError`
+(a LookupError) whose message lists what the recording has; a path that is not an .rrd
+file raises `NotAnRrdFileError` (a ValueError) naming the path. Images that cannot be
+drawn are left out with a `RenderWarning` (a ``pixelrun.PixelrunWarning``).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from typing import Optional, Sequence
+from typing import Optional, Protocol, Sequence, Union
 
 import numpy as np
 
 from pixelrun.engine import chunk
 from pixelrun.engine.scene import Layer, canvas_size, scene_at, times_of
-from pixelrun.kernels.backends import choose_backend
+from pixelrun.engine.store import store as _store
+from pixelrun.engine.store.source import not_rrd_reason
+from pixelrun.kernels import backends
+from pixelrun.kernels.errors import RenderWarning, user_stacklevel
 
 __all__ = [
     "render",
+    "open_store",
+    "NotFoundError",
+    "NotAnRrdFileError",
+    "check_entity",
     "render_layers",
     "layers_at",
     "open_source",
@@ -46,31 +58,41 @@ __all__ = [
     "BACKENDS",
 ]
 
-BACKENDS = ("wgpu", "numpy", "cupy", "auto")
+# The registry's backends (kernels/backends.py) plus "auto".
+BACKENDS = (*backends.BACKENDS, "auto")
 
-_renderer = None
+
+class NotFoundError(LookupError, ValueError):
+    """An entity, timeline or time point the recording does not have; the message lists
+    what it has. Also a ValueError, which these errors were before it existed."""
 
 
-class RenderWarning(UserWarning):
-    """Something in the recording could not be drawn; the message names the entity."""
+class NotAnRrdFileError(ValueError):
+    """A path given as a recording is not an .rrd file at all (the message names it)."""
 
+
+class MemoryRecordingLike(Protocol):
+    """Anything with ``rrd_bytes()``, such as ``pixelrun.memory_recording()``."""
+
+    def rrd_bytes(self) -> bytes: ...
+
+
+# What render() and open_store() take: a path, a memory recording, .rrd bytes, or a store.
+Source = Union[str, "os.PathLike[str]", bytes, MemoryRecordingLike, _store.ChunkStore]
+Color = Sequence[int]
 
 def resolve_backend(backend: str) -> str:
     """A backend name checked, with "auto" resolved by kernels/backends.py's rule."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown render backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    return choose_backend(backend) if backend == "auto" else backend
+    return backends.choose_backend(backend)
 
 
 def shared_renderer():
-    """The process-wide wgpu Renderer (created on first use, on gpu.get_device())."""
-    global _renderer
-    if _renderer is None:
-        from pixelrun.kernels.wgpu import device as gpu  # noqa: PLC0415 - wgpu only when asked for
-        from pixelrun.kernels.wgpu.composite import Renderer  # noqa: PLC0415
+    """The process-wide wgpu Renderer (the registry's wgpu compositor draws with it)."""
+    from pixelrun.kernels.wgpu.composite import shared_renderer as shared  # noqa: PLC0415 - imports wgpu
 
-        _renderer = Renderer(gpu.get_device())
-    return _renderer
+    return shared()
 
 
 # The largest canvas drawn (RGBA bytes: 1 GiB). Layers are drawn at native size on a
@@ -94,91 +116,135 @@ def render_layers(layers: Sequence[Layer], background=None, backend: str = "wgpu
             f"the view would be a {w}x{h} canvas ({w * h * 4} bytes), more than the "
             f"{MAX_CANVAS_BYTES}-byte limit (images: {sizes})"
         )
-    if name == "numpy":
-        from pixelrun.kernels.reference.composite import composite  # noqa: PLC0415
-
-        return composite(list(layers), bg)
-    if name == "cupy":
-        try:
-            from pixelrun.kernels.cuda.composite import composite as cupy_composite  # noqa: PLC0415
-        except ImportError as exc:
-            raise RuntimeError(f"backend 'cupy' cannot be used here: {exc}") from exc
-        return cupy_composite(list(layers), bg)
-    return shared_renderer().render_offscreen(list(layers), bg)
+    return backends.composite(name, layers, bg)
 
 
-def _is_store(source) -> bool:
+def _is_store(source: object) -> bool:
     return hasattr(source, "latest_at") and hasattr(source, "entities")
 
 
-def open_source(source):
-    """A store from an .rrd path, a memory recording, bytes, or a store (returned as is).
+def open_store(source: Source) -> _store.ChunkStore:
+    """A store from an .rrd path, a memory recording, .rrd bytes, or a store (returned
+    as is): what `render` draws from, and what to keep when rendering many time points.
 
-    A path to something that is not an .rrd file at all raises ValueError
-    ("not an .rrd file: PATH ..."); a damaged .rrd opens with what is intact (its
-    problems in ``store.problems`` and a StoreWarning).
+    A path to something that is not an .rrd file at all raises `NotAnRrdFileError` (a
+    ValueError: "not an .rrd file: PATH ..."); a missing or unreadable path raises
+    OSError; a damaged .rrd opens with what is intact (its problems in
+    ``store.problems`` and a StoreWarning).
     """
     if _is_store(source):
-        return source
-    from pixelrun.engine.store.store import open_store  # noqa: PLC0415
-
+        return source  # type: ignore[return-value]
     if isinstance(source, (str, os.PathLike)):
-        from pixelrun.engine.store.source import not_rrd_reason  # noqa: PLC0415
-
         reason = not_rrd_reason(source)
         if reason is not None:
-            raise ValueError(reason)
-    return open_store(source)
+            raise NotAnRrdFileError(reason)
+    return _store.open_store(source)
 
 
-def default_timeline(store) -> Optional[str]:
+open_source = open_store  # the name the CLI and older code use
+
+
+def default_timeline(store: _store.ChunkStore) -> Optional[str]:
     """The timeline a render uses when none is named (see the module docstring)."""
     return chunk.default_timeline(store.timelines())
 
 
-def check_timeline(store, timeline: Optional[str]) -> None:
-    """ValueError naming the recording's timelines when `timeline` is not one of them."""
+def _listing(names: Sequence[str], limit: int = 20) -> str:
+    """'a, b, c' (at most `limit` names, then how many more), each made printable."""
+    shown = ", ".join(chunk.printable(n, 120) for n in names[:limit])
+    more = f", ... and {len(names) - limit} more" if len(names) > limit else ""
+    return shown + more
+
+
+def check_timeline(store: _store.ChunkStore, timeline: Optional[str]) -> None:
+    """NotFoundError naming the recording's timelines when `timeline` is not one of them."""
     if timeline is None:
         return
     names = sorted(store.timelines())
     if timeline not in names:
-        raise ValueError(
-            f"timeline {timeline!r} is not in this recording (it has: {', '.join(names) or 'no timelines'})"
+        raise NotFoundError(
+            f"timeline {timeline!r} is not in this recording (it has: {_listing(names) or 'no timelines'})"
         )
 
 
-def layers_at(store, *, entity=None, timeline=None, time=None) -> list[Layer]:
-    """The scene's layers at a time point; undrawable images are reported as RenderWarnings."""
-    problems: list[str] = []
-    layers = scene_at(store, timeline, time, entity, problems=problems)
-    for msg in problems:
-        warnings.warn(f"left out of the render: {msg}", RenderWarning, stacklevel=3)
-    return layers
+def check_entity(store: _store.ChunkStore, entity: Optional[str]) -> None:
+    """NotFoundError listing the recording's entities when nothing is at or under
+    `entity` (either spelling of a path: "cam left/x" or "/cam\\ left/x")."""
+    if entity is None or store.entities(under=entity):
+        return
+    names = store.entities()
+    raise NotFoundError(
+        f"entity {chunk.printable(entity, 120)!r} is not in this recording "
+        f"(it has: {_listing(names) or 'no entities'})"
+    )
 
 
-def render(
-    source,
+def _check_time(store: _store.ChunkStore, timeline: Optional[str], time: int, entity: Optional[str]) -> None:
+    """NotFoundError when `time` comes before every image on `timeline` (under
+    `entity`), so that no image can resolve there; the message gives the range."""
+    under = f" under {entity!r}" if entity else ""
+    if timeline is None:
+        raise NotFoundError(f"time {time} given, but this recording has no timelines (static data only)")
+    times = times_of(store, timeline, entity)
+    if times.size and time >= int(times[0]):
+        return  # data exists up to here; the view is empty for another reason (a clear)
+    has = (f"it has image data{under} at {int(times[0])}..{int(times[-1])}, {times.size} time point(s)"
+           if times.size else f"it has no image data{under} on this timeline")
+    raise NotFoundError(f"nothing is logged{under} on timeline {timeline!r} at or before {time} ({has})")
+
+
+def layers_at(
+    store: _store.ChunkStore,
     *,
     entity: Optional[str] = None,
     timeline: Optional[str] = None,
     time: Optional[int] = None,
-    background=None,
-    backend: str = "wgpu",
-) -> np.ndarray:
-    """Render a recording's view at one time point -> (H, W, 4) uint8 (see module docstring).
+) -> list[Layer]:
+    """The scene's layers at a time point; undrawable images are reported as RenderWarnings."""
+    problems: list[str] = []
+    layers = scene_at(store, timeline, time, entity, problems=problems)
+    for msg in problems:
+        warnings.warn(f"left out of the render: {msg}", RenderWarning, stacklevel=user_stacklevel())
+    return layers
 
-    An empty view (no image resolves) is a (0, 0, 4) array.
+
+def render(
+    source: Source,
+    *,
+    entity: Optional[str] = None,
+    timeline: Optional[str] = None,
+    time: Optional[int] = None,
+    backend: str = "auto",
+    background: Optional[Color] = None,
+) -> np.ndarray:
+    """Render a recording's view at one time point -> (H, W, 4) uint8 RGBA.
+
+    source: an .rrd path, a memory recording, .rrd bytes, or a store (`open_store`).
+    entity: only this entity's subtree. timeline / time: the time point (defaults in
+    the module docstring; `time` is the timeline's integer value: sequence ticks or
+    nanoseconds). backend: "auto", "wgpu", "numpy" or "cupy". background: RGBA bytes
+    (default transparent).
+
+    Raises NotFoundError (a LookupError) listing what the recording has when it has no
+    such entity or timeline, or nothing at or before `time`; NotAnRrdFileError for a
+    path that is not an .rrd file. A view with nothing to draw otherwise (no images at
+    all, or all cleared) is a (0, 0, 4) array.
     """
-    store = open_source(source)
+    store = open_store(source)
+    check_entity(store, entity)
     if timeline is None:
         timeline = default_timeline(store)
     else:
         check_timeline(store, timeline)
     layers = layers_at(store, entity=entity, timeline=timeline, time=time)
+    if not layers and time is not None:
+        _check_time(store, timeline, time, entity)
     return render_layers(layers, background=background, backend=backend)
 
 
-def time_points(store, timeline: str, entity: Optional[str] = None) -> np.ndarray:
-    """Every time point on `timeline` where image data is logged (sorted int64)."""
+def time_points(store: _store.ChunkStore, timeline: str, entity: Optional[str] = None) -> np.ndarray:
+    """Every time point on `timeline` where image data is logged (sorted int64);
+    NotFoundError for a timeline or entity the recording does not have."""
     check_timeline(store, timeline)
+    check_entity(store, entity)
     return times_of(store, timeline, entity)

@@ -1,4 +1,4 @@
-"""The chunk: one entity's rows, as Rerun 0.41 stores them (SPEC 5).
+"""The chunk: one entity's rows, as Rerun 0.41 stores them (contract §5).
 
 `Chunk` is the in-memory form every part of the engine passes around: the SDK builds
 them, the .rrd codec turns them into Arrow record batches and back, the store indexes
@@ -8,19 +8,23 @@ column names, types and field metadata, so files interoperate.
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import pyarrow as pa
 
-# Component column names (Rerun 0.41 "Archetype:field" descriptors).
-IMAGE_ARCHETYPE = "rerun.archetypes.Image"
-IMAGE_BUFFER = "Image:buffer"
-IMAGE_FORMAT = "Image:format"
-IMAGE_OPACITY = "Image:opacity"
-IMAGE_DRAW_ORDER = "Image:draw_order"
+from pixelrun.engine.archetypes import BLOB_TYPE, COMPONENTS, IMAGE, IMAGE_FORMAT_STRUCT
+from pixelrun.kernels.formats import ImageFormat
+
+# The Image columns by their short names (Rerun 0.41 "Archetype:field" descriptors),
+# read from the archetype table: engine/archetypes.py declares them.
+IMAGE_BUFFER = IMAGE.column("buffer")
+IMAGE_FORMAT = IMAGE.column("format")
+IMAGE_OPACITY = IMAGE.column("opacity")
+IMAGE_DRAW_ORDER = IMAGE.column("draw_order")
 
 TIMELINE_KINDS = ("sequence", "duration", "timestamp")
 
@@ -55,8 +59,6 @@ def format_time(kind: str, t: Optional[int]) -> str:
         return f"#{t}"
     if kind == "duration":
         return f"{t / 1e9:.3f} s"
-    import datetime
-
     secs, ns = divmod(int(t), 1_000_000_000)
     try:
         stamp = datetime.datetime.fromtimestamp(secs, datetime.timezone.utc)
@@ -89,7 +91,7 @@ class Chunk:
     timelines: dict[str, TimeColumn] = field(default_factory=dict)
     components: dict[str, pa.Array] = field(default_factory=dict)
     chunk_id: Optional[bytes] = None  # 16 bytes; assigned by the writer when None
-    # Field metadata of components not in COMPONENT_TYPES (kept for round trips).
+    # Field metadata of components not in the archetype table (kept for round trips).
     component_meta: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
@@ -140,42 +142,25 @@ TIMELINE_ARROW_TYPES = {
     "timestamp": pa.timestamp("ns"),
 }
 
-IMAGE_BUFFER_TYPE = pa.list_(pa.field("item", pa.uint8(), nullable=False))
-IMAGE_FORMAT_STRUCT = pa.struct(
-    [
-        pa.field("width", pa.uint32(), nullable=False),
-        pa.field("height", pa.uint32(), nullable=False),
-        pa.field("pixel_format", pa.uint8()),
-        pa.field("color_model", pa.uint8()),
-        pa.field("channel_datatype", pa.uint8()),
-    ]
-)
-
-# component -> (archetype, component_type, element type of the component's list column)
-COMPONENT_TYPES: dict[str, tuple[str, str, pa.DataType]] = {
-    IMAGE_BUFFER: (IMAGE_ARCHETYPE, "rerun.components.ImageBuffer", IMAGE_BUFFER_TYPE),
-    IMAGE_FORMAT: (IMAGE_ARCHETYPE, "rerun.components.ImageFormat", IMAGE_FORMAT_STRUCT),
-    IMAGE_OPACITY: (IMAGE_ARCHETYPE, "rerun.components.Opacity", pa.float32()),
-    IMAGE_DRAW_ORDER: (IMAGE_ARCHETYPE, "rerun.components.DrawOrder", pa.float32()),
-}
+# Component columns, their archetypes, Rerun component types and Arrow types come from
+# the archetype table (engine/archetypes.py COMPONENTS).
 
 
 def component_metadata(component: str) -> dict[str, str]:
     """Rerun's field metadata for a known component column (empty dict if unknown)."""
-    known = COMPONENT_TYPES.get(component)
+    known = COMPONENTS.get(component)
     if known is None:
         return {}
-    archetype, ctype, _ = known
     return {
-        "rerun:archetype": archetype,
+        "rerun:archetype": known.archetype,
         "rerun:component": component,
-        "rerun:component_type": ctype,
+        "rerun:component_type": known.component_type,
         "rerun:kind": "data",
     }
 
 
 # An entity path part may hold letters and digits (Unicode included), '_', '-' and
-# '.' as they are; anything else is written with a backslash before it (SPEC 5).
+# '.' as they are; anything else is written with a backslash before it (contract §5).
 _SPECIAL = re.compile(r"[^\w\-.]")
 _PLAIN_PATH = re.compile(r"[\w\-./]*")
 
@@ -205,7 +190,7 @@ def _parse_parts(text: str) -> list[str]:
 
 
 def normalize_entity_path(path) -> str:
-    """The one entity-path rule of SPEC 5, for the SDK and the engine alike.
+    """The one entity-path rule of contract §5, for the SDK and the engine alike.
 
     A string is split on '/', a leading '/' is optional, empty parts are dropped,
     `\\x` escapes are kept and other special characters are escaped; a list or tuple
@@ -260,11 +245,12 @@ def row_ids_from_arrow(arr: pa.Array) -> np.ndarray:
 
 # -------------------------------------------------------------- component builders
 #
-# The SDK builds its columns with these, so the Arrow types live in one place.
+# The SDK builds its columns with these (COLUMN_BUILDERS picks one by the Arrow type the
+# archetype table gives a component), so the Arrow types live in one place.
 
 
 def buffer_column(blobs, alloc=None) -> pa.Array:
-    """`Image:buffer` column: one row per blob (bytes-like or uint8 array, or None).
+    """A blob column (`Image:buffer`): one row per blob (bytes-like or uint8 array, or None).
 
     A 2-D uint8 array (one row per frame) and a single blob are wrapped without
     copying; a list of several blobs is concatenated once, into ``alloc(nbytes)``
@@ -277,7 +263,7 @@ def buffer_column(blobs, alloc=None) -> pa.Array:
         if offsets[-1] >= 2**31:
             raise ValueError("buffer column over 2 GiB: split it into several chunks")
         inner = pa.ListArray.from_buffers(
-            IMAGE_BUFFER_TYPE, n, [None, pa.py_buffer(offsets.astype(np.int32))],
+            BLOB_TYPE, n, [None, pa.py_buffer(offsets.astype(np.int32))],
             children=[pa.Array.from_buffers(pa.uint8(), n * per, [None, pa.py_buffer(rows.reshape(-1))])],
         )
         return _wrap_rows(inner, [True] * n, n)
@@ -297,7 +283,7 @@ def buffer_column(blobs, alloc=None) -> pa.Array:
     inner_offsets = np.zeros(len(views) + 1, dtype=np.int32)
     np.cumsum(sizes, out=inner_offsets[1:])
     inner = pa.ListArray.from_buffers(
-        IMAGE_BUFFER_TYPE,
+        BLOB_TYPE,
         len(views),
         [None, pa.py_buffer(inner_offsets)],
         children=[pa.Array.from_buffers(pa.uint8(), total, [None, values])],
@@ -339,10 +325,20 @@ def format_column(formats: list) -> pa.Array:
 
 
 def float_column(values: list) -> pa.Array:
-    """`Image:opacity` / `Image:draw_order` column (float32, None = row lacks it)."""
+    """A float32 column (`Image:opacity`, `Image:draw_order`; None = row lacks it)."""
     present = [float(v) for v in values if v is not None]
     inner = pa.array(np.asarray(present, dtype=np.float32), type=pa.float32())
     return _wrap_rows(inner, [v is not None for v in values], len(values))
+
+
+# Arrow type of one instance (the table's ComponentSpec.arrow_type) -> the builder that
+# makes a column of them from per-row Python values. A new archetype whose components
+# use these types needs no new builder.
+COLUMN_BUILDERS: dict[pa.DataType, Callable[..., pa.Array]] = {
+    BLOB_TYPE: buffer_column,
+    IMAGE_FORMAT_STRUCT: format_column,
+    pa.float32(): float_column,
+}
 
 
 def formats_from_column(col: pa.Array) -> list:
@@ -350,8 +346,6 @@ def formats_from_column(col: pa.Array) -> list:
 
     Rows holding several instances use the last one (Rerun's mono-component rule).
     """
-    from pixelrun.kernels.formats import ImageFormat  # engine -> kernels is allowed
-
     out: list = []
     rows = col.to_pylist()
     for row in rows:
@@ -448,10 +442,10 @@ def loose_type(typ: pa.DataType) -> pa.DataType:
 def check_component_type(entity: str, component: str, typ: pa.DataType) -> None:
     """ValueError unless a known component's column has Rerun 0.41's type (nullability
     aside); unknown components are not checked."""
-    known = COMPONENT_TYPES.get(component)
+    known = COMPONENTS.get(component)
     if known is None:
         return
-    want = pa.list_(pa.field("item", known[2]))
+    want = pa.list_(pa.field("item", known.arrow_type))
     if not loose_type(typ).equals(loose_type(want)):
         raise ValueError(f"{entity}: component {component!r} has type {typ}, expected {want}")
 
@@ -511,7 +505,7 @@ def from_record_batch(batch: pa.RecordBatch) -> "Chunk":
         _same_name(entity, "component", f.name, name)
         check_component_type(entity, name, col.type)
         components[name] = col
-        if name not in COMPONENT_TYPES and fmeta:
+        if name not in COMPONENTS and fmeta:
             meta_out[name] = fmeta
     if row_ids is None:
         raise ValueError(f"{entity}: chunk has no {ROW_ID_COLUMN} column")

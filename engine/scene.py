@@ -1,4 +1,4 @@
-"""Scene building: what each entity shows at one time point (SPEC 4).
+"""Scene building: what each entity shows at one time point (contract §4).
 
 The store answers latest-at queries; this module turns their answers into an
 ordered list of `Layer`s that every compositor (NumPy, wgpu, CuPy) draws the same way.
@@ -6,79 +6,26 @@ ordered list of `Layer`s that every compositor (NumPy, wgpu, CuPy) draws the sam
 
 from __future__ import annotations
 
-import math
 import warnings
 import weakref
-from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import pyarrow as pa
 
-from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_DRAW_ORDER, IMAGE_FORMAT, IMAGE_OPACITY
+from pixelrun.engine.archetypes import IMAGE
+from pixelrun.kernels.errors import RenderWarning, user_stacklevel
 from pixelrun.kernels.formats import ImageFormat, validate
-
-DEFAULT_OPACITY = 1.0
-DEFAULT_IMAGE_DRAW_ORDER = -10.0
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One image to draw: raw bytes plus how to read them and how to blend them.
-
-    row_id identifies the buffer's row (128-bit int) and keys GPU upload caches.
-    buffer is a 1-D uint8 view of the raw bytes, never converted on the CPU.
-    """
-
-    entity: str
-    row_id: int
-    buffer: np.ndarray
-    format: ImageFormat
-    opacity: float = DEFAULT_OPACITY
-    draw_order: float = DEFAULT_IMAGE_DRAW_ORDER
-
-
-def order_layers(layers: list[Layer]) -> list[Layer]:
-    """Draw order: DrawOrder ascending, ties by entity path; later is on top."""
-    return sorted(layers, key=lambda l: (l.draw_order, l.entity))
-
-
-def blend_opacity(value) -> float:
-    """The opacity a compositor blends with: clamp(opacity, 0, 1) (SPEC 4); NaN means
-    "not set" and takes the default 1.0."""
-    v = float(value)
-    return DEFAULT_OPACITY if math.isnan(v) else min(max(v, 0.0), 1.0)
-
-
-def check_background(background) -> tuple[int, int, int, int]:
-    """A background colour as 4 straight-alpha sRGB bytes, or ValueError saying why not."""
-    try:
-        bg = tuple(int(v) for v in background)
-    except (TypeError, ValueError):
-        bg = ()
-    if len(bg) != 4 or not all(0 <= v <= 255 for v in bg):
-        raise ValueError(f"background must be 4 bytes (r, g, b, a) in 0..255, got {background!r}")
-    return bg  # type: ignore[return-value]
-
-
-def premultiplied_background(background) -> np.ndarray:
-    """Where every compositor's accumulator starts: the background checked, in linear
-    light, premultiplied by its alpha (SPEC 4), as float64 (r, g, b, a)."""
-    from pixelrun.kernels.reference.convert import srgb_decode  # the one sRGB transfer function
-
-    bg = np.asarray(check_background(background), dtype=np.float64) / 255.0
-    out = np.empty(4, dtype=np.float64)
-    out[:3] = srgb_decode(bg[:3]) * bg[3]
-    out[3] = bg[3]
-    return out
-
-
-def canvas_size(layers: list[Layer]) -> tuple[int, int]:
-    """(width, height) of the union of the layers' rectangles, all at the origin."""
-    if not layers:
-        return (0, 0)
-    return (max(l.format.width for l in layers), max(l.format.height for l in layers))
-
+from pixelrun.kernels.layers import (  # noqa: F401 - Layer and the compositors' rules, re-exported
+    DEFAULT_IMAGE_DRAW_ORDER,
+    DEFAULT_OPACITY,
+    Layer,
+    blend_opacity,
+    canvas_size,
+    check_background,
+    order_layers,
+    premultiplied_background,
+)
 
 # ------------------------------------------------------------------ from the store
 #
@@ -86,12 +33,13 @@ def canvas_size(layers: list[Layer]) -> tuple[int, int]:
 # row or pixel) and builds Layers whose buffers are zero-copy views into the chunks.
 
 
-class SceneWarning(UserWarning):
+class SceneWarning(RenderWarning):
     """An entity's image cannot be drawn (bad format, wrong byte count); it is left out."""
 
 
-# What a scene asks of each entity, in this order.
-_IMAGE_QUERY = (IMAGE_BUFFER, IMAGE_FORMAT, IMAGE_OPACITY, IMAGE_DRAW_ORDER)
+# What a scene asks of each entity, from the archetype table: the components an Image
+# needs to be drawn (buffer, format), then those with defaults (opacity, draw order).
+_IMAGE_QUERY = IMAGE.required_columns + IMAGE.optional_columns
 
 
 def _last_instance(hit):
@@ -143,7 +91,7 @@ def _float(hit, default: float) -> float:
 
 def _problem(problems: Optional[list], msg: str) -> None:
     if problems is None:
-        warnings.warn(SceneWarning(msg), stacklevel=3)
+        warnings.warn(SceneWarning(msg), stacklevel=user_stacklevel())
     else:
         problems.append(msg)
 
@@ -155,7 +103,7 @@ def scene_at(
     entity: Optional[str] = None,
     problems: Optional[list] = None,
 ) -> list[Layer]:
-    """The layers to draw at `time` on `timeline` (SPEC 4), in draw order.
+    """The layers to draw at `time` on `timeline` (contract §4), in draw order.
 
     An entity is in the scene when its Image:buffer and Image:format both resolve by
     latest-at; Image:opacity and Image:draw_order resolve on their own, defaulting to
@@ -170,7 +118,7 @@ def scene_at(
     layers: list[Layer] = []
     cache = _layer_cache(store)
     for ent in store.entities(under=entity, with_component=buf_c):
-        hits = store.latest_at(ent, (buf_c, fmt_c, op_c, do_c), timeline, time)
+        hits = store.latest_at(ent, _IMAGE_QUERY, timeline, time)
         hb, hf = hits.get(buf_c), hits.get(fmt_c)
         if hb is None or hf is None:
             continue
@@ -204,7 +152,7 @@ def scene_at(
             blob,
             fmt,
             _float(hop, DEFAULT_OPACITY),
-            _float(hdo, DEFAULT_IMAGE_DRAW_ORDER),
+            _float(hdo, IMAGE.default_draw_order),
         )
         cache[ent] = (key, layer)  # one entry per entity: bounded, at most one frame each
         layers.append(layer)
@@ -228,7 +176,7 @@ def _layer_cache(store) -> dict:
 def times_of(store, timeline: str, entity: Optional[str] = None) -> np.ndarray:
     """Sorted distinct time points on `timeline` where image data (a buffer or a
     format row) is logged, over the entities under `entity` (all when None)."""
-    buf_c, fmt_c = IMAGE_BUFFER, IMAGE_FORMAT
+    buf_c, fmt_c = IMAGE.required_columns
     parts = [np.empty(0, np.int64)]
     for ent in store.entities(under=entity, with_component=buf_c):
         parts.append(store.index_times(ent, timeline, buf_c))

@@ -1,43 +1,113 @@
-"""One conversion API over every backend: raw image bytes -> display RGBA8 (SPEC 2-3).
+"""The backend registry: every backend's conversion and compositor, its availability,
+and the "auto" rule, in one place (contract §2-4).
 
 backend: "numpy" (the reference), "wgpu" (WGSL compute), "cupy" (CUDA), or "auto".
 "auto" takes CuPy when the input already lives on a CUDA device, or when a batch is
 large and a CUDA device exists; else wgpu; else NumPy. Each backend lives in its own
-module and is imported only when chosen, so a machine without CUDA or without a GPU
+modules and is imported only when chosen, so a machine without CUDA or without a GPU
 adapter still has the others.
+
+Each `Backend` names
+- ``convert``: a module with ``to_display_rgba(buffer, fmt, value_range=None)``, optional
+  ``convert_batch(frames, fmt, value_range=None)`` and ``is_available() -> (bool, reason)``;
+- ``composite``: ``"module:function"``, a function ``(layers, background) -> (H, W, 4)
+  uint8`` drawing `pixelrun.kernels.layers.Layer`s at native size.
+`pixelrun.engine.api.render` and the conversion API below both dispatch through it.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Optional
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from pixelrun.kernels.formats import ImageFormat
+from pixelrun.kernels.layers import Layer
 
-BACKENDS = ("numpy", "wgpu", "cupy")
+__all__ = [
+    "Backend",
+    "REGISTRY",
+    "BACKENDS",
+    "ORACLE",
+    "AUTO_CUDA_BATCH_BYTES",
+    "backend_module",
+    "compositor",
+    "composite",
+    "availability",
+    "available_backends",
+    "choose_backend",
+    "convert",
+    "convert_batch",
+]
 
-# backend -> module providing to_display_rgba(buffer, fmt, value_range=None) and
-# is_available() -> (bool, reason)
-_MODULES = {
-    "numpy": "pixelrun.kernels.reference.convert",
-    "wgpu": "pixelrun.kernels.wgpu.backend",
-    "cupy": "pixelrun.kernels.cuda.convert",
+
+@dataclass(frozen=True)
+class Backend:
+    """One backend: where its conversion and its compositor live."""
+
+    name: str
+    convert: str  # module path
+    composite: str  # "module:function"
+    summary: str
+
+
+REGISTRY: dict[str, Backend] = {
+    b.name: b
+    for b in (
+        Backend("numpy", "pixelrun.kernels.reference.convert", "pixelrun.kernels.reference.composite:composite",
+                "the NumPy reference (float64 oracle), always available"),
+        Backend("wgpu", "pixelrun.kernels.wgpu.backend", "pixelrun.kernels.wgpu.composite:composite",
+                "WGSL compute on this process's shared wgpu device"),
+        Backend("cupy", "pixelrun.kernels.cuda.convert", "pixelrun.kernels.cuda.composite:composite",
+                "CUDA kernels through CuPy (NVIDIA only)"),
+    )
 }
+
+# The registered names, in registry order (every name but "auto").
+BACKENDS = tuple(REGISTRY)
+
+# The backend every other one is checked against (tests/kernels/test_conformance.py).
+ORACLE = "numpy"
 
 # Batches at least this many bytes go to CUDA under "auto" when a device exists.
 AUTO_CUDA_BATCH_BYTES = 64 << 20
 
 
-def backend_module(name: str):
-    if name not in _MODULES:
+def _entry(name: str) -> Backend:
+    entry = REGISTRY.get(name)
+    if entry is None:
         raise ValueError(f"unknown backend {name!r}: expected one of {', '.join(BACKENDS)} or 'auto'")
-    return importlib.import_module(_MODULES[name])
+    return entry
+
+
+def backend_module(name: str):
+    """The conversion module of a registered backend (ValueError for unknown names)."""
+    return importlib.import_module(_entry(name).convert)
+
+
+def compositor(name: str) -> Callable[[Sequence[Layer], tuple], np.ndarray]:
+    """The compositor function of a registered backend.
+
+    ValueError for unknown names; RuntimeError naming the backend when its modules
+    cannot be imported here (e.g. cupy or wgpu not installed).
+    """
+    module, _, func = _entry(name).composite.partition(":")
+    try:
+        return getattr(importlib.import_module(module), func)
+    except ImportError as exc:
+        raise RuntimeError(f"backend {name!r} cannot be used here: {exc}") from exc
+
+
+def composite(name: str, layers: Sequence[Layer], background=(0, 0, 0, 0)) -> np.ndarray:
+    """Composite layers at native size with one registered backend -> (H, W, 4) uint8."""
+    return compositor(name)(list(layers), tuple(background))
 
 
 def availability(name: str) -> tuple[bool, str]:
-    """(available, reason) for one backend, never raising."""
+    """(available, reason) for one backend, never raising (ValueError for unknown names)."""
+    _entry(name)
     try:
         mod = backend_module(name)
     except ImportError as exc:
@@ -52,6 +122,7 @@ def availability(name: str) -> tuple[bool, str]:
 
 
 def available_backends() -> list[str]:
+    """The registered backends usable on this machine, in registry order."""
     return [b for b in BACKENDS if availability(b)[0]]
 
 
@@ -62,7 +133,7 @@ def _on_cuda(buffer) -> bool:
 def choose_backend(backend: str, buffer=None, batch_bytes: int = 0) -> str:
     """Resolve "auto" by the rule in the module docstring; validate explicit names."""
     if backend != "auto":
-        backend_module(backend)  # raises on unknown names
+        _entry(backend)  # raises on unknown names
         return backend
     if (buffer is not None and _on_cuda(buffer)) or batch_bytes >= AUTO_CUDA_BATCH_BYTES:
         if availability("cupy")[0]:
@@ -91,7 +162,7 @@ def convert_batch(
 ) -> np.ndarray:
     """N frames of one format -> (N, H, W, 4) uint8.
 
-    On CUDA the whole column is one launch (`cupy_convert.convert_batch`); other
+    On CUDA the whole column is one launch (`cuda.convert.convert_batch`); other
     backends convert frame by frame into one preallocated output.
     frames: an (N, nbytes) uint8 array (host or CUDA) or a sequence of byte buffers.
     """

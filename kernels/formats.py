@@ -2,7 +2,7 @@
 
 Every backend (NumPy reference, WGSL, CUDA) and every validation (SDK at log time,
 renderer at draw time) reads its layout, byte counts, YUV matrices and ranges from
-here; nothing else restates them. SPEC.md sections 1-3 are the contract this encodes.
+here; nothing else restates them. docs/contract.md §1-§3 are the contract this encodes.
 
 Enum values equal Rerun 0.41's so that recordings interoperate.
 
@@ -13,7 +13,7 @@ sample kind (Y, U, V):
 
 which covers planar 4:4:4/4:2:2/4:2:0, NV12's interleaved UV plane and YUY2's packed
 rows with the same arithmetic; backends implement that single rule instead of one
-decoder per format. Chroma plane sizes use ceil(W/2) and ceil(H/2) (SPEC 7: odd
+decoder per format. Chroma plane sizes use ceil(W/2) and ceil(H/2) (contract §7: odd
 crops are real).
 
 Precision contract (what "bit-exact for integer data" means for every backend):
@@ -116,7 +116,7 @@ class DatatypeInfo:
     size: int  # bytes per sample
     is_float: bool
     is_signed: bool
-    max_value: float  # alpha of this type divides by this (SPEC 3.3); 1.0 for floats
+    max_value: float  # alpha of this type divides by this (contract §3.3); 1.0 for floats
 
 
 def _dt(dt: ChannelDatatype, np_name: str) -> DatatypeInfo:
@@ -178,7 +178,7 @@ COLOR_MODELS: dict[ColorModel, ColorModelInfo] = {
 
 @dataclass(frozen=True)
 class YuvMatrix:
-    """R = y + rv*v, G = y - gu*u - gv*v, B = y + bu*u (SPEC 2)."""
+    """R = y + rv*v, G = y - gu*u - gv*v, B = y + bu*u (contract §2)."""
 
     name: str
     rv: float
@@ -195,7 +195,7 @@ YUV_MATRICES = {
 
 @dataclass(frozen=True)
 class YuvRange:
-    """y = (Y - y_offset) / y_scale; u = (U - 128) / c_scale (SPEC 2)."""
+    """y = (Y - y_offset) / y_scale; u = (U - 128) / c_scale (contract §2)."""
 
     name: str
     y_offset: float
@@ -472,7 +472,7 @@ class ImageFormat:
         return self.width * self.height
 
     def byte_count(self) -> int:
-        """Exact number of bytes this format needs (SPEC 2 and 3)."""
+        """Exact number of bytes this format needs (contract §2 and 3)."""
         if self.pixel_format is not None:
             return PIXEL_FORMATS[self.pixel_format].byte_count(self.width, self.height)
         return (

@@ -7,7 +7,7 @@ the other diagonal) so decoded samples of different formats look alike:
 - YUV formats: the gradient encoded with the inverse of the format's own matrix and
   range (from formats.py), chroma taken at the top-left pixel of each chroma block and
   written through the format's addressing rule, so one encoder covers every family;
-- Bayer: a mosaic of the gradient's linear-light values (SPEC 2 treats Bayer samples
+- Bayer: a mosaic of the gradient's linear-light values (contract §2 treats Bayer samples
   as linear), each pixel keeping the colour its tile position names;
 - colour models x datatypes: the gradient spread over the datatype's whole range
   (floats: 0..1), alpha from 1 down to 0.5 across the image.
@@ -32,7 +32,7 @@ from pixelrun.kernels.formats import (
     parse_datatype,
     parse_pixel_format,
 )
-from pixelrun.kernels.reference.convert import srgb_decode
+from pixelrun.kernels.layers import srgb_decode
 
 __all__ = [
     "Sample",
@@ -93,7 +93,7 @@ def encode_yuv(rgb: np.ndarray, pixel_format: PixelFormat) -> bytes:
     info = PIXEL_FORMATS[pixel_format]
     h, w, _ = rgb.shape
     m, r = info.matrix, info.range
-    # R,G,B = M @ (y,u,v) (SPEC 2); invert the format's own matrix
+    # R,G,B = M @ (y,u,v) (contract §2); invert the format's own matrix
     forward = np.array([[1.0, 0.0, m.rv], [1.0, -m.gu, -m.gv], [1.0, m.bu, 0.0]])
     yuv = rgb @ np.linalg.inv(forward).T
     y_bytes = _to_u8(yuv[..., 0] * r.y_scale + r.y_offset)

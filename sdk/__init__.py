@@ -1,6 +1,6 @@
 """pixelrun: Rerun-style image logging (``import pixelrun as rr``).
 
-Both API generations of Rerun's image logging work (SPEC section 1):
+Both API generations of Rerun's image logging work (docs/contract.md §1):
 
     rr.init("app", spawn=True)
     rr.set_time("step", sequence=3)            # or rr.set_time_sequence("step", 3)
@@ -12,6 +12,8 @@ Sinks: ``rr.save(path)``, ``rr.memory_recording()``, ``rr.connect(addr)``,
 ``rr.spawn()``; ``PIXELRUN_SAVE=PATH`` captures every recording of an unmodified
 script in PATH. Bad input warns (``PixelrunWarning``) and drops the row, or raises
 ``ValueError`` in strict mode (``init(strict=True)`` / ``PIXELRUN_STRICT=1``).
+
+Every warning pixelrun emits (SDK, engine and kernels alike) is a ``PixelrunWarning``.
 
 Loss is never silent: whatever a sink drops (no viewer, a full queue, rows logged
 after ``close()``, rows not written within ``PIXELRUN_EXIT_TIMEOUT`` seconds at close
@@ -33,6 +35,7 @@ from pixelrun.errors import (
     RecordingClosedWarning,
     is_strict,
     set_strict_mode,
+    user_stacklevel,
 )
 from pixelrun.kernels.formats import ChannelDatatype, ColorModel, PixelFormat
 from pixelrun.recording import RecordingStream, entity_path
@@ -113,7 +116,8 @@ def _rec(recording: Optional[RecordingStream]) -> Optional[RecordingStream]:
     rec = recording if recording is not None else _global
     if rec is None and not _warned_no_recording:
         _warned_no_recording = True
-        warnings.warn("pixelrun: nothing is recorded before rr.init(...)", PixelrunWarning, stacklevel=3)
+        warnings.warn("pixelrun: nothing is recorded before rr.init(...)", PixelrunWarning,
+                      stacklevel=user_stacklevel())
     return rec
 
 
@@ -207,7 +211,8 @@ def connect_grpc(url: Optional[str] = None, *, recording: Optional[RecordingStre
         rec.connect_grpc(url)
 
 
-def spawn(*, port: Optional[int] = None, connect: bool = True, recording: Optional[RecordingStream] = None, **_: Any) -> None:
+def spawn(*, port: Optional[int] = None, connect: bool = True, recording: Optional[RecordingStream] = None,
+          **_: Any) -> None:
     """Start the pixelrun viewer (if available) and stream to it.
 
     port: default PIXELRUN_PORT, else 9876 (Rerun's).

@@ -1,10 +1,15 @@
-"""The Image archetype (``rr.Image``), seed-era and current API in one class."""
+"""The Image archetype (``rr.Image``), seed-era and current API in one class.
+
+Its component columns, their order and their Arrow types come from the archetype table
+(pixelrun.engine.archetypes.IMAGE); this module adds Rerun's constructors.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
 import numpy as np
+import pyarrow as pa
 
 from pixelrun.components import (
     ComponentColumn,
@@ -12,21 +17,29 @@ from pixelrun.components import (
     ImageBuffer,
     Opacity,
 )
-from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_DRAW_ORDER, IMAGE_FORMAT, IMAGE_OPACITY
+from pixelrun.engine.archetypes import BLOB_TYPE, IMAGE, IMAGE_FORMAT_STRUCT, Archetype
 from pixelrun.image_input import array_to_image, as_byte_rows, bytes_to_image
 from pixelrun.kernels import formats
 
 __all__ = ["Image", "Indicator"]
 
+_BUFFER, _FORMAT = IMAGE.column("buffer"), IMAGE.column("format")
+
 
 class Indicator:
-    """``Image.indicator()``: marks an entity as an Image. Carries no data (Rerun 0.41
-    dropped indicator columns), so logging it alone is a no-op."""
+    """``Image.indicator()``: marks an entity as an archetype. Carries no data (Rerun
+    0.41 dropped indicator columns), so logging it alone is a no-op."""
 
     component_name = None
 
+    def __init__(self, archetype: Archetype = IMAGE) -> None:
+        self.archetype = archetype
+
     def as_row(self) -> dict:
         return {}
+
+    def __repr__(self) -> str:
+        return f"Indicator({self.archetype.name})"
 
 
 def _to_format(value: Any) -> Optional[formats.ImageFormat]:
@@ -37,16 +50,38 @@ def _to_format(value: Any) -> Optional[formats.ImageFormat]:
     raise ValueError(f"format= expects an ImageFormat, got {type(value).__name__}")
 
 
+def _blob_rows(column: str, values: Any) -> list:
+    return as_byte_rows(values, "Image.columns(buffer=)")
+
+
+def _format_rows(column: str, values: Any) -> list:
+    return [_to_format(f) for f in (values if isinstance(values, (list, tuple)) else [values])]
+
+
+def _float_rows(column: str, values: Any) -> list:
+    try:
+        return [float(v) for v in np.asarray(values, dtype=np.float32).reshape(-1)]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{column}: {exc}") from exc
+
+
+# Arrow type of one instance (from the archetype table) -> per-row values for
+# ``Image.columns`` (a ValueError says what is wrong with the input).
+_COLUMN_VALUES = {BLOB_TYPE: _blob_rows, IMAGE_FORMAT_STRUCT: _format_rows, pa.float32(): _float_rows}
+
+
 class Image:
     """A raw image: one buffer of bytes plus the ImageFormat that says what they mean.
 
     ``Image(image=None, color_model=None, *, pixel_format=None, datatype=None,
-    bytes=None, width=None, height=None, opacity=None, draw_order=None)`` (SPEC 1).
+    bytes=None, width=None, height=None, opacity=None, draw_order=None)`` (contract §1).
 
     Construction never raises on bad pixel data: the reason is kept and reported
     when the image is logged, with the entity path (warning, or ValueError in strict
     mode). Passing neither `image` nor `bytes` always raises.
     """
+
+    archetype: Archetype = IMAGE  # its components, in order (engine/archetypes.py)
 
     def __init__(
         self,
@@ -72,8 +107,8 @@ class Image:
                 buf, fmt = array_to_image(image, color_model)
             else:
                 buf, fmt = bytes_to_image(bytes, width, height, pixel_format, color_model, datatype)
-            self._row[IMAGE_BUFFER] = buf
-            self._row[IMAGE_FORMAT] = fmt
+            self._row[_BUFFER] = buf
+            self._row[_FORMAT] = fmt
         except ValueError as exc:
             self.error = str(exc)
         for comp in (Opacity(opacity) if opacity is not None else None,
@@ -92,18 +127,18 @@ class Image:
 
     @property
     def format(self) -> Optional[formats.ImageFormat]:
-        return self._row.get(IMAGE_FORMAT)
+        return self._row.get(_FORMAT)
 
     @property
     def buffer(self):
-        return self._row.get(IMAGE_BUFFER)
+        return self._row.get(_BUFFER)
 
     # --- alternative constructors
 
     @staticmethod
     def indicator() -> Indicator:
         """The (data-less) Image indicator, for seed-era code."""
-        return Indicator()
+        return Indicator(IMAGE)
 
     @classmethod
     def from_fields(
@@ -125,11 +160,11 @@ class Image:
         self._row = {}
         try:
             if buffer is not None:
-                self._row[IMAGE_BUFFER] = ImageBuffer(buffer).value
+                self._row[_BUFFER] = ImageBuffer(buffer).value
             if format is not None:
-                self._row[IMAGE_FORMAT] = _to_format(format)
+                self._row[_FORMAT] = _to_format(format)
             if buffer is not None and format is not None:
-                msg = formats.validate(len(self._row[IMAGE_BUFFER]), self._row[IMAGE_FORMAT])
+                msg = formats.validate(len(self._row[_BUFFER]), self._row[_FORMAT])
                 if msg:
                     raise ValueError(msg)
         except ValueError as exc:
@@ -154,26 +189,16 @@ class Image:
         """Columns for ``send_columns``: `buffer` is any (N, ...) array or a list of
         blobs, split per frame by bytes (never truncated). `format`, `opacity` and
         `draw_order` are one value (repeated for every row) or one per row."""
+        given = {"buffer": buffer, "format": format, "opacity": opacity, "draw_order": draw_order}
         cols: list[ComponentColumn] = []
-        if buffer is not None:
-            try:
-                cols.append(ComponentColumn(IMAGE_BUFFER, as_byte_rows(buffer, "Image.columns(buffer=)")))
-            except ValueError as exc:
-                cols.append(ComponentColumn(IMAGE_BUFFER, [], str(exc)))
-        if format is not None:
-            fmts = format if isinstance(format, (list, tuple)) else [format]
-            try:
-                cols.append(ComponentColumn(IMAGE_FORMAT, [_to_format(f) for f in fmts]))
-            except ValueError as exc:
-                cols.append(ComponentColumn(IMAGE_FORMAT, [], str(exc)))
-        for name, vals in ((IMAGE_OPACITY, opacity), (IMAGE_DRAW_ORDER, draw_order)):
+        for spec in cls.archetype.components:  # the table's order
+            vals = given[spec.field]
             if vals is None:
                 continue
             try:
-                arr = np.asarray(vals, dtype=np.float32).reshape(-1)
-                cols.append(ComponentColumn(name, [float(v) for v in arr]))
-            except (TypeError, ValueError) as exc:
-                cols.append(ComponentColumn(name, [], f"{name}: {exc}"))
+                cols.append(ComponentColumn(spec.column, _COLUMN_VALUES[spec.arrow_type](spec.column, vals)))
+            except ValueError as exc:
+                cols.append(ComponentColumn(spec.column, [], str(exc)))
         return cols
 
     def __repr__(self) -> str:

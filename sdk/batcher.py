@@ -31,17 +31,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from pixelrun.buffer_pool import POOL
-from pixelrun.engine.chunk import (
-    IMAGE_BUFFER,
-    IMAGE_DRAW_ORDER,
-    IMAGE_FORMAT,
-    IMAGE_OPACITY,
-    Chunk,
-    TimeColumn,
-    buffer_column,
-    float_column,
-    format_column,
-)
+from pixelrun.engine.archetypes import COMPONENTS
+from pixelrun.engine.chunk import COLUMN_BUILDERS, Chunk, TimeColumn, buffer_column
 from pixelrun.errors import PixelrunWarning
 from pixelrun.image_input import resolve_buffer
 from pixelrun.loss import LossLedger
@@ -104,17 +95,20 @@ class Row:
 
 
 def build_column(name: str, values):
-    """Arrow column for a component from per-row Python values (None = absent)."""
-    if name == IMAGE_BUFFER:
+    """Arrow column for a component from per-row Python values (None = absent); the
+    builder is chosen by the component's Arrow type in the archetype table."""
+    spec = COMPONENTS.get(name)
+    if spec is None:
+        raise ValueError(f"unknown component {name!r} (known: {', '.join(COMPONENTS)})")
+    builder = COLUMN_BUILDERS.get(spec.arrow_type)
+    if builder is None:  # a table entry whose Arrow type has no builder in chunk.py yet
+        raise ValueError(f"component {name!r}: no column builder for its Arrow type {spec.arrow_type}")
+    if builder is buffer_column:
         # GPU images arrive as DeferredBytes: wait for their copies here, on the
         # batcher thread, never on the logging thread
         values = [resolve_buffer(v) for v in values]
         return buffer_column(values, alloc=POOL.empty)  # batching copy into recycled memory
-    if name == IMAGE_FORMAT:
-        return format_column(values)
-    if name in (IMAGE_OPACITY, IMAGE_DRAW_ORDER):
-        return float_column(values)
-    raise ValueError(f"unknown component {name!r}")
+    return builder(values)
 
 
 def rows_to_chunk(entity: str, rows: list, chunk_id: bytes) -> Chunk:

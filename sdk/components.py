@@ -1,6 +1,7 @@
 """Image components, as ``rr.components.X`` (Rerun's names and column descriptors).
 
-Each component knows its column name (``Image:buffer``...) and holds the values of
+Each component knows its column name (``Image:buffer``..., from the archetype table in
+pixelrun.engine.archetypes) and holds the values of
 one or more rows. They can be logged alone or in a list
 (``rr.log(path, [rr.components.ImageFormat(...), rr.Image.indicator()], static=True)``)
 and passed to ``send_columns(components=[...])``.
@@ -12,7 +13,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_DRAW_ORDER, IMAGE_FORMAT, IMAGE_OPACITY
+from pixelrun.engine.archetypes import IMAGE
+from pixelrun.image_input import _bytes_view, as_byte_rows
 from pixelrun.kernels import formats
 
 __all__ = ["ImageBuffer", "ImageBufferBatch", "ImageFormat", "Opacity", "DrawOrder", "ComponentColumn"]
@@ -40,11 +42,9 @@ class ComponentColumn:
 class ImageBuffer:
     """One image's raw bytes (a Blob). Accepts bytes-like objects or arrays."""
 
-    component_name = IMAGE_BUFFER
+    component_name = IMAGE.column("buffer")
 
     def __init__(self, data: Any) -> None:
-        from pixelrun.image_input import _bytes_view
-
         self.error: Optional[str] = None
         try:
             self.value = _bytes_view(data, "ImageBuffer")
@@ -52,25 +52,23 @@ class ImageBuffer:
             self.value, self.error = None, str(exc)
 
     def as_row(self) -> dict:
-        return {IMAGE_BUFFER: self.value}
+        return {self.component_name: self.value}
 
 
 class ImageBufferBatch(ComponentColumn):
     """Several image buffers: an (N, ...) array (split per frame by bytes) or a list."""
 
-    component_name = IMAGE_BUFFER
+    component_name = IMAGE.column("buffer")
 
     def __init__(self, data: Any) -> None:
-        from pixelrun.image_input import as_byte_rows
-
         try:
-            super().__init__(IMAGE_BUFFER, as_byte_rows(data, "ImageBufferBatch"))
+            super().__init__(self.component_name, as_byte_rows(data, "ImageBufferBatch"))
         except ValueError as exc:
-            super().__init__(IMAGE_BUFFER, [], str(exc))
+            super().__init__(self.component_name, [], str(exc))
 
     def as_row(self) -> dict:
         # Logged with rr.log: a batch of one row (Rerun logs its first instance).
-        return {IMAGE_BUFFER: self.values[-1] if len(self.values) else None}
+        return {self.component_name: self.values[-1] if len(self.values) else None}
 
 
 class ImageFormat(formats.ImageFormat):
@@ -81,7 +79,7 @@ class ImageFormat(formats.ImageFormat):
     channel_datatype=None)``.
     """
 
-    component_name = IMAGE_FORMAT
+    component_name = IMAGE.column("format")
 
     def __init__(self, width: Any, height: Any, *, pixel_format: Any = None,
                  color_model: Any = None, channel_datatype: Any = None) -> None:
@@ -97,7 +95,7 @@ class ImageFormat(formats.ImageFormat):
             object.__setattr__(self, "error", f"ImageFormat: {exc}")
 
     def as_row(self) -> dict:
-        return {IMAGE_FORMAT: formats.ImageFormat(
+        return {self.component_name: formats.ImageFormat(
             self.width, self.height, pixel_format=self.pixel_format,
             color_model=self.color_model, channel_datatype=self.channel_datatype,
         )}
@@ -129,10 +127,10 @@ class _Float32Component:
 class Opacity(_Float32Component):
     """Opacity multiplier of an image (float32; 1.0 opaque)."""
 
-    component_name = IMAGE_OPACITY
+    component_name = IMAGE.column("opacity")
 
 
 class DrawOrder(_Float32Component):
     """Layer order of an image in 2D views (float32; higher on top; default -10)."""
 
-    component_name = IMAGE_DRAW_ORDER
+    component_name = IMAGE.column("draw_order")

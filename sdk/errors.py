@@ -4,26 +4,23 @@ Rerun's rule, kept here: logging must never crash or stall the caller's loop, so
 data produces a `PixelrunWarning` naming the entity and the reason, and the row is
 dropped. Strict mode (``init(strict=True)`` or ``PIXELRUN_STRICT=1``) turns the same
 messages into ``ValueError`` for tests and CI.
+
+`PixelrunWarning` (the base of every warning pixelrun emits) and `user_stacklevel` live
+in pixelrun.kernels.errors, the lowest layer, so the engine and kernels share them.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from typing import Optional
+
+from pixelrun.kernels.errors import PixelrunWarning, user_stacklevel
 
 __all__ = [
     "PixelrunWarning", "DataLossWarning", "RecordingClosedWarning", "PixelrunSaveError",
     "is_strict", "set_strict_mode", "report", "user_stacklevel",
 ]
-
-_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-class PixelrunWarning(UserWarning):
-    """Bad input that was dropped (the message names the entity and the reason), or
-    something about where the data goes that the user must know."""
 
 
 class DataLossWarning(PixelrunWarning):
@@ -54,17 +51,6 @@ def is_strict() -> bool:
     if _strict is not None:
         return _strict
     return os.environ.get("PIXELRUN_STRICT", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def user_stacklevel() -> int:
-    """The `stacklevel` for warnings.warn called by our caller that points at the
-    first frame outside the pixelrun SDK (the user's line)."""
-    f = sys._getframe(2)  # the caller of the function that asks
-    level = 2
-    while f is not None and os.path.dirname(os.path.abspath(f.f_code.co_filename)) == _PKG_DIR:
-        f = f.f_back
-        level += 1
-    return level
 
 
 def report(message: str) -> None:

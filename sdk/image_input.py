@@ -1,6 +1,6 @@
 """Turning whatever a camera pipeline hands us into (raw bytes, ImageFormat).
 
-SPEC section 1: NumPy and array-likes, PIL images, GPU arrays (via gpu_input),
+contract §1: NumPy and array-likes, PIL images, GPU arrays (via gpu_input),
 non-contiguous and big-endian arrays, or ``bytes=`` with an explicit format. The
 pixels are never converted here; the only work is ONE copy (tightly packed,
 row-major, little-endian) that protects the recording from later mutation by the
@@ -71,7 +71,7 @@ def _channels_of(color_model: Any) -> Optional[int]:
 
 
 def _squeezed_shape(shape: tuple, channels: Optional[int] = None) -> tuple:
-    """Drop leading, then trailing, size-1 axes while ndim > 2 (SPEC 1).
+    """Drop leading, then trailing, size-1 axes while ndim > 2 (contract §1).
 
     When a multi-channel color model is given and the last axis matches it, that
     axis is the channel axis: a one-row (1, W, C) image keeps its row.

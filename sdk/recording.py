@@ -26,11 +26,10 @@ from pixelrun.archetypes import Image, Indicator
 from pixelrun.batcher import Batcher, BatcherConfig, Row, build_column, rows_to_chunk
 from pixelrun.buffer_pool import POOL
 from pixelrun.components import ComponentColumn
+from pixelrun.engine import rrd
 from pixelrun.engine.chunk import (
     IMAGE_BUFFER,
-    IMAGE_DRAW_ORDER,
     IMAGE_FORMAT,
-    IMAGE_OPACITY,
     Chunk,
     normalize_entity_path,
     to_record_batch,
@@ -38,7 +37,6 @@ from pixelrun.engine.chunk import (
 from pixelrun.engine.chunk import (
     TimeColumn as ChunkTimeColumn,
 )
-from pixelrun.engine.rrd import codec as rrd
 from pixelrun.errors import DataLossWarning, PixelrunSaveError, PixelrunWarning, RecordingClosedWarning
 from pixelrun.image_input import check_buffer
 from pixelrun.kernels import formats
@@ -51,6 +49,7 @@ from pixelrun.sinks import (
     TcpSink,
     open_file_sink,
 )
+from pixelrun.spawn import spawn_viewer
 from pixelrun.timeline import (
     ROW_IDS,
     ThreadTime,
@@ -65,7 +64,7 @@ __all__ = ["RecordingStream", "entity_path", "exit_timeout"]
 DEFAULT_EXIT_TIMEOUT = 10.0
 
 def entity_path(path: Any) -> str:
-    """Normalised entity path: '/a/b', empty parts dropped, odd characters escaped (SPEC 5)."""
+    """Normalised entity path: '/a/b', empty parts dropped, odd characters escaped (contract §5)."""
     return normalize_entity_path(path)
 
 
@@ -123,8 +122,9 @@ def _prepare_writer_path() -> None:
         except Exception:  # noqa: BLE001
             pass
         store = rrd.StoreInfo("pixelrun-prepare", "prepare")
-        fmt = formats.ImageFormat(1, 1, color_model="L", channel_datatype="U8")
-        comps = {IMAGE_BUFFER: b"\0", IMAGE_FORMAT: fmt, IMAGE_OPACITY: 1.0, IMAGE_DRAW_ORDER: 0.0}
+        # every component of the Image archetype, so every column builder runs
+        comps = Image(bytes=b"\0", width=1, height=1, color_model="L", datatype="U8",
+                      opacity=1.0, draw_order=0.0).as_row()
         times = {"s": ("sequence", 0), "d": ("duration", 1), "log_time": ("timestamp", time.time_ns())}
         row = Row(ROW_IDS.next(), "/prepare", times, comps, 65)
         chunk = rows_to_chunk("/prepare", [row], ROW_IDS.next_bytes())
@@ -371,9 +371,9 @@ class RecordingStream:
             return
         buf, fmt = row.get(IMAGE_BUFFER), row.get(IMAGE_FORMAT)
         if buf is not None:
-            # Checked here, where the mistake is (SPEC 1): against the row's own format,
+            # Checked here, where the mistake is (contract §1): against the row's own format,
             # and for temporal rows also against a static ImageFormat, which shadows
-            # theirs (SPEC 5) and is therefore the one the buffer will be read with.
+            # theirs (contract §5) and is therefore the one the buffer will be read with.
             static_fmt = None if static else self._static_formats.get(path)
             for against, source in ((fmt, "ImageFormat"), (static_fmt, "static ImageFormat")):
                 msg = check_buffer(buf, against)
@@ -688,8 +688,6 @@ class RecordingStream:
         """Start the pixelrun viewer (when available) and stream to it."""
         if self._save_path:
             return
-        from pixelrun.spawn import spawn_viewer
-
         port = rrd.default_port() if port is None else port
         if spawn_viewer(port) and connect:
             self.connect(f"127.0.0.1:{port}")

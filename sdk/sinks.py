@@ -1,8 +1,10 @@
 """Where encoded recordings go: a file, memory, a TCP connection, or a backlog.
 
-Every sink receives the same .rrd encoding (engine/rrd/codec.py): stream header, one
+Every sink receives the same .rrd encoding (engine/rrd/encode.py): stream header, one
 SetStoreInfo per recording, ArrowMsg chunks, and (files and memory) the End message
-plus stream footer on close that Rerun 0.41's ``rrd verify`` requires.
+plus stream footer on close that Rerun 0.41's ``rrd verify`` requires. File and
+memory sinks drive the engine's `RrdEncoder`, which keeps the offsets and manifests
+that footer needs; a sink only decides where the bytes go.
 
 Sinks are driven by one recording stream's background thread (the batcher), never
 by the thread calling ``log``; a file shared by several recordings (PIXELRUN_SAVE, or
@@ -27,9 +29,8 @@ from typing import Callable, Optional
 
 import pyarrow as pa
 
+from pixelrun.engine import rrd
 from pixelrun.engine.chunk import Chunk
-from pixelrun.engine.rrd import codec as rrd
-from pixelrun.engine.rrd.footer import ManifestBuilder, footer_body, stream_footer
 from pixelrun.errors import PixelrunSaveError, PixelrunWarning
 from pixelrun.loss import LossLedger, format_bytes
 
@@ -87,66 +88,55 @@ class Sink:
 class _StreamWriter(Sink):
     """A complete .rrd stream with footer, written through `_write(parts)`.
 
-    Tracks byte offsets and one manifest per recording so `close` can write the End
-    message and stream footer (one stream may hold several recordings).
+    The engine's `RrdEncoder` makes every byte but the chunk messages (encoded once by
+    the recording for all its sinks, see `add_encoded`) and keeps the offsets and the
+    manifest per recording (one stream may hold several) that `close` writes as the
+    End message and stream footer. This class only adds the lock and the write hook.
     """
 
     def __init__(self, compression: bool = False) -> None:
         self._lock = threading.RLock()
         self.compression = compression
-        self.offset = 0
-        self._manifests: dict[tuple, ManifestBuilder] = {}
+        self._enc = rrd.RrdEncoder(compression=compression)
         self._closed = False
-        self._started = False
+
+    @property
+    def offset(self) -> int:
+        """Bytes of the stream written so far."""
+        return self._enc.offset
 
     def _write(self, parts: list) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _emit(self, parts: list) -> None:
-        self._write(parts)
-        self.offset += sum(len(p) if not isinstance(p, pa.Buffer) else p.size for p in parts)
-
     def _start(self) -> None:
-        if not self._started:
-            self._started = True
-            self._emit([rrd.stream_header(self.compression)])
+        if not self._enc.started:
+            self._write([self._enc.stream_header()])
 
     def add_store(self, store: rrd.StoreInfo) -> None:
         with self._lock:
-            if self._closed or store.store_key in self._manifests:
+            if self._closed or self._enc.has_store(store):
                 return
             self._start()
-            self._manifests[store.store_key] = ManifestBuilder(store)
-            self._emit([rrd.encode_store_info(store)])
+            self._write([self._enc.store_info(store)])
 
     def write_chunk(self, store, chunk, batch, enc) -> None:
         with self._lock:
             if self._closed:
                 return
-            if store.store_key not in self._manifests:
-                self.add_store(store)
-            body_offset = self.offset + rrd.MESSAGE_HEADER_SIZE
-            self._manifests[store.store_key].add(
-                chunk, batch, body_offset, enc.size - rrd.MESSAGE_HEADER_SIZE, enc.uncompressed_size
-            )
+            self.add_store(store)
+            self._enc.add_encoded(store, chunk, batch, enc)
             self._write_encoded(enc)
 
     def _write_encoded(self, enc) -> None:
-        """Write one encoded chunk message (and advance the offset)."""
-        self._emit(enc.parts)
-
-    def _end_bytes(self) -> bytes:
-        """End message + stream footer for everything written so far."""
-        body = footer_body(list(self._manifests.values()))
-        body_offset = self.offset + rrd.MESSAGE_HEADER_SIZE
-        return rrd.message_header(rrd.KIND_END, len(body)) + body + stream_footer(body_offset, body)
+        """Write one encoded chunk message (already counted by the encoder)."""
+        self._write(enc.parts)
 
     def close(self, timeout: Optional[float] = None) -> None:
         with self._lock:
             if self._closed:
                 return
             self._start()
-            self._emit([self._end_bytes()])
+            self._write([self._enc.end()])
             self._closed = True
             self._finish()
 
@@ -207,7 +197,6 @@ class FileSink(_StreamWriter):
     def _write_encoded(self, enc) -> None:
         # straight from the chunk's buffers into the file: no joined copy of the pixels
         enc.write_to(self._f)
-        self.offset += enc.size
         if self._f.tell() != self.offset:  # the footer's offsets must be exact
             raise IOError(f"{self.path}: wrote {self._f.tell()} bytes, expected {self.offset}")
 
@@ -330,7 +319,7 @@ class MemorySink(_StreamWriter):
                 return b"".join(bytes(p) if isinstance(p, pa.Buffer) else p for p in self._parts)
             self._start()
             data = b"".join(bytes(p) if isinstance(p, pa.Buffer) else p for p in self._parts)
-            return data + self._end_bytes()
+            return data + self._enc.footer()
 
     def for_child(self) -> Optional[Callable[[], Sink]]:
         # The child's copy of the memory is its own: it goes on writing there (with a

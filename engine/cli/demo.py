@@ -19,6 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from pixelrun.engine.api import open_store, render, time_points
 from pixelrun.engine.chunk import user_timelines
 from pixelrun.engine.cli.formats import parse_size
 from pixelrun.engine.cli.render import OutputError, safe_filename, writable_folder
@@ -53,15 +54,13 @@ def record_example(name: str, rrd_path: Path) -> None:
 
 def render_examples(out_dir, backend: str) -> list[Path]:
     """Record and render the seed examples into `out_dir`; return the PNGs written."""
-    from pixelrun.engine.api import open_source, render, time_points
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for name in SEED_EXAMPLES:
         rrd = out / f"{name}.rrd"
         record_example(name, rrd)
-        store = open_source(str(rrd))
+        store = open_store(str(rrd))
         timelines = user_timelines(store.timelines())
         if timelines:  # one PNG per time point of the example's own timeline
             tl = timelines[0]
@@ -90,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
     backend = choose_backend(args.backend)
     where = ""
     if backend == "wgpu":
-        from pixelrun.kernels.wgpu.device import adapter_summary
+        from pixelrun.kernels.wgpu.device import adapter_summary  # noqa: PLC0415 - imports wgpu
 
         where = f" on {adapter_summary()}"
     seeds = render_examples(out, backend)
@@ -102,8 +101,8 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("demo", help="record + render the seed examples, decode a sample of every format")
+def register(p: argparse.ArgumentParser) -> None:
+    """Add the arguments of `pixelrun demo` to its parser (engine/cli/main.py makes it)."""
     p.add_argument("-o", "--output", default="pixelrun-demo", metavar="DIR",
                    help="folder for the recordings and PNGs (created if missing; default ./pixelrun-demo)")
     p.add_argument("--size", type=parse_size, default=(256, 192), metavar="WxH",

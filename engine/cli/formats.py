@@ -33,7 +33,9 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def _markdown(head: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(head, *rows)]
-    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+    def line(cells) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(head), sep, *(line(r) for r in rows)])
 
@@ -84,8 +86,8 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("formats", help="list every supported image format and its byte count")
+def register(p: argparse.ArgumentParser) -> None:
+    """Add the arguments of `pixelrun formats` to its parser (engine/cli/main.py makes it)."""
     p.add_argument("--size", type=parse_size, default=(1920, 1080), metavar="WxH",
                    help="image size for the example byte counts (default 1920x1080)")
     p.set_defaults(func=_run)

@@ -19,7 +19,10 @@ import warnings
 import pyarrow as pa
 
 from pixelrun.engine.chunk import IMAGE_FORMAT, format_time, printable
+from pixelrun.engine.cli.main import error_line
+from pixelrun.engine.store.source import not_rrd_reason
 from pixelrun.engine.store.store import ChunkStore, StoreWarning
+from pixelrun.kernels.formats import ImageFormat
 
 
 def human_bytes(n: int) -> str:
@@ -42,8 +45,6 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
 
 def _latest_format(store: ChunkStore, entity: str, timelines: list[str]) -> str:
     """The image format shown last (static, else the latest on any timeline), described."""
-    from pixelrun.kernels.formats import ImageFormat
-
     for tl in [None, *timelines]:
         hit = store.latest_at(entity, IMAGE_FORMAT, tl, None).get(IMAGE_FORMAT)
         if hit is None or len(hit.values) == 0:
@@ -124,9 +125,6 @@ def render_text(s: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pixelrun.engine.cli.main import error_line  # noqa: PLC0415
-    from pixelrun.engine.store.source import not_rrd_reason  # noqa: PLC0415
-
     status = 0
     summaries = []
     for path in args.files:
@@ -158,12 +156,8 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "info",
-        help="entities, components, timelines, rows and bytes of .rrd recordings",
-        description=__doc__.splitlines()[0],
-    )
+def register(p: argparse.ArgumentParser) -> None:
+    """Add the arguments of `pixelrun info` to its parser (engine/cli/main.py makes it)."""
     p.add_argument("files", nargs="+", metavar="REC.rrd", help="recording(s) to inspect")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)

@@ -1,7 +1,11 @@
 """The `pixelrun` command line: one subcommand per module, imported only when used.
 
-Each module named in COMMANDS defines ``register(subparsers)`` which adds its parser
-and sets ``func`` (called with the parsed args, returning an exit code).
+COMMANDS names each subcommand's module and its one-line description (what
+``pixelrun --help`` lists, without importing any of them). Each module defines
+``register(parser)``, which adds its arguments to the parser made for it and sets
+``func`` (called with the parsed args, returning an exit code); the parser's
+description is the module docstring's first paragraph. ``python -m pixelrun`` and
+``python -m pixelrun.engine.cli`` run the same command line.
 """
 
 from __future__ import annotations
@@ -9,35 +13,50 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.metadata
 import os
 import sys
 import warnings
 
-# subcommand name -> module that implements it
+from pixelrun.engine.chunk import printable
+from pixelrun.kernels.errors import PixelrunWarning
+
+# subcommand name -> (module that implements it, one-line description)
 COMMANDS = {
-    "setup": "pixelrun.engine.cli.setup",
-    "formats": "pixelrun.engine.cli.formats",
-    "demo": "pixelrun.engine.cli.demo",
-    "render": "pixelrun.engine.cli.render",
-    "info": "pixelrun.engine.cli.info",
-    "view": "pixelrun.engine.cli.view",
+    "setup": ("pixelrun.engine.cli.setup", "install missing system packages (Vulkan driver, Xvfb)"),
+    "formats": ("pixelrun.engine.cli.formats", "list every supported image format and its byte count"),
+    "demo": ("pixelrun.engine.cli.demo", "record + render the seed examples, decode a sample of every format"),
+    "render": ("pixelrun.engine.cli.render", "render a recording's view to PNG (headless)"),
+    "info": ("pixelrun.engine.cli.info", "entities, components, timelines, rows and bytes of .rrd recordings"),
+    "view": ("pixelrun.engine.cli.view", "open the viewer window (live data and/or .rrd files)"),
 }
 
 
+def version() -> str:
+    """The installed pixelrun's version (its package metadata)."""
+    try:
+        return importlib.metadata.version("pixelrun")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown (not installed)"
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pixelrun", description=__doc__.splitlines()[0])
+    """The parser; only the subcommand `only` (None: none) has its module imported and
+    its arguments added, the others are listed with their description."""
+    parser = argparse.ArgumentParser(
+        prog="pixelrun", description="pixelrun: log camera images Rerun's way; render and view them exactly."
+    )
+    parser.add_argument("--version", action="version", version=f"pixelrun {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in COMMANDS.items():
-        if only is not None and name != only:
-            sub.add_parser(name, help="(run `pixelrun %s -h`)" % name)
+    for name, (module, summary) in COMMANDS.items():
+        if name != only:
+            sub.add_parser(name, help=summary, description=summary)
             continue
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue  # not built yet
-        mod.register(sub)
+        mod = importlib.import_module(module)
+        doc = (mod.__doc__ or summary).split("\n\n")[0]
+        p = sub.add_parser(name, help=summary, description=doc,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.register(p)
     return parser
 
 
@@ -67,8 +86,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def error_line(prog: str, exc: BaseException) -> str:
     """'pixelrun render: ValueError: ...' on one line, whatever the exception holds."""
-    from pixelrun.engine.chunk import printable  # noqa: PLC0415
-
     text = " ".join(str(exc).split()) or "(no message)"
     return f"{prog}: {type(exc).__name__}: {printable(text, 500)}"
 
@@ -77,7 +94,7 @@ def error_line(prog: str, exc: BaseException) -> str:
 def warnings_as_lines(prog: str):
     """Inside: warnings are collected; at the end each distinct one is printed once on
     stderr as 'PROG: warning: ...' (one line). Yields a list that then holds the
-    distinct UserWarnings (pixelrun's own: something in the data) that were printed."""
+    distinct PixelrunWarnings (pixelrun's own: something in the data) that were printed."""
     data_warnings: list[str] = []
     printed: set[str] = set()
     with warnings.catch_warnings(record=True) as caught:
@@ -85,14 +102,12 @@ def warnings_as_lines(prog: str):
         try:
             yield data_warnings
         finally:
-            from pixelrun.engine.chunk import printable  # noqa: PLC0415
-
             for w in caught:
                 text = printable(" ".join(str(w.message).split()), 500)
                 if text not in printed:
                     printed.add(text)
                     print(f"{prog}: warning: {text}", file=sys.stderr)
-                    if issubclass(w.category, UserWarning):
+                    if issubclass(w.category, PixelrunWarning):
                         data_warnings.append(text)
 
 

@@ -1,4 +1,4 @@
-"""`pixelrun render`: a recording's composited 2D view (SPEC 4) as RGBA PNG files.
+"""`pixelrun render`: a recording's composited 2D view (contract §4) as RGBA PNG files.
 
     pixelrun render REC.rrd -o out.png                               # latest data
     pixelrun render REC.rrd --timeline step --time 19 -o out.png
@@ -7,16 +7,19 @@
 
 With --all-times, OUT is a folder (files TIMELINE_TIME.png), a pattern containing
 ``{time}`` (e.g. ``f_{time:04d}.png``; ``{timeline}`` may appear in the file name), or
-a file name whose stem gets ``_TIME``. --time takes the timeline's integer value
-(sequence ticks, or nanoseconds); a number with a decimal point on a
+a file name whose stem gets ``_TIME``. In the folder and stem forms TIME is
+zero-padded to the width of the largest time point, so the names sort in time order.
+--time takes the timeline's integer value (sequence ticks, or nanoseconds); a number
+with a decimal point on a
 duration/timestamp timeline is read as seconds.
 
 The output is checked before anything is rendered: its folder must exist or have an
 existing parent (then it is created) and take a test file, and the file name must end
-in .png. Names made from the recording (the timeline's) are made safe for a file name
+in .png (the one format render writes). Names made from the recording (the timeline's) are made safe for a file name
 (`safe_filename`) and every file is checked to land inside the output folder.
 
-A damaged recording renders what is intact: each problem (a skipped message with its
+An --entity or --timeline the recording does not have ends the run (exit 1) with the
+list of what it has. A damaged recording renders what is intact: each problem (a skipped message with its
 byte offset and entity, an image left out) is one line on stderr. The exit code is 0
 when PNGs were written, 1 when none could be, or with --strict when anything was
 wrong with the recording.
@@ -36,6 +39,13 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from pixelrun.engine import api as R
+from pixelrun.engine.chunk import printable
+from pixelrun.engine.cli.main import warnings_as_lines
+from pixelrun.engine.store.store import StoreWarning
 
 
 def parse_background(text: str) -> tuple[int, int, int, int]:
@@ -87,18 +97,30 @@ def safe_filename(name: str, limit: int = SAFE_NAME_LIMIT) -> str:
     return f"{safe[:limit] or 'x'}-{digest}"
 
 
-def output_path(out: str, timeline: str, time: int) -> Path:
+def time_width(times) -> int:
+    """Digits of the largest time point (by magnitude): the zero-padding of file names."""
+    return max((len(str(abs(int(t)))) for t in times), default=1)
+
+
+def padded(time: int, width: int) -> str:
+    """`time` with its digits zero-padded to `width` ('-' kept in front)."""
+    return ("-" if time < 0 else "") + str(abs(time)).zfill(width)
+
+
+def output_path(out: str, timeline: str, time: int, width: int = 1) -> Path:
     """Where the PNG of one time point goes for --all-times (see the module docstring).
 
-    The timeline's name comes from the recording: it goes through `safe_filename`.
+    `width`: the digits TIME is zero-padded to in the folder and stem forms (a pattern
+    says its own format). The timeline's name comes from the recording: it goes
+    through `safe_filename`.
     """
     tl = safe_filename(timeline)
     if "{time" in out:
         return Path(out.format(time=time, timeline=tl))
     p = Path(out)
     if out.endswith(("/", os.sep)) or p.is_dir() or not p.suffix:
-        return p / f"{tl}_{time}.png"
-    return p.with_name(f"{p.stem}_{time}{p.suffix}")
+        return p / f"{tl}_{padded(time, width)}.png"
+    return p.with_name(f"{p.stem}_{padded(time, width)}{p.suffix}")
 
 
 class OutputError(ValueError):
@@ -128,9 +150,15 @@ def writable_folder(folder: Path) -> Path:
     return folder.resolve()
 
 
+SUPPORTED_EXTENSIONS = (".png",)  # what write_png writes
+
+
 def _check_png_name(name: str, what: str) -> None:
-    if Path(name).suffix.lower() != ".png":
-        raise OutputError(f"{what} must end in .png (PNG is what render writes), got {name!r}")
+    ext = Path(name).suffix.lower()
+    if ext not in SUPPORTED_EXTENSIONS:
+        got = f"unsupported extension {ext!r}" if ext else "no extension"
+        raise OutputError(f"{what} {name!r} has {got}: supported: {', '.join(SUPPORTED_EXTENSIONS)} "
+                          "(PNG is what render writes)")
 
 
 class OutputPlan:
@@ -154,7 +182,8 @@ class OutputPlan:
             if "{time" not in out:
                 raise OutputError(f"output pattern {out!r} has no {{time}}: every frame would overwrite the last")
             if "{" in str(p.parent):
-                raise OutputError(f"output pattern {out!r}: {{time}} and {{timeline}} go in the file name, not the folder")
+                raise OutputError(
+                    f"output pattern {out!r}: {{time}} and {{timeline}} go in the file name, not the folder")
             _check_png_name(sample, "the output pattern")
             if Path(sample).parent != p.parent:
                 raise OutputError(f"output pattern {out!r} puts files outside its folder ({sample})")
@@ -166,9 +195,10 @@ class OutputPlan:
             folder = p.parent
         self.folder = writable_folder(folder)
 
-    def path(self, timeline: Optional[str] = None, time: Optional[int] = None) -> Path:
-        """The file for one time point, proven to lie directly in the output folder."""
-        path = Path(self.out) if not self.all_times else output_path(self.out, timeline or "", int(time))
+    def path(self, timeline: Optional[str] = None, time: Optional[int] = None, width: int = 1) -> Path:
+        """The file for one time point, proven to lie directly in the output folder
+        (`width`: see `output_path`)."""
+        path = Path(self.out) if not self.all_times else output_path(self.out, timeline or "", int(time), width)
         real = path.resolve()  # follows a symlink planted at the name, too
         if real.parent != self.folder:
             raise OutputError(f"refusing to write {path}: it would land in {real.parent}, outside {self.folder}")
@@ -177,8 +207,6 @@ class OutputPlan:
 
 def write_png(path: Path, rgba: np.ndarray) -> None:
     """Write an (H, W, 4) uint8 array as an RGBA PNG (Pillow), creating the folder."""
-    from PIL import Image  # noqa: PLC0415
-
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(path, format="PNG")
 
@@ -203,22 +231,17 @@ class Progress:
 
 
 # Errors one frame's rendering can raise on damaged data: the frame is named and skipped.
-def _frame_errors() -> tuple:
-    import pyarrow as pa  # noqa: PLC0415
-
-    return (ValueError, TypeError, RuntimeError, MemoryError, OverflowError, pa.ArrowException)
+FRAME_ERRORS = (ValueError, TypeError, RuntimeError, MemoryError, OverflowError, pa.ArrowException)
 
 
 def _frames(store, args, timeline: str, times):
     """(time, rgba or the exception that stopped that frame) for every time point."""
-    from pixelrun.engine import api as R  # noqa: PLC0415
-
     backend = R.resolve_backend(args.backend)
     bg = args.background or (0, 0, 0, 0)
-    errors = _frame_errors()
+    errors = FRAME_ERRORS
     done = 0
     if backend == "cupy":
-        from pixelrun.kernels.cuda.composite import render_many  # noqa: PLC0415
+        from pixelrun.kernels.cuda.composite import render_many  # noqa: PLC0415 - imports cupy
 
         scenes = (R.layers_at(store, entity=args.entity, timeline=timeline, time=int(t)) for t in times)
         try:
@@ -242,10 +265,6 @@ MAX_PROBLEM_LINES = 50  # a badly damaged file must not bury the render's own ou
 
 def _open(path: str, prog: str):
     """The recording's store, each problem found while reading printed as one line."""
-    from pixelrun.engine import api as R  # noqa: PLC0415
-    from pixelrun.engine.chunk import printable  # noqa: PLC0415
-    from pixelrun.engine.store.store import StoreWarning  # noqa: PLC0415
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StoreWarning)  # printed below, one line each
         store = R.open_source(path)
@@ -259,12 +278,10 @@ def _open(path: str, prog: str):
 
 def _render_all(store, args, timeline: str, plan: OutputPlan, prog: str) -> tuple[int, int]:
     """Every time point to a PNG: (written, frames that could not be drawn)."""
-    from pixelrun.engine import api as R  # noqa: PLC0415
-    from pixelrun.engine.chunk import printable  # noqa: PLC0415
-
     times = [int(t) for t in R.time_points(store, timeline, args.entity)]
     if not times:
         return 0, 0
+    width = time_width(times)  # names sort in time order
     progress = Progress(len(times), enabled=not args.quiet)
     written = failed = 0
     # PNG compression runs in threads (zlib releases the GIL) while the next frame renders
@@ -278,9 +295,9 @@ def _render_all(store, args, timeline: str, plan: OutputPlan, prog: str) -> tupl
                 print(f"{brk}{prog}: {label}: not rendered: {type(rgba).__name__}: {printable(str(rgba))}",
                       file=sys.stderr)
             elif rgba.size == 0:
-                warnings.warn(f"nothing to draw at {label}; no PNG written", R.RenderWarning)
+                warnings.warn(f"nothing to draw at {label}; no PNG written", R.RenderWarning, stacklevel=2)
             else:
-                pending.append(pool.submit(write_png, plan.path(timeline, t), rgba))
+                pending.append(pool.submit(write_png, plan.path(timeline, t, width), rgba))
                 written += 1
             progress.step(label)
         for f in pending:
@@ -290,16 +307,13 @@ def _render_all(store, args, timeline: str, plan: OutputPlan, prog: str) -> tupl
 
 
 def run(args) -> int:
-    from pixelrun.engine import api as R  # noqa: PLC0415
-    from pixelrun.engine.chunk import printable  # noqa: PLC0415
-    from pixelrun.engine.cli.main import warnings_as_lines  # noqa: PLC0415
-
     prog = "pixelrun render"
     try:
         plan = OutputPlan(args.output, args.all_times)  # before any work
         with warnings_as_lines(prog) as warned:
             store = _open(args.recording, prog)
             problems = len(store.problems)
+            R.check_entity(store, args.entity)  # NotFoundError listing the entities
             timeline = args.timeline
             if timeline is None:
                 timeline = R.default_timeline(store)
@@ -336,9 +350,8 @@ def run(args) -> int:
         return 1
 
 
-def register(sub) -> None:
-    p = sub.add_parser("render", help="render a recording's view to PNG (headless)",
-                       description=__doc__.split("\n\n")[0])
+def register(p: argparse.ArgumentParser) -> None:
+    """Add render's arguments to its parser (engine/cli/main.py makes it)."""
     p.add_argument("recording", help=".rrd file")
     p.add_argument("-o", "--output", required=True, help="PNG file (or folder/pattern with --all-times)")
     p.add_argument("--entity", help="render only this entity's subtree")
@@ -346,7 +359,8 @@ def register(sub) -> None:
     when = p.add_mutually_exclusive_group()
     when.add_argument("--time", help="time point on the timeline (default: latest)")
     when.add_argument("--all-times", action="store_true", help="one PNG per time point with image data")
-    p.add_argument("--backend", default="wgpu", choices=["wgpu", "numpy", "cupy", "auto"])
+    p.add_argument("--backend", default="auto", choices=R.BACKENDS,
+                   help="auto (default): wgpu when a GPU adapter exists, else numpy")
     p.add_argument("--background", type=parse_background, default=None,
                    help="r,g,b[,a] bytes (default transparent 0,0,0,0)")
     p.add_argument("--strict", action="store_true",

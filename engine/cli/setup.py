@@ -7,6 +7,7 @@ pip; these two come from apt-get, installed here only when missing.
 
 from __future__ import annotations
 
+import argparse
 import glob
 import os
 import shutil
@@ -99,8 +100,8 @@ def _run(args) -> int:
     return rc
 
 
-def register(sub) -> None:
-    p = sub.add_parser("setup", help="install missing system packages (Vulkan driver, Xvfb)")
+def register(p: argparse.ArgumentParser) -> None:
+    """Add the arguments of `pixelrun setup` to its parser (engine/cli/main.py makes it)."""
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--rerun-venv", metavar="DIR",
                    help=f"also make DIR a virtual environment with {RERUN_PEER} for cross-checks")

@@ -30,8 +30,19 @@ import sys
 import threading
 import time
 
-from pixelrun.engine.rrd import codec as rrd
-from pixelrun.engine.viewer.server import DEFAULT_BIND
+from pixelrun.engine import rrd
+from pixelrun.engine.api import NotFoundError, check_entity
+from pixelrun.engine.store.memory import plan_memory
+from pixelrun.engine.store.store import ChunkStore
+from pixelrun.engine.viewer.data import ViewerData
+from pixelrun.engine.viewer.server import (
+    DEFAULT_BIND,
+    DEFAULT_MAX_INFLIGHT_BYTES,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    PortInUseError,
+    ServerLimits,
+    ViewerServer,
+)
 
 DEFAULT_WINDOW_SIZE = (1280, 720)
 DEFAULT_SCREENSHOT_TIMEOUT_S = 120.0
@@ -55,19 +66,28 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-def register(sub) -> None:
-    p = sub.add_parser("view", help="open the viewer window (live data and/or .rrd files)")
+def register(p: argparse.ArgumentParser) -> None:
+    """Add the arguments of `pixelrun view` to its parser (engine/cli/main.py makes it)."""
     p.add_argument("recordings", nargs="*", metavar="REC.rrd", help=".rrd files to open")
     port = rrd.default_port()  # PIXELRUN_PORT, else Rerun's 9876: where spawn/connect look
-    p.add_argument("--port", type=int, default=port, help=f"TCP port to listen on (default {port}, from PIXELRUN_PORT or Rerun's 9876; 0 picks a free one)")
-    p.add_argument("--bind", default=DEFAULT_BIND, help=f"address to listen on (default {DEFAULT_BIND}; 0.0.0.0 exposes the viewer to the network)")
+    p.add_argument("--port", type=int, default=port,
+                   help=f"TCP port to listen on (default {port}, from PIXELRUN_PORT or Rerun's 9876; "
+                        "0 picks a free one)")
+    p.add_argument("--bind", default=DEFAULT_BIND,
+                   help=f"address to listen on (default {DEFAULT_BIND}; 0.0.0.0 exposes the viewer to the network)")
     p.add_argument("--no-listen", action="store_true", help="do not listen for live data")
+    p.add_argument("--entity", help="show only this entity's subtree (it must be in the REC.rrd files given)")
     p.add_argument("--screenshot-to", metavar="PNG", help="draw one frame, save it as PNG, exit")
     p.add_argument("--screenshot-timeout", type=_positive_seconds, default=DEFAULT_SCREENSHOT_TIMEOUT_S, metavar="S",
-                   help=f"with --screenshot-to: give up (exit 1) when no frame is saved within S seconds of the start, loading included (default {DEFAULT_SCREENSHOT_TIMEOUT_S:g})")
-    p.add_argument("--screenshot-dir", metavar="DIR", help="where key S (and SIGUSR1) save screenshots (default: current directory)")
-    p.add_argument("--window-size", type=_window_size, default=DEFAULT_WINDOW_SIZE, metavar="WxH", help="window size in logical pixels (default 1280x720)")
-    p.add_argument("--memory-limit", default="75%", help="memory for data, all of it (store, decoded textures, messages in flight): bytes, '2GB' or a percentage of RAM (default 75%%)")
+                   help="with --screenshot-to: give up (exit 1) when no frame is saved within S seconds of the "
+                        f"start, loading included (default {DEFAULT_SCREENSHOT_TIMEOUT_S:g})")
+    p.add_argument("--screenshot-dir", metavar="DIR",
+                   help="where key S (and SIGUSR1) save screenshots (default: current directory)")
+    p.add_argument("--window-size", type=_window_size, default=DEFAULT_WINDOW_SIZE, metavar="WxH",
+                   help="window size in logical pixels (default 1280x720)")
+    p.add_argument("--memory-limit", default="75%",
+                   help="memory for data, all of it (store, decoded textures, messages in flight): bytes, '2GB' "
+                        "or a percentage of RAM (default 75%%)")
     # Benchmark hook (benchmarks/viewer.py): after every frame, append
     # "monotonic_time frame R G B A" of the window pixel showing image pixel U,V.
     p.add_argument("--probe", nargs=3, metavar=("FILE", "U", "V"), help=argparse.SUPPRESS)
@@ -104,18 +124,14 @@ def _start_watchdog(seconds: float, path: str) -> None:
 
 
 def _run(args) -> int:
-    from pixelrun.engine.store.memory import plan_memory  # noqa: PLC0415
-    from pixelrun.engine.store.store import ChunkStore  # noqa: PLC0415
-    from pixelrun.engine.viewer.data import ViewerData  # noqa: PLC0415
-    from pixelrun.engine.viewer.server import (  # noqa: PLC0415
-        DEFAULT_MAX_INFLIGHT_BYTES,
-        DEFAULT_MAX_MESSAGE_BYTES,
-        PortInUseError,
-        ServerLimits,
-        ViewerServer,
+    # the window needs glfw, imgui and wgpu: imported only when a window is opened
+    from pixelrun.engine.viewer.window import (  # noqa: PLC0415 - imports glfw, rendercanvas, imgui
+        Viewer,
+        ViewerError,
+        check_display,
+        check_writable,
     )
-    from pixelrun.engine.viewer.window import Viewer, ViewerError, check_display, check_writable  # noqa: PLC0415
-    from pixelrun.kernels.wgpu.composite import default_vram_budget  # noqa: PLC0415
+    from pixelrun.kernels.wgpu.composite import default_vram_budget  # noqa: PLC0415 - imports wgpu
 
     if args.screenshot_to is not None:
         try:
@@ -150,6 +166,14 @@ def _run(args) -> int:
             return 1
         for problem in problems:
             print(f"pixelrun view: {path}: {problem}", file=sys.stderr)
+    if args.entity is not None:
+        if args.recordings:  # live data has no entities yet to check against
+            try:
+                check_entity(data.store, args.entity)
+            except NotFoundError as exc:
+                print(f"pixelrun view: --entity: {exc}", file=sys.stderr)
+                return 1
+        data.root = args.entity
 
     one_shot = args.screenshot_to is not None
     server = None

@@ -13,6 +13,7 @@ chunks, which each chunk message is checked against (`check_against_index`).
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass, field
 
@@ -29,7 +30,14 @@ from pixelrun.engine.chunk import (
     timeline_kind,
     user_timelines,
 )
+from pixelrun.engine.rrd.ipc import check_ipc_payload, lz4_decompress
+from pixelrun.engine.rrd.messages import FOURCC, MESSAGE_HEADER_SIZE, STREAM_FOOTER_SIZE, StoreInfo, store_id_pb
 from pixelrun.engine.rrd.proto import pb
+
+try:  # optional accelerator for the footer checksum; the pure-Python xxh32 below otherwise
+    import xxhash
+except ImportError:
+    xxhash = None
 
 FOOTER_CRC_SEED = 7850921  # Rerun's seed ("RERUN" in base 26)
 _FOOTER_TAIL = b"RRF2FOOT" + struct.pack("<I", 1)
@@ -44,12 +52,8 @@ def _rotl(x: int, r: int) -> int:
 
 def xxh32(data: bytes, seed: int = 0) -> int:
     """xxHash32 (the footer checksum). Uses the `xxhash` package when installed."""
-    try:
-        import xxhash  # noqa: PLC0415 - optional accelerator
-
+    if xxhash is not None:
         return xxhash.xxh32_intdigest(data, seed)
-    except ImportError:
-        pass
     data = bytes(data)
     n = len(data)
     i = 0
@@ -94,8 +98,6 @@ def schema_sha256(schema: pa.Schema) -> bytes:
     """Rerun's schema hash: SHA-256 of the IPC stream of the name-sorted fields, no
     schema metadata. Rerun only checks it in its heavy (test-time) sanity check; the
     IPC bytes of pyarrow and arrow-rs may differ, so this is a best-effort value."""
-    import hashlib
-
     sorted_schema = pa.schema(sorted(schema, key=lambda f: f.name))
     sink = pa.BufferOutputStream()
     pa.ipc.new_stream(sink, sorted_schema).close()
@@ -120,7 +122,7 @@ class _ChunkEntry:
 class ManifestBuilder:
     """Collects what the RrdManifest needs while chunks are written."""
 
-    store: object  # rrd.StoreInfo
+    store: StoreInfo
     entries: list = field(default_factory=list)
     component_fields: dict = field(default_factory=dict)  # component -> metadata
     timeline_kinds: dict = field(default_factory=dict)  # timeline -> kind
@@ -232,10 +234,8 @@ class ManifestBuilder:
 
     def manifest(self):
         """This recording's RrdManifest (protobuf message)."""
-        from pixelrun.engine.rrd.codec import _store_id_pb
-
         m = pb.RrdManifest()
-        m.store_id.CopyFrom(_store_id_pb(self.store))
+        m.store_id.CopyFrom(store_id_pb(self.store))
         schema = self._sorbet_schema()
         m.sorbet_schema.arrow_schema = schema.serialize().to_pybytes()
         m.sorbet_schema_sha256 = schema_sha256(schema)
@@ -328,13 +328,9 @@ class FileIndex:
 
 
 def _manifest_table(m, max_decompressed_bytes: int) -> pa.Table:
-    from pixelrun.engine.rrd.codec import lz4_decompress  # the one bounded LZ4 path
-
     payload = m.data.payload
-    if m.data.compression == pb.COMPRESSION_LZ4:
+    if m.data.compression == pb.COMPRESSION_LZ4:  # the one bounded LZ4 path
         payload = lz4_decompress(payload, m.data.uncompressed_size, max_decompressed_bytes)
-    from pixelrun.engine.rrd.ipc import check_ipc_payload
-
     check_ipc_payload(payload)
     table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
     for col in table.columns:
@@ -395,8 +391,6 @@ def read_file_index(read_at, size: int, max_decompressed_bytes: int) -> tuple:
     elsewhere); a footer that fails its checksum or does not parse is a problem, and
     the file is then read without cross-checks.
     """
-    from pixelrun.engine.rrd.codec import FOURCC, MESSAGE_HEADER_SIZE, STREAM_FOOTER_SIZE
-
     if size < STREAM_FOOTER_SIZE + MESSAGE_HEADER_SIZE:
         return None, []
     tail = read_at(size - STREAM_FOOTER_SIZE, STREAM_FOOTER_SIZE)

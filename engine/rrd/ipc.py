@@ -1,14 +1,22 @@
-"""Checks on an Arrow IPC payload before pyarrow decodes it (untrusted .rrd input).
+"""Untrusted chunk payloads, checked before anything is allocated on their word.
 
-pyarrow reads an uncompressed IPC stream zero-copy from the payload, so what it builds
-is bounded by the payload's own bytes, with one exception: Arrow's optional *body
-compression* (LZ4_FRAME / ZSTD per buffer), where each buffer starts with a declared
-uncompressed length that pyarrow allocates before decompressing. Rerun 0.41 never uses
-it (it compresses the whole payload with LZ4 itself, see rrd.py), so a payload that
-asks for it is refused here, before any allocation. Every buffer a record batch
-declares must also lie inside the message body that carries it, after the buffer
-before it (as every writer lays them out): a changed buffer offset that still lands
-inside the body would otherwise read other bytes as pixels, unnoticed.
+Two checks, shared by the decoder (decode.py) and the footer reader (footer.py):
+bounded LZ4 *block* decompression (`lz4_decompress`), and the Arrow IPC checks below
+(`check_ipc_payload`).
+
+LZ4: a few MB of LZ4 can claim (and inflate to) 255 times their size, so the size a
+message declares is checked against a limit and against what LZ4 can produce before
+the output is allocated.
+
+Arrow IPC: pyarrow reads an uncompressed IPC stream zero-copy from the payload, so
+what it builds is bounded by the payload's own bytes, with one exception: Arrow's
+optional *body compression* (LZ4_FRAME / ZSTD per buffer), where each buffer starts
+with a declared uncompressed length that pyarrow allocates before decompressing. Rerun
+0.41 never uses it (it compresses the whole payload with LZ4 itself, see decode.py),
+so a payload that asks for it is refused here, before any allocation. Every buffer a
+record batch declares must also lie inside the message body that carries it, after the
+buffer before it (as every writer lays them out): a changed buffer offset that still
+lands inside the body would otherwise read other bytes as pixels, unnoticed.
 
 Only the few flatbuffer fields these checks need are read (Arrow's Message.fbs:
 Message{version, header_type, header, bodyLength}, RecordBatch{length, nodes,
@@ -17,10 +25,56 @@ buffers, compression}, DictionaryBatch{id, data}); every read is bounds-checked.
 
 from __future__ import annotations
 
+import os
 import struct
 
+import lz4.block
 import numpy as np
 import pyarrow as pa
+
+# An LZ4 payload declaring more than this uncompressed is refused before anything is
+# allocated. Chunks are written a few MB at a time by Rerun's batcher and ours, and
+# our SDK compresses only when asked; PIXELRUN_MAX_DECOMPRESSED_BYTES raises the bound
+# for a file that really holds larger compressed chunks.
+DEFAULT_MAX_DECOMPRESSED_BYTES = 512 << 20
+# LZ4 block format: one byte of input yields at most 255 bytes of output (a match
+# length extension byte), so a larger claim is impossible, not merely suspicious.
+LZ4_MAX_EXPANSION = 255
+
+
+def default_max_decompressed_bytes() -> int:
+    """PIXELRUN_MAX_DECOMPRESSED_BYTES when set (bytes), else 512 MiB."""
+    value = os.environ.get("PIXELRUN_MAX_DECOMPRESSED_BYTES", "").strip()
+    if not value:
+        return DEFAULT_MAX_DECOMPRESSED_BYTES
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"PIXELRUN_MAX_DECOMPRESSED_BYTES must be a byte count, got {value!r}") from None
+
+
+def lz4_decompress(payload, declared: int, limit: int) -> bytes:
+    """Decompress an LZ4 block whose uncompressed size is `declared`, checking that
+    size against `limit` and against what LZ4 can produce before allocating it."""
+    n = len(payload)
+    if declared <= 0:
+        raise ValueError(f"LZ4 payload of {n} bytes declares an uncompressed size of {declared}")
+    if declared > limit:
+        raise ValueError(
+            f"LZ4 payload of {n} bytes declares {declared} bytes uncompressed, more than the "
+            f"{limit}-byte limit (max_decompressed_bytes, PIXELRUN_MAX_DECOMPRESSED_BYTES); "
+            "refused without decompressing"
+        )
+    if declared > LZ4_MAX_EXPANSION * n + 64:
+        raise ValueError(
+            f"LZ4 payload of {n} bytes declares {declared} bytes uncompressed, more than "
+            f"LZ4 can expand to (x{LZ4_MAX_EXPANSION}): damaged"
+        )
+    out = lz4.block.decompress(payload, uncompressed_size=declared)
+    if len(out) != declared:
+        raise ValueError(f"LZ4 payload inflates to {len(out)} bytes, its message declares {declared}")
+    return out
+
 
 _HEADER_DICTIONARY_BATCH = 2
 _HEADER_RECORD_BATCH = 3

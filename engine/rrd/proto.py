@@ -124,7 +124,7 @@ def _build() -> SimpleNamespace:
         fd = pool.FindFileByName(fname)
         for mname, mdesc in fd.message_types_by_name.items():
             classes[mname] = message_factory.GetMessageClass(mdesc)
-        for ename, edesc in fd.enum_types_by_name.items():
+        for edesc in fd.enum_types_by_name.values():
             for v in edesc.values:
                 classes[v.name] = v.number
     return SimpleNamespace(**classes)

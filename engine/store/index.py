@@ -5,7 +5,7 @@ Each entry is one row that carries the component: its time point on the timeline
 row within the chunk). Entries are kept sorted by (time, row id), so
 
 - latest-at(t) is one ``searchsorted`` (the last entry with time <= t is the greatest
-  (time, row id) pair, which is exactly SPEC 5's tie rule), and
+  (time, row id) pair, which is exactly contract §5's tie rule), and
 - range(t0, t1) is two.
 
 Appending rows that arrive in order (the common case: a camera logging frames) copies

@@ -1,6 +1,6 @@
 """Where the store's chunks come from: .rrd files, byte strings and streams.
 
-The framing, decompression and Arrow decoding are engine/rrd/codec.py's (`RrdDecoder`);
+The framing, decompression and Arrow decoding are engine/rrd/decode.py's (`RrdDecoder`);
 this module only feeds it, picks the recording chunks out of its messages and passes
 on its problems. Files are read in blocks, not whole, so a recording larger than the
 store's memory limit can still be opened: the store drops old data as it reads.
@@ -15,8 +15,8 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from pixelrun.engine.rrd import codec as rrd
-from pixelrun.engine.rrd.codec import ChunkMsg, RrdDecoder, StoreInfoMsg
+from pixelrun.engine import rrd
+from pixelrun.engine.rrd import ChunkMsg, RrdDecoder, StoreInfoMsg
 from pixelrun.engine.rrd.footer import read_file_index
 
 # Files are read in groups of whole messages of about this many bytes, into one reused

@@ -1,4 +1,4 @@
-"""The chunk store: what every entity shows at any time point (SPEC 5).
+"""The chunk store: what every entity shows at any time point (contract §5).
 
 `ChunkStore` ingests decoded chunks (from a file, a byte stream, a memory recording, or
 directly) and answers
@@ -48,14 +48,8 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 import pyarrow as pa
 
-from pixelrun.engine.chunk import (
-    IMAGE_BUFFER,
-    IMAGE_DRAW_ORDER,
-    IMAGE_FORMAT,
-    IMAGE_OPACITY,
-    Chunk,
-    normalize_entity_path,
-)
+from pixelrun.engine.archetypes import DRAWABLE_COLUMNS
+from pixelrun.engine.chunk import Chunk, normalize_entity_path
 from pixelrun.engine.store.index import SortedIndex
 from pixelrun.engine.store.memory import (
     DEFAULT_MEMORY_LIMIT,
@@ -65,6 +59,7 @@ from pixelrun.engine.store.memory import (
     parse_memory_limit,
 )
 from pixelrun.engine.store.source import READ_BLOCK, ChunkSource, ReadBuffer, message_groups, open_file
+from pixelrun.kernels.errors import PixelrunWarning, user_stacklevel
 
 __all__ = [
     "IMAGE_COMPONENTS",
@@ -80,12 +75,14 @@ __all__ = [
     "open_store",
 ]
 
-# What the store keeps by default: the Image archetype. Anything else is skipped with
-# one note per (entity, component) (pass keep_components=None to keep everything).
-IMAGE_COMPONENTS = frozenset({IMAGE_BUFFER, IMAGE_FORMAT, IMAGE_OPACITY, IMAGE_DRAW_ORDER})
+# What the store keeps by default: every component of every archetype the scene draws
+# (the archetype table's DRAWABLE_COLUMNS; the name is older than the table). Anything
+# else is skipped with one note per (entity, component) (pass keep_components=None to
+# keep everything).
+IMAGE_COMPONENTS = DRAWABLE_COLUMNS
 
 
-class StoreWarning(UserWarning):
+class StoreWarning(PixelrunWarning):
     """A recording could only be read in part (truncation, a corrupt message, ...)."""
 
 
@@ -302,8 +299,9 @@ class ChunkStore:
     """Indexed, memory-limited, thread-safe store of chunks (see module docstring).
 
     memory_limit: bytes, ``"75%"`` of RAM, ``"2GB"``, or None for no limit.
-    keep_components: component names to keep (default: the Image archetype's); None
-    keeps every component (what ``pixelrun info`` uses).
+    keep_components: component names to keep (default: IMAGE_COMPONENTS, every
+    component of the drawable archetypes); None keeps every component (what
+    ``pixelrun info`` uses).
     """
 
     def __init__(
@@ -544,7 +542,7 @@ class ChunkStore:
         timeline: Optional[str],
         t: Optional[int],
     ) -> dict[str, Hit]:
-        """Latest-at (SPEC 5): {component: Hit} for each component that resolves.
+        """Latest-at (contract §5): {component: Hit} for each component that resolves.
 
         timeline None: static values only. t None: the latest row on the timeline.
         Components that do not resolve are absent from the result.
@@ -725,7 +723,7 @@ class ChunkStore:
             return sum(idx.nbytes() for idx in self._index.values())
 
     # ================================================================ ingest: sources
-    # The .rrd framing, decompression and Arrow decoding live in engine/rrd/codec.py; the
+    # The .rrd framing, decompression and Arrow decoding live in engine/rrd/decode.py; the
     # store feeds it (store_source.ChunkSource) and keeps the problems it reports.
 
     def _ingest_source_part(self, chunks, problems, notes, report: IngestReport, src=None) -> None:
@@ -747,7 +745,7 @@ class ChunkStore:
         if report.problems:
             first = report.problems[0]
             more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
-            warnings.warn(StoreWarning(f"{source}: read in part: {first}{more}"), stacklevel=3)
+            warnings.warn(StoreWarning(f"{source}: read in part: {first}{more}"), stacklevel=user_stacklevel())
 
     def ingest_file(self, path, read_size: int = 0) -> IngestReport:
         """Read a .rrd file in groups of whole messages: every complete message is kept;

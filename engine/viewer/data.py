@@ -89,6 +89,7 @@ class ViewerData:
         self.scene_problems: list = []  # images that cannot be drawn, with the reason
         self.playback = Playback()
         self.overrides: dict[str, EntityOverride] = {}
+        self.root: Optional[str] = None  # show only this entity's subtree (pixelrun view --entity)
         self.overrides_version = 0  # bump after changing `overrides` (the scene cache key)
         self.ingest_errors = 0
         self._listeners: list[Callable[[], None]] = []
@@ -185,7 +186,7 @@ class ViewerData:
 
         pb = self.playback
         problems: list = []
-        raw = scene_at(self.store, pb.timeline, pb.time, problems=problems)
+        raw = scene_at(self.store, pb.timeline, pb.time, self.root, problems=problems)
         self.scene_problems = problems  # shown in the status panel, never raised
         out = []
         for layer in raw:

@@ -13,7 +13,7 @@ everything the pixel depends on, so no conversion rule is restated here:
   1 x 1 layout from the same table);
 - Bayer: the pixel's border-cut 3 x 3 neighbourhood, cropped at even coordinates so
   the mosaic phase is kept;
-- colour images: the pixel alone, with the image's automatic value range (SPEC 3.1,
+- colour images: the pixel alone, with the image's automatic value range (contract §3.1,
   computed once per row and cached) passed explicitly.
 Only a handful of bytes are touched per hover, whatever the image size.
 """
@@ -46,7 +46,7 @@ class PixelReadout:
 
     raw: (name, value) pairs in the source datatype, e.g. (("Y", 81), ("U", 90), ("V", 240))
     or (("L", 4095),); floats stay floats.
-    display: the pixel's display RGBA8 (SPEC 2/3), before blending with other layers.
+    display: the pixel's display RGBA8 (contract §2/3), before blending with other layers.
     """
 
     entity: str
@@ -79,7 +79,7 @@ def sample_address(a: SampleAddress, x: int, y: int) -> int:
 
 
 class ValueRangeCache:
-    """SPEC 3.1 value range per image row, so hovering a 1080p u16 image scans it once."""
+    """contract §3.1 value range per image row, so hovering a 1080p u16 image scans it once."""
 
     def __init__(self, max_entries: int = 16) -> None:
         self._cache: OrderedDict[int, tuple] = OrderedDict()

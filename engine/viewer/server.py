@@ -59,8 +59,8 @@ from typing import Callable, Iterable, Optional, Protocol
 
 import numpy as np
 
+from pixelrun.engine import rrd
 from pixelrun.engine.chunk import Chunk
-from pixelrun.engine.rrd import codec as rrd
 
 __all__ = [
     "DEFAULT_BIND",
@@ -218,7 +218,7 @@ class _Busy(Exception):
 
 
 class RrdStreamDecoder:
-    """`engine/rrd/codec.py`'s incremental decoder with the live-stream policy on top.
+    """`engine/rrd/decode.py`'s incremental decoder with the live-stream policy on top.
 
     A file reader skips a corrupt message and goes on; a live connection that sends
     one is not trusted further (no resynchronising either): the first problem the

@@ -4,7 +4,7 @@ What it does, and where:
 - the composited 2D scene is drawn by the shared `Renderer` (kernels/wgpu/composite.py), with
   the pan/zoom of `viewer_view.View`, into a window-sized cache texture, redrawn only
   when the layers (row ids, opacity, draw order) or the view change; every frame copies
-  it to the surface (engine/shaders/viewer_blit.wgsl) and draws the imgui panels
+  it to the surface (kernels/wgpu/shaders/viewer_blit.wgsl) and draws the imgui panels
   (engine/viewer/panels.py) on top, in one command encoder, so hovering and widgets
   never pay for a composite;
 - data arrives through `viewer_server.ViewerServer` on background threads and lands in
@@ -33,7 +33,6 @@ import os
 import sys
 import threading
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Optional
 
@@ -45,6 +44,7 @@ from pixelrun.engine.store.memory import format_mb
 from pixelrun.engine.viewer.data import ViewerData
 from pixelrun.engine.viewer.inspect import PixelReadout, ValueRangeCache, inspect_pixel
 from pixelrun.engine.viewer.view import BOTTOM_PANEL_H, LEFT_PANEL_W, Rect, View
+from pixelrun.kernels.wgpu.wgsl import load_wgsl
 
 __all__ = [
     "Viewer", "ViewerError", "check_display", "check_writable", "WINDOW_BACKGROUND", "read_view_metadata",
@@ -52,7 +52,7 @@ __all__ = [
 
 log = logging.getLogger("pixelrun.viewer")
 
-WINDOW_BACKGROUND = (13, 13, 13, 255)  # SPEC 4: the window's default background
+WINDOW_BACKGROUND = (13, 13, 13, 255)  # contract §4: the window's default background
 VIEW_METADATA_KEY = "pixelrun:view"
 
 
@@ -247,11 +247,11 @@ class Viewer:
 
     def _make_blit_pipeline(self):
 
-        src = resources.files("pixelrun.kernels.wgpu").joinpath("shaders", "viewer_blit.wgsl").read_text()
+        src = load_wgsl("viewer_blit.wgsl")  # with its #include of common.wgsl resolved
         module = self.device.create_shader_module(code=src)
         return self.device.create_render_pipeline(
             layout="auto",
-            vertex={"module": module, "entry_point": "vs_main"},
+            vertex={"module": module, "entry_point": "vs_fullscreen"},
             fragment={"module": module, "entry_point": "fs_main", "targets": [{"format": self.cache_format}]},
             primitive={"topology": "triangle-list"},
         )

@@ -1,4 +1,4 @@
-// Bayer mosaics -> display RGBA8 (SPEC 2).
+// Bayer mosaics -> display RGBA8 (contract §2).
 //
 // Each pixel keeps its own sample; each missing colour is the mean of that colour's
 // samples in the 3x3 neighbourhood cut to the image (a colour with no sample there,

@@ -1,4 +1,4 @@
-// Colour images (ColorModel x ChannelDatatype) -> display RGBA8 (SPEC 3).
+// Colour images (ColorModel x ChannelDatatype) -> display RGBA8 (contract §3).
 //
 // One extern "C" kernel per channel datatype (pr_color_u8 ... pr_color_f64), all
 // from the template below. The colour model arrives as channel count plus the
@@ -15,7 +15,7 @@
 // mode 1: wider integers with their automatic range: v - lo in exact unsigned 64-bit
 //         arithmetic (no overflow for any int64/uint64 pair), then float.
 // mode 2: floats, or an explicit non-integer range: (v - lo_d) * inv in double/float.
-// Alpha never uses the colour range (SPEC 3.3, 7): integers divide by the type's
+// Alpha never uses the colour range (contract §3.3, 7): integers divide by the type's
 // maximum `alpha_max` (exact formula up to 16 bits), floats are taken as they are.
 //
 // Launch: grid (gx, frames, 1), block (COLOR_BLOCK, 1, 1) (cupy_convert.py); blockIdx.y is the frame,
@@ -179,7 +179,7 @@ __device__ __forceinline__ void pr_color_body(
             for (int c = 0; c < 3; ++c) rgb[c] = pr_wide_colour(p[idx[c]], wide_lo, wide_inv, tz);
         }
         if (bad) {
-            out[i] = PR_MAGENTA;  // SPEC 3.4: NaN/Inf in a colour channel, alpha included
+            out[i] = PR_MAGENTA;  // contract §3.4: NaN/Inf in a colour channel, alpha included
             continue;
         }
         pr_u32 a = 255u;

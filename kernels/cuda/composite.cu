@@ -1,4 +1,4 @@
-// Compositing a 2D view on the GPU (SPEC 4), used by pixelrun/engine/cupy_composite.py.
+// Compositing a 2D view on the GPU (contract §4), used by pixelrun/engine/cupy_composite.py.
 //
 // The accumulator is (H, W, 4) float32: linear-light colour, premultiplied by alpha.
 //   pr_composite_clear:  acc = background (already linear and premultiplied)

@@ -1,14 +1,14 @@
-"""Compositing a 2D view on an NVIDIA GPU with CuPy (SPEC 4); bulk rendering of many frames.
+"""Compositing a 2D view on an NVIDIA GPU with CuPy (contract §4); bulk rendering of many frames.
 
 The CUDA counterpart of the NumPy compositor (kernels/reference/composite.py) and of the wgpu
-renderer: `pixelrun.engine.api` dispatches ``backend="cupy"`` here. Each layer's
+renderer: the backend registry (kernels/backends.py) dispatches ``backend="cupy"`` here. Each layer's
 raw bytes are decoded on the device by pixelrun.kernels.cuda.convert, then blended in
 linear light with premultiplied alpha by kernels/cuda/composite.cu:
 
     c = srgb_decode(rgb), a = alpha * clamp(opacity, 0, 1), acc = c*a + acc*(1 - a)
 
 starting from the background (headless default: transparent), and encoded back to
-sRGB bytes with straight alpha. Layers are drawn in SPEC order (DrawOrder ascending,
+sRGB bytes with straight alpha. Layers are drawn in the contract order (DrawOrder ascending,
 ties by entity path), each at the origin; the canvas is the union of their rectangles.
 
 Public API:
@@ -35,10 +35,11 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from pixelrun.engine.scene import Layer, blend_opacity, canvas_size, order_layers, premultiplied_background
 from pixelrun.kernels.cuda import convert as cupy_convert
 from pixelrun.kernels.cuda.convert import Launch, is_available
+from pixelrun.kernels.errors import user_stacklevel
 from pixelrun.kernels.formats import validate
+from pixelrun.kernels.layers import Layer, blend_opacity, canvas_size, order_layers, premultiplied_background
 from pixelrun.kernels.reference.composite import CompositeWarning
 
 __all__ = ["composite", "composite_gpu", "render_many", "plan_composite", "is_available"]
@@ -139,7 +140,7 @@ def _decode_missing(layers: Iterable[Layer], cache: _DecodedCache) -> None:
             continue
         msg = validate(int(np.asarray(layer.buffer).size), layer.format)
         if msg is not None:
-            warnings.warn(f"layer left out of the composite: {layer.entity}: {msg}", CompositeWarning, stacklevel=3)
+            warnings.warn(f"layer left out of the composite: {layer.entity}: {msg}", CompositeWarning, stacklevel=user_stacklevel())
             continue
         groups.setdefault(layer.format, {})[key] = layer
     for fmt, members in groups.items():
@@ -161,7 +162,7 @@ def _composite_on_device(cupy, layers: list[Layer], background: Background, cach
 
 
 def composite_gpu(layers: list[Layer], background: Background = (0, 0, 0, 0)):
-    """Composite the layers (any order; SPEC order is applied) -> (H, W, 4) CuPy array."""
+    """Composite the layers (any order; the contract order is applied) -> (H, W, 4) CuPy array."""
     cupy = _cupy()
     return _composite_on_device(cupy, list(layers), background, _DecodedCache(1 << 62))
 

@@ -1,4 +1,4 @@
-"""The CUDA backend: raw image bytes -> display RGBA8 with CuPy kernels (SPEC 2-3).
+"""The CUDA backend: raw image bytes -> display RGBA8 with CuPy kernels (contract §2-3).
 
 Same contract as the NumPy reference (`pixelrun.kernels.reference.convert`): bit-exact for
 integer channel types of at most 16 bits, within 1 LSB on float paths (formats.py's
@@ -17,7 +17,7 @@ Public API:
 - `convert_batch(frames, fmt, value_range=None)` / `convert_batch_gpu(...)`: N frames of
   one format in ONE kernel launch -> (N, H, W, 4). `frames` is a sequence of buffers or
   an (N, nbytes) array, on the host or on the device. Each frame gets its own
-  automatic value range (SPEC 3.1), computed by a batched reduction on the GPU.
+  automatic value range (contract §3.1), computed by a batched reduction on the GPU.
 
 How it is built, so the logic can be checked without a GPU: `plan_conversion(xp, ...)`
 turns a format plus the frames into `Launch` descriptions (kernel name, grid, block,
@@ -209,7 +209,7 @@ def frame_value_ranges(xp, src, fmt: ImageFormat, value_range: ValueRange = None
     """Per-frame range parameters of color.cu for (N, nbytes) frames of a colour format.
 
     Returns {"mode": int, "lo_d", "lo_i", "span_i", "inv", "t0": arrays of length N}.
-    The automatic range (SPEC 3.1) is one batched reduction over every frame at once
+    The automatic range (contract §3.1) is one batched reduction over every frame at once
     (min/max of the finite colour samples, alpha excluded), then the rule applied with
     `where`, so nothing leaves the device.
     """
@@ -233,7 +233,7 @@ def frame_value_ranges(xp, src, fmt: ImageFormat, value_range: ValueRange = None
                     span_i=full(0, np.int64), inv=full(1.0 / (fhi - flo), np.float64),
                     t0=full(0.0, np.float32))
 
-    if fmt.datatype == ChannelDatatype.U8:  # SPEC 3.1: always [0, 255]
+    if fmt.datatype == ChannelDatatype.U8:  # contract §3.1: always [0, 255]
         return dict(mode=MODE_EXACT, lo_d=full(0.0, np.float64), lo_i=full(0, np.int64),
                     span_i=full(255, np.int64), inv=full(1.0 / 255.0, np.float64),
                     t0=full(0.0, np.float32))
@@ -495,7 +495,7 @@ def convert_batch_gpu(frames, fmt: ImageFormat, value_range: ValueRange = None):
 
     frames: a sequence of buffers (host bytes or CUDA arrays), or an (N, nbytes)
     array on the host or the device. value_range, when given, applies to every frame;
-    otherwise each frame gets its own automatic range (SPEC 3.1).
+    otherwise each frame gets its own automatic range (contract §3.1).
     Raises ValueError naming the frame whose byte count is wrong.
     """
     cupy = _cupy()

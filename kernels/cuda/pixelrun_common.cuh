@@ -1,4 +1,4 @@
-// pixelrun CUDA kernels: shared device helpers (SPEC 2-4).
+// pixelrun CUDA kernels: shared device helpers (contract §2-4).
 //
 // Every .cu file in this folder includes this header. The sources are compiled three
 // ways and must stay valid for all of them:
@@ -42,7 +42,7 @@ typedef long long pr_i64;
 __device__ __forceinline__ bool pr_isfinite(float x) { return (x - x) == 0.0f; }
 __device__ __forceinline__ bool pr_isfinite(double x) { return (x - x) == 0.0; }
 
-// SPEC's q(): floor(clamp(x, 0, 1) * 255 + 0.5); NaN gives 0 like the reference.
+// the contract's q(): floor(clamp(x, 0, 1) * 255 + 0.5); NaN gives 0 like the reference.
 __device__ __forceinline__ pr_u32 pr_q(float x) {
     if (!(x > 0.0f)) return 0u;  // also catches NaN
     if (x >= 1.0f) return 255u;
@@ -67,9 +67,9 @@ __device__ __forceinline__ pr_u32 pr_pack(pr_u32 r, pr_u32 g, pr_u32 b, pr_u32 a
     return r | (g << 8) | (b << 16) | (a << 24);  // bytes R, G, B, A in memory
 }
 
-#define PR_MAGENTA 0xFFFF00FFu  // (255, 0, 255, 255): NaN/Inf colour, SPEC 3.4
+#define PR_MAGENTA 0xFFFF00FFu  // (255, 0, 255, 255): NaN/Inf colour, contract §3.4
 
-// sRGB transfer functions in float32 (SPEC 4); backends may differ from the float64
+// sRGB transfer functions in float32 (contract §4); backends may differ from the float64
 // reference by 1 LSB, which powf's few-ulp error stays well inside.
 __device__ __forceinline__ float pr_srgb_encode(float c) {
     if (c <= 0.0031308f) return 12.92f * c;

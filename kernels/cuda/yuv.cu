@@ -1,4 +1,4 @@
-// Every YUV-family pixel format -> display RGBA8 (SPEC 2), one kernel for all of them.
+// Every YUV-family pixel format -> display RGBA8 (contract §2), one kernel for all of them.
 //
 // The layout is not known here: each sample kind (Y, U, V) comes with the generic
 // addressing rule of formats.py,

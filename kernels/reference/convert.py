@@ -1,4 +1,4 @@
-"""The NumPy reference decoder: raw image bytes -> display RGBA8, exactly SPEC 2 and 3.
+"""The NumPy reference decoder: raw image bytes -> display RGBA8, exactly contract §2 and 3.
 
 This is the oracle every GPU backend is checked against (tests/kernels/
 test_conformance.py) and the CPU fallback of `pixelrun.kernels.backends`. It is meant to
@@ -7,7 +7,7 @@ be read: one short function per family, all vectorised, every format fact taken 
 integer channel types of at most 16 bits use the exact integer formula, everything
 else is computed in float64.
 
-Decisions where SPEC is silent (documented here so every backend can match them):
+Decisions where the contract is silent (documented here so every backend can match them):
 - Bayer: a colour with no sample at all in a pixel's (border-cut) 3x3 neighbourhood
   (only possible when W or H is 1) is 0.
 - A NaN alpha sample (float types) gives alpha 0; +-Inf alpha clamps like any value.
@@ -32,6 +32,9 @@ from pixelrun.kernels.formats import (
     check,
 )
 
+# q and the sRGB transfer functions are the compositors' too: one definition, in layers.py
+from pixelrun.kernels.layers import q, srgb_decode, srgb_encode
+
 __all__ = [
     "to_display_rgba",
     "is_available",
@@ -46,7 +49,7 @@ __all__ = [
 Buffer = Union[bytes, bytearray, memoryview, np.ndarray]
 ValueRange = Optional[tuple[float, float]]
 
-MAGENTA = (255, 0, 255, 255)  # SPEC 3.4: a pixel with NaN/Inf in a colour channel
+MAGENTA = (255, 0, 255, 255)  # contract §3.4: a pixel with NaN/Inf in a colour channel
 
 
 def is_available() -> tuple[bool, str]:
@@ -55,29 +58,6 @@ def is_available() -> tuple[bool, str]:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def q(x) -> np.ndarray:
-    """SPEC's display value -> byte: floor(clamp(x, 0, 1) * 255 + 0.5); NaN gives 0."""
-    t = np.asarray(np.fmax(np.asarray(x, dtype=np.float64), 0.0))  # fmax drops NaN: NaN -> 0
-    np.fmin(t, 1.0, out=t)
-    t *= 255.0
-    t += 0.5
-    return np.floor(t, out=t).astype(np.uint8)
-
-
-def srgb_encode(c) -> np.ndarray:
-    """Linear light -> sRGB-encoded value (float64), SPEC 4."""
-    c = np.asarray(c, dtype=np.float64)
-    # clip only inside the power so negative/NaN inputs do not warn; the branch picks
-    # the linear segment for them anyway
-    return np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.power(np.maximum(c, 0.0031308), 1 / 2.4) - 0.055)
-
-
-def srgb_decode(c) -> np.ndarray:
-    """sRGB-encoded value -> linear light (float64), SPEC 4."""
-    c = np.asarray(c, dtype=np.float64)
-    return np.where(c <= 0.04045, c / 12.92, np.power((np.maximum(c, 0.04045) + 0.055) / 1.055, 2.4))
 
 
 def _int_formula(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -103,7 +83,7 @@ def _wide_int_t(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return diff.astype(np.float64) / float(hi - lo)
 
 
-# ------------------------------------------------------------------- pixel formats (SPEC 2)
+# ------------------------------------------------------------------- pixel formats (contract §2)
 
 
 def _gather(buf: np.ndarray, a: SampleAddress, width: int, height: int) -> np.ndarray:
@@ -156,11 +136,11 @@ def _decode_bayer(buf: np.ndarray, fmt: ImageFormat) -> np.ndarray:
     return out
 
 
-# ------------------------------------------------------------------ colour images (SPEC 3)
+# ------------------------------------------------------------------ colour images (contract §3)
 
 
 def value_range_for(samples: np.ndarray, datatype: ChannelDatatype) -> tuple[float, float]:
-    """SPEC 3.1: the automatic [lo, hi] of an image's colour samples (alpha excluded).
+    """contract §3.1: the automatic [lo, hi] of an image's colour samples (alpha excluded).
 
     Integer datatypes give Python ints (exact even for 64-bit values), floats give floats.
     """
@@ -272,7 +252,7 @@ def to_display_rgba(buffer: Buffer, fmt: ImageFormat, value_range: ValueRange = 
     buffer: bytes, bytearray, memoryview or a uint8 array holding exactly
         `fmt.byte_count()` bytes (little-endian samples, row-major, interleaved).
     fmt: the ImageFormat (a PixelFormat, or a ColorModel and ChannelDatatype).
-    value_range: explicit (lo, hi) for colour images, overriding SPEC 3.1's rule;
+    value_range: explicit (lo, hi) for colour images, overriding contract §3.1's rule;
         ignored for pixel formats.
     Returns an (H, W, 4) uint8 array. Raises ValueError (formats.validate's message)
     when the byte count does not match.

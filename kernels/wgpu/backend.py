@@ -21,7 +21,7 @@ def is_available() -> tuple[bool, str]:
 def to_display_rgba(
     buffer, fmt: ImageFormat, value_range: Optional[tuple[float, float]] = None
 ) -> np.ndarray:
-    """Raw bytes -> (H, W, 4) uint8 display RGBA, decoded on the GPU (SPEC 2-3)."""
+    """Raw bytes -> (H, W, 4) uint8 display RGBA, decoded on the GPU (contract §2-3)."""
     from pixelrun.kernels.wgpu.convert import converter_for  # noqa: PLC0415 - imports wgpu
 
     return converter_for(gpu.get_device()).to_display_rgba(buffer, fmt, value_range)

@@ -1,4 +1,4 @@
-"""The wgpu renderer: decoded-texture cache and the SPEC 4 composite, on screen or off.
+"""The wgpu renderer: decoded-texture cache and the contract §4 composite, on screen or off.
 
 API (the window viewer and headless render both use it)::
 
@@ -10,8 +10,8 @@ API (the window viewer and headless render both use it)::
     tiles = r.display_rgba(layer)    # list[DecodedTile]: rgba8unorm textures of one layer
     rgba = r.layer_rgba(layer)       # (h, w, 4) uint8 display RGBA of one layer
 
-- ``layers``: ``pixelrun.engine.scene.Layer`` objects in any order; they are drawn by
-  DrawOrder ascending, ties by entity path (``scene.order_layers``), later on top.
+- ``layers``: ``pixelrun.kernels.layers.Layer`` objects in any order; they are drawn by
+  DrawOrder ascending, ties by entity path (``layers.order_layers``), later on top.
 - ``draw`` records into ``encoder`` when given (the caller submits), else submits
   itself. ``target_view`` is any GPUTextureView of size ``target_size`` (w, h) with
   RENDER_ATTACHMENT usage; ``target_format`` is its format: ``*-srgb`` formats are
@@ -25,7 +25,7 @@ API (the window viewer and headless render both use it)::
   tile is visited only over the target pixels it can cover. A 100000 x 100000 scene in
   a window costs what the window costs; ``last_draw`` (`DrawStats`) says what was
   allocated and visited.
-- Blending is SPEC 4 exactly: premultiplied alpha in linear light in f32, then one
+- Blending is contract §4 exactly: premultiplied alpha in linear light in f32, then one
   encode to sRGB bytes with straight alpha. Colours are within 1 LSB of
   ``pixelrun.kernels.reference.composite`` (the NumPy oracle); ``render_offscreen`` is at native
   size, one texel per output pixel.
@@ -58,34 +58,35 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import wgpu
 
-from pixelrun.engine.scene import (
+from pixelrun.kernels.errors import RenderWarning, user_stacklevel
+from pixelrun.kernels.layers import (
     Layer,
     blend_opacity,
     canvas_size,
     check_background,
     order_layers,
     premultiplied_background,
+    srgb_decode,
 )
-from pixelrun.kernels.reference.convert import srgb_decode
-from pixelrun.kernels.wgpu.convert import DecodedTile, converter_for, load_wgsl, read_texture, tile_grid
+from pixelrun.kernels.wgpu import device as gpu
+from pixelrun.kernels.wgpu.convert import DecodedTile, converter_for, read_texture, tile_grid
+from pixelrun.kernels.wgpu.layouts import FRAME, TILE
+from pixelrun.kernels.wgpu.wgsl import load_wgsl
 
-__all__ = ["Renderer", "RenderWarning", "DrawStats", "background_linear", "default_vram_budget", "zoom_shift"]
+__all__ = [
+    "Renderer", "RenderWarning", "DrawStats", "background_linear", "default_vram_budget", "zoom_shift",
+    "shared_renderer", "composite",
+]
 
 Color = tuple[int, int, int, int]
 
 _DEFAULT_BUDGET_MB = 1024
 _ACC_CAP = 1 << 30  # bytes of accumulation buffer a frame may hold at once
 _RECORD = 256  # bytes per parameter record (a multiple of every storage offset alignment)
-_FRAME_WORDS = 24  # composite.wgsl's Frame struct, in 32-bit words
-_TILE_WORDS = 12  # composite.wgsl's Tile struct
-
-
-class RenderWarning(UserWarning):
-    """A layer was left out of a frame; the message names the entity and why."""
 
 
 def background_linear(background: Color) -> np.ndarray:
-    """The background as the accumulator starts it (scene.premultiplied_background), f32."""
+    """The background as the accumulator starts it (layers.premultiplied_background), f32."""
     return premultiplied_background(background).astype(np.float32)
 
 
@@ -248,7 +249,7 @@ class Renderer:
             size=(1, 1, 1), format=wgpu.TextureFormat.rgba8unorm, usage=wgpu.TextureUsage.TEXTURE_BINDING
         )
         dummy_params = dev.create_buffer_with_data(
-            data=np.zeros(_TILE_WORDS, np.uint32), usage=wgpu.BufferUsage.STORAGE
+            data=np.zeros(TILE.words, np.uint32), usage=wgpu.BufferUsage.STORAGE
         )
         self._dummy_layer_group = dev.create_bind_group(
             layout=self._layer_layout,
@@ -263,7 +264,7 @@ class Renderer:
         if pipe is None:
             pipe = self.device.create_render_pipeline(
                 layout=self._present_layout,
-                vertex={"module": self._module, "entry_point": "vs", "buffers": []},
+                vertex={"module": self._module, "entry_point": "vs_fullscreen", "buffers": []},
                 primitive={"topology": wgpu.PrimitiveTopology.triangle_list},
                 fragment={
                     "module": self._module,
@@ -431,7 +432,7 @@ class Renderer:
                 if not msg.startswith(f"{layer.entity}:"):
                     msg = f"{layer.entity}: {msg}"
                 self.last_errors[layer.entity] = msg
-                warnings.warn(f"layer left out of the frame: {msg}", RenderWarning, stacklevel=3)
+                warnings.warn(f"layer left out of the frame: {msg}", RenderWarning, stacklevel=user_stacklevel())
                 continue
             out.append((layer, entry, shift))
             if shift:
@@ -484,20 +485,22 @@ class Renderer:
         n_records = sum(1 + len(d) for _, _, d in jobs)
         words = np.zeros((n_records, _RECORD // 4), dtype=np.uint32)
         rec = 0
+        clear_pixels = []
         for t, (y0, bh), dispatches in jobs:
-            fw = words[rec]
-            ff = fw.view(np.float32)
-            ff[0:2] = t.scale
-            ff[2:4] = t.offset
-            fw[4:10] = (width, height, t.size[0], y0, bh, 1 if str(t.format).endswith("-srgb") else 0)
-            fw[10:14] = self._scene_rect(t, (y0, bh), width, height)
-            ff[16:20] = bg_lin
-            ff[20:24] = bg_bytes
+            cx0, cy0, cw, ch = self._scene_rect(t, (y0, bh), width, height)
+            clear_pixels.append(cw * ch)
+            FRAME.pack_into(
+                words[rec], scale=t.scale, offset=t.offset, scene_w=width, scene_h=height,
+                width=t.size[0], band_y0=y0, band_h=bh,
+                srgb_target=1 if str(t.format).endswith("-srgb") else 0,
+                clear_x0=cx0, clear_y0=cy0, clear_w=cw, clear_h=ch, bg_lin=bg_lin, bg_bytes=bg_bytes,
+            )
             rec += 1
             for (x0, ty0, w, h), tile, _, shift, opacity in dispatches:
-                tw_ = words[rec]
-                tw_[0:10] = (x0, ty0, w, h, tile.x0, tile.y0, tile.width, tile.height, shift, 0)
-                tw_[10:11].view(np.float32)[0] = opacity
+                TILE.pack_into(
+                    words[rec], x0=x0, y0=ty0, w=w, h=h, tx0=tile.x0, ty0=tile.y0,
+                    tw=tile.width, th=tile.height, shift=shift, opacity=opacity,
+                )
                 stats.blended_pixels += w * h
                 rec += 1
         params = self.device.create_buffer_with_data(data=words, usage=wgpu.BufferUsage.STORAGE)
@@ -505,10 +508,9 @@ class Renderer:
         rec = 0
         for i, (t, band, dispatches) in enumerate(jobs):
             region = (acc, (i % n_regions) * region_bytes, max(16, 16 * t.size[0] * band[1]))
-            frame = {"buffer": params, "offset": rec * _RECORD, "size": _FRAME_WORDS * 4}
+            frame = {"buffer": params, "offset": rec * _RECORD, "size": FRAME.size}
             rec += 1
-            clear_px = int(words[rec - 1][12]) * int(words[rec - 1][13])
-            self._accumulate(enc, t, clear_px, frame, region, dispatches, params, rec)
+            self._accumulate(enc, t, clear_pixels[i], frame, region, dispatches, params, rec)
             rec += len(dispatches)
             self._present(enc, t, frame, region, band[0] == 0)
         self.last_draw = stats
@@ -568,7 +570,7 @@ class Renderer:
                 layout=self._layer_layout,
                 entries=[
                     {"binding": 0, "resource": {"buffer": params, "offset": (rec + i) * _RECORD,
-                                                "size": _TILE_WORDS * 4}},
+                                                "size": TILE.size}},
                     {"binding": 1, "resource": view},
                 ],
             )
@@ -666,3 +668,19 @@ class Renderer:
             out[y0 : y0 + h, x0 : x0 + w] = read_texture(self.device, tex, w, h)
             tex.destroy()
         return out
+
+
+_shared: Optional[Renderer] = None
+
+
+def shared_renderer() -> Renderer:
+    """The process-wide Renderer on the shared device (created on first use)."""
+    global _shared
+    if _shared is None:
+        _shared = Renderer(gpu.get_device())
+    return _shared
+
+
+def composite(layers: Sequence[Layer], background=(0, 0, 0, 0)) -> np.ndarray:
+    """The backend registry's wgpu compositor: ``render_offscreen`` on the shared Renderer."""
+    return shared_renderer().render_offscreen(list(layers), background)

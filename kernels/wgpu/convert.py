@@ -1,4 +1,4 @@
-"""WGSL conversion on a wgpu device: raw image bytes -> display RGBA8 textures (SPEC 2-3).
+"""WGSL conversion on a wgpu device: raw image bytes -> display RGBA8 textures (contract §2-3).
 
 The raw bytes are uploaded once, as they are, into a storage buffer (padded only at
 the end to a multiple of 4 bytes, because WGSL storage buffers are arrays of u32);
@@ -6,7 +6,7 @@ compute shaders in ``kernels/wgpu/shaders/`` read every sample by byte address a
 RGBA8 words (R in the low byte) into a storage buffer, several pixels per invocation, rows
 padded to 256 bytes; ``copy_buffer_to_texture`` then puts them into an ``rgba8unorm``
 texture (on CPU drivers such as lavapipe this is much faster than storage-texture writes).
-RGB is never padded, F16 and the 64-bit types are decoded on the device. When SPEC 3.1's
+RGB is never padded, F16 and the 64-bit types are decoded on the device. When contract §3.1's
 value range needs min/max, two reduction passes on the device compute it and write the
 range into a small storage buffer the decode pass reads, so the whole conversion is one
 submission with no CPU round trip.
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from importlib import resources
 from typing import Optional, Sequence
 
 import numpy as np
@@ -48,6 +47,8 @@ from pixelrun.kernels.formats import (
     check,
 )
 from pixelrun.kernels.reference import convert as reference
+from pixelrun.kernels.wgpu.layouts import BAYER_PARAMS, COLOR_PARAMS, RANGE, YUV_PARAMS
+from pixelrun.kernels.wgpu.wgsl import load_wgsl
 
 __all__ = [
     "DecodedTile",
@@ -75,14 +76,9 @@ _DECODE_WG = (16, 4)  # decode workgroup size (x, y), as in the shaders' @workgr
 # in words being a multiple of 64, so an invocation never writes past its row).
 _DECODE_PX = {"color.wgsl": 4, "yuv.wgsl": 8, "bayer.wgsl": 4}
 _ROW_ALIGN = 256  # copy_buffer_to_texture's bytes_per_row alignment
-_RANGE_BYTES = 48  # color.wgsl's Range struct
+_RANGE_BYTES = RANGE.size  # color.wgsl's Range struct
 
 _TEXTURE_USAGE = wgpu.TextureUsage.COPY_DST | wgpu.TextureUsage.TEXTURE_BINDING | wgpu.TextureUsage.COPY_SRC
-
-
-def load_wgsl(name: str) -> str:
-    """The source of ``kernels/wgpu/shaders/<name>`` (package data)."""
-    return resources.files("pixelrun.kernels.wgpu").joinpath("shaders", name).read_text(encoding="utf-8")
 
 
 @dataclass
@@ -261,9 +257,10 @@ class WgslConverter:
     # ----------------------------------------------------------------- params
 
     @staticmethod
-    def _tile_words(fmt: ImageFormat, rect) -> list[int]:
+    def _tile_fields(fmt: ImageFormat, rect) -> dict:
+        """The fields every decode Params starts with (layouts._TILE_FIELDS)."""
         x0, y0, tw, th = rect
-        return [fmt.width, fmt.height, x0, y0, tw, th]
+        return {"width": fmt.width, "height": fmt.height, "x0": x0, "y0": y0, "tw": tw, "th": th}
 
     @staticmethod
     def _row_stride(width: int) -> int:
@@ -278,54 +275,53 @@ class WgslConverter:
         return [(x0, y0 + by, tw, min(rows, th - by)) for by in range(0, th, rows)]
 
     def _color_params(self, fmt: ImageFormat, rect, n_partials: int, thresholds) -> np.ndarray:
-        words = np.zeros(12 + 256, dtype=np.uint32)
-        words[:6] = self._tile_words(fmt, rect)
-        words[6] = n_partials
         info = DATATYPES[fmt.datatype]
-        words[7] = int(info.max_value) if not info.is_float and info.size <= 2 else 1
-        words[8:9].view(np.float32)[0] = info.max_value
+        words = COLOR_PARAMS.pack(
+            **self._tile_fields(fmt, rect),
+            n_partials=n_partials,
+            alpha_max_u=int(info.max_value) if not info.is_float and info.size <= 2 else 1,
+            alpha_max_f=info.max_value,
+        )
         if thresholds is not None:
-            words[12:].view(np.int32)[:] = thresholds
+            COLOR_PARAMS.pack_into(words, thresholds=thresholds)
         return words
 
     @staticmethod
     def _yuv_params(fmt: ImageFormat, rect) -> np.ndarray:
         info = PIXEL_FORMATS[fmt.pixel_format]
         layout = info.yuv_layout(fmt.width, fmt.height)
-        words = np.zeros(16 + 3 * 8, dtype=np.uint32)
-        f = words.view(np.float32)
-        words[:6] = WgslConverter._tile_words(fmt, rect)
-        words[6] = 0 if layout.u is None else 1
         r, m = info.range, info.matrix
-        f[8:11] = (r.y_offset, r.y_scale, r.c_scale)
-        f[12:16] = (m.rv, m.gu, m.gv, m.bu)
         zero = SampleAddress(0, 0, 0, 0, 0)
-        for i, a in enumerate((layout.y, layout.u or zero, layout.v or zero)):
-            words[16 + 8 * i : 16 + 8 * i + 5] = a.as_tuple()
-        return words
+
+        def addr(a: SampleAddress) -> dict:
+            return dict(zip(("offset", "row_bytes", "step", "shift_x", "shift_y"), a.as_tuple(), strict=True))
+
+        return YUV_PARAMS.pack(
+            **WgslConverter._tile_fields(fmt, rect),
+            has_uv=0 if layout.u is None else 1,
+            y_offset=r.y_offset, y_scale=r.y_scale, c_scale=r.c_scale,
+            rv=m.rv, gu=m.gu, gv=m.gv, bu=m.bu,
+            ya=addr(layout.y), ua=addr(layout.u or zero), va=addr(layout.v or zero),
+        )
 
     @staticmethod
     def _bayer_params(fmt: ImageFormat, rect) -> np.ndarray:
         info = PIXEL_FORMATS[fmt.pixel_format]
-        words = np.zeros(12, dtype=np.uint32)
-        words[:6] = WgslConverter._tile_words(fmt, rect)
+        tile = [0, 0, 0, 0]
         for channel, colour in enumerate("RGB"):
             for tx, ty in info.bayer_offsets()[colour]:
-                words[8 + tx + 2 * ty] = channel
-        return words
+                tile[tx + 2 * ty] = channel
+        return BAYER_PARAMS.pack(**WgslConverter._tile_fields(fmt, rect), tile=tile)
 
     def _explicit_range(self, fmt: ImageFormat, value_range) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """Range-buffer words and (for the exact integer path) thresholds, on the CPU."""
         lo, hi = _checked_range(value_range)
-        words = np.zeros(_RANGE_BYTES // 4, dtype=np.uint32)
-        f = words.view(np.float32)
         if reference.uses_integer_formula(fmt.datatype, (lo, hi)):
             # byte >= k  <=>  510 (v - lo) + d >= 2 k d  <=>  v >= lo + ceil((2k - 1) d / 510)
             lo_i, d = int(lo), int(hi) - int(lo)
             t = [lo_i - ((-(2 * k - 1) * d) // 510) for k in range(1, 256)] + [2**31 - 1]
             th = np.array([min(max(v, -(2**31)), 2**31 - 1) for v in t], dtype=np.int32)
-            words[6] = _MODE_THRESHOLDS
-            return words, th
+            return RANGE.pack(mode=_MODE_THRESHOLDS), th
         lo_f, hi_f = float(lo), float(hi)
         shift = 0
         big = max(abs(lo_f), abs(hi_f))
@@ -334,10 +330,10 @@ class WgslConverter:
             # float64 values far outside f32's range are still told apart
             shift = math.frexp(big)[1] - 1 - 64
             lo_f, hi_f = math.ldexp(lo_f, -shift), math.ldexp(hi_f, -shift)
-        f[4], f[5] = lo_f, hi_f
-        words[6] = _MODE_FLOAT
-        words[7] = 1 if max(abs(lo_f), abs(hi_f)) > 1e38 else 0
-        words[8:9].view(np.int32)[0] = shift
+        words = RANGE.pack(
+            lo_f=lo_f, hi_f=hi_f, mode=_MODE_FLOAT,
+            halve=1 if max(abs(lo_f), abs(hi_f)) > 1e38 else 0, shift=shift,
+        )
         return words, None
 
     # ----------------------------------------------------------------- decode
@@ -380,11 +376,10 @@ class WgslConverter:
             if value_range is not None:
                 words, thresholds = self._explicit_range(fmt, value_range)
                 dev.queue.write_buffer(range_buf, 0, words)
-                mode = int(words[6])
+                mode = RANGE.get(words, "mode")
             elif fmt.datatype == ChannelDatatype.U8:
-                words = np.zeros(_RANGE_BYTES // 4, dtype=np.uint32)
-                words[2] = 255  # lo 0, span 255: the identity
-                words[6] = mode = _MODE_EXACT_INT
+                mode = _MODE_EXACT_INT
+                words = RANGE.pack(lo=(0, 0), span=(255, 0), mode=mode)  # the identity
                 dev.queue.write_buffer(range_buf, 0, words)
             else:
                 n_partials = min(self.max_partials, math.ceil(n / _REDUCE_WG))
@@ -394,19 +389,19 @@ class WgslConverter:
                     mode = _MODE_ON_DEVICE
                 else:
                     mode = _MODE_EXACT_INT if info.size <= 2 else _MODE_INT64_DIFF
-            module, stride_word = "color.wgsl", 9
+            module, layout = "color.wgsl", COLOR_PARAMS
             decode_consts = {**consts, "MODE": mode}
             params = [self._color_params(fmt, r, n_partials, thresholds) for r in rects]
         else:  # pixel formats: no range, no reduction
             consts, range_buf, partials, n_partials = None, self._dummy_range, self._dummy_partials, 0
             if PIXEL_FORMATS[fmt.pixel_format].is_bayer:
-                module, stride_word = "bayer.wgsl", 6
+                module, layout = "bayer.wgsl", BAYER_PARAMS
                 params = [self._bayer_params(fmt, r) for r in rects]
                 decode_consts = consts
             else:
-                module, stride_word = "yuv.wgsl", 7
+                module, layout = "yuv.wgsl", YUV_PARAMS
                 params = [self._yuv_params(fmt, r) for r in rects]
-                decode_consts = {"HAS_UV": int(params[0][6])}
+                decode_consts = {"HAS_UV": YUV_PARAMS.get(params[0], "has_uv")}
 
         tiles = [
             DecodedTile(
@@ -424,7 +419,7 @@ class WgslConverter:
         for rect, words in zip(rects, params):
             _, _, bw, bh = rect
             stride = self._row_stride(bw)
-            words[stride_word] = stride // 4  # output row stride in u32 words
+            layout.pack_into(words, out_stride=stride // 4)  # output row stride in u32 words
             out = dev.create_buffer(
                 size=stride * bh, usage=wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC
             )

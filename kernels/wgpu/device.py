@@ -16,7 +16,8 @@ import os
 import threading
 from typing import Optional
 
-BACKENDS = {"vulkan": "Vulkan", "gl": "OpenGL", "metal": "Metal", "dx12": "D3D12"}
+# wgpu adapter backends (PIXELRUN_WGPU_BACKEND values -> wgpu backend_type); not pixelrun backends
+ADAPTER_BACKENDS = {"vulkan": "Vulkan", "gl": "OpenGL", "metal": "Metal", "dx12": "D3D12"}
 POWER_PREFERENCES = ("high-performance", "low-power")
 
 # adapter_type ranks for each power preference (smaller is better)
@@ -44,14 +45,14 @@ def _setting(name: str, allowed, default: Optional[str]) -> Optional[str]:
 
 
 def select_adapter(backend: Optional[str] = None, power_preference: Optional[str] = None):
-    """The adapter for a backend name (see BACKENDS) and power preference.
+    """The adapter for a backend name (see ADAPTER_BACKENDS) and power preference.
 
     Arguments default to the environment variables in the module docstring.
     """
     import wgpu  # noqa: PLC0415 - keep `import pixelrun.engine` free of wgpu
 
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # Mesa warns without it
-    backend = backend or _setting("PIXELRUN_WGPU_BACKEND", BACKENDS, None)
+    backend = backend or _setting("PIXELRUN_WGPU_BACKEND", ADAPTER_BACKENDS, None)
     power = power_preference or _setting("PIXELRUN_WGPU_POWER", POWER_PREFERENCES, "high-performance")
     if backend is None:
         try:
@@ -67,7 +68,7 @@ def select_adapter(backend: Optional[str] = None, power_preference: Optional[str
                 "lavapipe (`pixelrun setup`, or apt-get install mesa-vulkan-drivers)"
             )
         return adapter
-    wanted = BACKENDS[backend]
+    wanted = ADAPTER_BACKENDS[backend]
     adapters = [a for a in wgpu.gpu.enumerate_adapters_sync() if a.info.get("backend_type") == wanted]
     if not adapters:
         found = sorted({a.info.get("backend_type", "?") for a in wgpu.gpu.enumerate_adapters_sync()})

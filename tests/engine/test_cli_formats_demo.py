@@ -42,7 +42,7 @@ def test_demo_writes_one_png_per_format(tmp_path, capsys):
     # the gradient: red grows left to right, green top to bottom, opaque
     assert rgba[0, 0].tolist() == [0, 0, 255, 255] and rgba[-1, -1].tolist() == [255, 255, 0, 255]
 
-    # the seed examples were recorded and rendered (SPEC 6 / issue 6 expectations)
+    # the seed examples were recorded and rendered (contract §6 / issue 6 expectations)
     with Image.open(tmp_path / "out" / "seed_image_simple.png") as im:
         simple = np.asarray(im)
     assert simple.shape == (200, 300, 4)

@@ -1,8 +1,9 @@
-"""The NumPy compositor (kernels/reference/composite.py) against SPEC 4 written out in the test.
+"""Every registered compositor (kernels/backends.py) against contract §4 written out in the test.
 
-Expected pixels are computed here from the SPEC formulas (sRGB decode/encode, linear
-premultiplied "over"), not by the code under test. The same scenes are run through the
-wgpu renderer in test_render.py.
+Expected pixels are computed here from the contract formulas (sRGB decode/encode, linear
+premultiplied "over"), not by the code under test. Each case runs on every backend in
+the registry (NumPy, wgpu, CuPy); one that cannot run here is skipped with the
+registry's reason.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import numpy as np
 import pytest
 
 from pixelrun.engine.scene import Layer
+from pixelrun.kernels import backends
 from pixelrun.kernels.formats import ImageFormat
-from pixelrun.kernels.reference.composite import CompositeWarning, composite
+from pixelrun.kernels.reference.composite import CompositeWarning
 
-# ---------------------------------------------------------------- SPEC 4, by hand
+# ---------------------------------------------------------------- contract §4, by hand
 
 
 def dec(b: int) -> float:
@@ -33,7 +35,7 @@ def qb(x: float) -> int:
 
 
 def over(stack, background=(0, 0, 0, 0)):
-    """SPEC 4 for one pixel: stack = [(r, g, b, a_byte, opacity), ...] bottom first."""
+    """contract §4 for one pixel: stack = [(r, g, b, a_byte, opacity), ...] bottom first."""
     ab = background[3] / 255
     acc = [dec(background[i]) * ab for i in range(3)] + [ab]
     for r, g, b, a, op in stack:
@@ -60,14 +62,35 @@ def solid(h, w, rgba) -> np.ndarray:
 RED, GREEN, BLUE = (255, 0, 0, 255), (0, 255, 0, 255), (0, 0, 255, 255)
 
 
-def run(layers, background=(0, 0, 0, 0)):
-    return composite(layers, background)
+def _left_out_warning(name: str) -> type:
+    """The warning class a backend's compositor gives a layer it leaves out."""
+    if name == "wgpu":
+        from pixelrun.kernels.wgpu.composite import RenderWarning  # noqa: PLC0415 - imports wgpu
+
+        return RenderWarning
+    return CompositeWarning
+
+
+@pytest.fixture(params=backends.BACKENDS)
+def backend(request) -> str:
+    ok, reason = backends.availability(request.param)
+    if not ok:
+        pytest.skip(f"{request.param} backend unavailable: {reason}")
+    return request.param
+
+
+@pytest.fixture
+def run(backend):
+    def composite(layers, background=(0, 0, 0, 0)):
+        return backends.composite(backend, layers, background)
+
+    return composite
 
 
 # ---------------------------------------------------------------- tests
 
 
-def test_single_opaque_image_is_its_display_rgba():
+def test_single_opaque_image_is_its_display_rgba(run):
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (7, 9, 3), dtype=np.uint8)
     out = run([rgba_layer("cam", img)])
@@ -75,7 +98,7 @@ def test_single_opaque_image_is_its_display_rgba():
     assert np.array_equal(out[..., :3], img) and np.all(out[..., 3] == 255)
 
 
-def test_half_opacity_over_opaque_matches_spec_formula():
+def test_half_opacity_over_opaque_matches_spec_formula(run):
     bottom = rgba_layer("a", solid(4, 4, (200, 30, 90, 255)), draw_order=0)
     top = rgba_layer("b", solid(4, 4, (10, 240, 128, 255)), opacity=0.5, draw_order=1)
     want = over([(200, 30, 90, 255, 1.0), (10, 240, 128, 255, 0.5)])
@@ -83,7 +106,7 @@ def test_half_opacity_over_opaque_matches_spec_formula():
     assert np.abs(out.astype(int) - np.array(want)).max() <= 1, (out[0, 0], want)
 
 
-def test_swapped_draw_orders_swap_what_is_on_top():
+def test_swapped_draw_orders_swap_what_is_on_top(run):
     a = rgba_layer("a", solid(3, 3, RED), draw_order=1.0)
     b = rgba_layer("b", solid(3, 3, BLUE), draw_order=2.0)
     assert tuple(run([a, b])[1, 1]) == BLUE
@@ -92,7 +115,7 @@ def test_swapped_draw_orders_swap_what_is_on_top():
     assert tuple(run([a2, b2])[1, 1]) == RED
 
 
-def test_equal_draw_orders_are_ordered_by_entity_path():
+def test_equal_draw_orders_are_ordered_by_entity_path(run):
     # later path is on top, whatever the order the layers come in
     z = rgba_layer("z/cam", solid(2, 2, GREEN), draw_order=5.0)
     a = rgba_layer("a/cam", solid(2, 2, RED), draw_order=5.0)
@@ -100,7 +123,7 @@ def test_equal_draw_orders_are_ordered_by_entity_path():
     assert tuple(run([a, z])[0, 0]) == GREEN
 
 
-def test_canvas_is_union_and_uncovered_pixels_show_the_background():
+def test_canvas_is_union_and_uncovered_pixels_show_the_background(run):
     wide = rgba_layer("wide", solid(2, 6, RED))
     tall = rgba_layer("tall", solid(5, 3, BLUE), draw_order=0)
     out = run([wide, tall])
@@ -111,7 +134,7 @@ def test_canvas_is_union_and_uncovered_pixels_show_the_background():
     assert tuple(out[4, 5]) == (13, 13, 13, 255)
 
 
-def test_translucent_pixels_over_background_and_straight_alpha_output():
+def test_translucent_pixels_over_background_and_straight_alpha_output(run):
     px = (120, 60, 250, 100)
     layer = rgba_layer("t", solid(2, 2, px), opacity=0.8)
     for bg in [(0, 0, 0, 0), (13, 13, 13, 255), (200, 100, 0, 128)]:
@@ -120,21 +143,21 @@ def test_translucent_pixels_over_background_and_straight_alpha_output():
         assert np.abs(got.astype(int) - np.array(want)).max() <= 1, (bg, got, want)
 
 
-def test_opacity_is_clamped_and_nan_means_default():
+def test_opacity_is_clamped_and_nan_means_default(run):
     img = solid(2, 2, (10, 20, 30, 255))
     assert tuple(run([rgba_layer("x", img, opacity=7.0)])[0, 0]) == (10, 20, 30, 255)
     assert tuple(run([rgba_layer("x", img, opacity=-1.0)])[0, 0]) == (0, 0, 0, 0)
     assert tuple(run([rgba_layer("x", img, opacity=float("nan"))])[0, 0]) == (10, 20, 30, 255)
 
 
-def test_undecodable_layer_is_left_out_with_its_entity_named():
+def test_undecodable_layer_is_left_out_with_its_entity_named(run, backend):
     good = rgba_layer("good", solid(2, 2, RED))
     fmt = ImageFormat(2, 2, color_model="RGB", channel_datatype="U8")
     bad = Layer("broken/cam", 7, np.zeros(5, np.uint8), fmt, 1.0, 0.0)
-    with pytest.warns(CompositeWarning, match="broken/cam"):
+    with pytest.warns(_left_out_warning(backend), match="broken/cam"):
         out = run([good, bad])
     assert tuple(out[0, 0]) == RED
 
 
-def test_empty_scene_is_empty_array():
+def test_empty_scene_is_empty_array(run):
     assert run([]).shape == (0, 0, 4)

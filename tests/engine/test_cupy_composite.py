@@ -1,4 +1,4 @@
-"""The CuPy compositor (SPEC 4) against compositing written out here in float64.
+"""The CuPy compositor (contract §4) against compositing written out here in float64.
 
 Two ways in: on any machine, the compositor's launch plans (`plan_composite` with
 NumPy arrays) run through the CUDA kernels compiled for the CPU
@@ -23,7 +23,7 @@ from pixelrun.kernels.cuda import composite as cupy_composite  # noqa: E402
 from pixelrun.kernels.cuda.composite import plan_composite  # noqa: E402
 from pixelrun.kernels.formats import ChannelDatatype, ColorModel, ImageFormat, PixelFormat  # noqa: E402
 
-# --------------------------------------------------------- SPEC 4, written out in float64
+# --------------------------------------------------------- contract §4, written out in float64
 
 
 def _decode(c):

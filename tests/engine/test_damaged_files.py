@@ -23,10 +23,11 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
+from pixelrun.engine import rrd
 from pixelrun.engine.api import open_source, render
 from pixelrun.engine.chunk import IMAGE_BUFFER, buffer_row
 from pixelrun.engine.cli.main import main
-from pixelrun.engine.rrd import codec as rrd
+from pixelrun.engine.rrd.proto import pb
 from pixelrun.engine.store.store import ChunkStore
 
 DAMAGED = Path(__file__).parent / "fixtures" / "damaged"
@@ -245,11 +246,11 @@ def _lz4_zeros(n: int) -> bytes:
 def _compressed_message(payload: bytes, declared: int, lz4: bool = True) -> bytes:
     """A stream holding one ArrowMsg with this payload (LZ4, declaring `declared` bytes)."""
     info = rrd.StoreInfo("bomb", "bomb")
-    m = rrd.pb.ArrowMsg()
-    m.store_id.CopyFrom(rrd._store_id_pb(info))
-    m.compression = rrd.pb.COMPRESSION_LZ4 if lz4 else rrd.pb.COMPRESSION_NONE
+    m = pb.ArrowMsg()
+    m.store_id.CopyFrom(rrd.store_id_pb(info))
+    m.compression = pb.COMPRESSION_LZ4 if lz4 else pb.COMPRESSION_NONE
     m.uncompressed_size = declared
-    m.encoding = rrd.pb.ENCODING_ARROW_IPC
+    m.encoding = pb.ENCODING_ARROW_IPC
     m.payload = payload
     body = m.SerializeToString()
     return rrd.stream_header(True) + rrd.encode_store_info(info) + rrd.message_header(rrd.KIND_ARROW_MSG, len(body)) + body
@@ -265,7 +266,7 @@ def test_lz4_bomb_is_refused_without_allocating(tmp_path):
     assert bomb.stat().st_size < 5 << 20
     code = (
         "import resource, sys\n"
-        "from pixelrun.engine.rrd.codec import read_rrd\n"
+        "from pixelrun.engine.rrd import read_rrd\n"
         "from pixelrun.engine.cli.main import main\n"
         "rec = read_rrd(sys.argv[1])\n"
         "print('\\n'.join(rec.problems))\n"

@@ -2,7 +2,7 @@
 conformance suite: tiles, upload padding, 64-bit and float64 extremes, explicit ranges
 with huge integer spans, NaN/Inf, and pipeline caching.
 
-Expected bytes are written out here from SPEC 3's formulas (q, the range rule, the
+Expected bytes are written out here from contract §3's formulas (q, the range rule, the
 exact integer formula of formats.py's precision contract), or, for the tiling test,
 taken from the NumPy reference (the oracle).
 """
@@ -95,7 +95,7 @@ def test_float64_tiny_magnitudes_keep_their_order():
 
 
 def test_64bit_constant_image_is_mid_grey():
-    # SPEC 3.1: min = max -> [v - 1, v + 1], so t = 0.5 whatever v is
+    # contract §3.1: min = max -> [v - 1, v + 1], so t = 0.5 whatever v is
     v = 2**62 + 1
     got = convert(np.full((2, 3), v, "<i8"), "L")
     assert np.all(got == np.array(gray(q(0.5)), np.uint8))

@@ -34,7 +34,7 @@ def test_missing_backend_names_what_is_there():
     import wgpu
 
     present = {a.info.get("backend_type") for a in wgpu.gpu.enumerate_adapters_sync()}
-    missing = [k for k, v in gpu.BACKENDS.items() if v not in present]
+    missing = [k for k, v in gpu.ADAPTER_BACKENDS.items() if v not in present]
     if not missing:
         pytest.skip("every backend has an adapter on this machine")
     with pytest.raises(gpu.GpuUnavailable, match="available backends"):
@@ -48,7 +48,7 @@ def test_each_present_backend_converts(backend):
 
     from pixelrun.kernels.wgpu.convert import WgslConverter
 
-    wanted = gpu.BACKENDS[backend]
+    wanted = gpu.ADAPTER_BACKENDS[backend]
     if not any(a.info.get("backend_type") == wanted for a in wgpu.gpu.enumerate_adapters_sync()):
         pytest.skip(f"no {wanted} adapter on this machine")
     device = gpu.create_device(gpu.select_adapter(backend))

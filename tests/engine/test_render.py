@@ -1,7 +1,7 @@
-"""The wgpu Renderer (kernels/wgpu/composite.py): SPEC 4 on the GPU, tiling, bands, targets.
+"""The wgpu Renderer (kernels/wgpu/composite.py): contract §4 on the GPU, tiling, bands, targets.
 
 Runs on whatever adapter wgpu finds (lavapipe in CI). Expected pixels come from the
-SPEC formulas written in test_composite.py (`over`), or, for random scenes, from the
+the contract formulas written in test_composite.py (`over`), or, for random scenes, from the
 NumPy oracle (kernels/reference/composite.py), within 1 LSB.
 """
 
@@ -45,7 +45,7 @@ def close(got, want, tol=1):
     assert d.max() <= tol, f"max diff {d.max()} at {np.argwhere(d > tol)[:3].tolist()}"
 
 
-# ---------------------------------------------------------------- SPEC 4 scenes
+# ---------------------------------------------------------------- contract §4 scenes
 
 
 def test_single_opaque_image_is_its_display_rgba(renderer):
@@ -257,7 +257,7 @@ def test_same_row_id_with_different_bytes_is_not_confused(renderer):
 
 
 def _nearest(native, tw, th, scale, offset, bg):
-    """What nearest sampling of `native` shows in a (th, tw) target (SPEC 4 view rule)."""
+    """What nearest sampling of `native` shows in a (th, tw) target (contract §4 view rule)."""
     xs = np.floor((np.arange(tw) + 0.5 - offset[0]) / scale).astype(int)
     ys = np.floor((np.arange(th) + 0.5 - offset[1]) / scale).astype(int)
     h, w = native.shape[:2]

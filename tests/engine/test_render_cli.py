@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from pixelrun.engine.cli.main import main
-from pixelrun.engine.cli.render import output_path, parse_background, parse_time, safe_filename
+from pixelrun.engine.cli.render import output_path, parse_background, parse_time, safe_filename, time_width
 from pixelrun.kernels.backends import availability
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -71,6 +71,11 @@ def test_option_parsers():
     assert output_path("f_{time:03d}.png", "step", 7) == Path("f_007.png")
     assert output_path("out.png", "step", 7) == Path("out_7.png")
     assert output_path("dir/", "step", 7) == Path("dir/step_7.png")
+    # zero-padded to the largest time's width, so the names sort in time order
+    assert output_path("dir/", "step", 7, width=3) == Path("dir/step_007.png")
+    assert output_path("out.png", "step", 7, width=2) == Path("out_07.png")
+    assert output_path("f_{time}.png", "step", 7, width=3) == Path("f_7.png")  # a pattern says its own format
+    assert time_width([3, 12, -100]) == 3 and time_width([0]) == 1
 
 
 class _MemoryRecording:

@@ -1,4 +1,4 @@
-"""The three seed examples (SPEC 1), recorded by the SDK and rendered headless.
+"""The three seed examples (contract §1), recorded by the SDK and rendered headless.
 
 Each example's code is the seed's, unchanged except the import line; it runs in a
 subprocess with PIXELRUN_SAVE pointing at a file (so `spawn=True` starts no viewer),

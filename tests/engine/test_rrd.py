@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from pixelrun.engine import chunk as ch
-from pixelrun.engine.rrd import codec as rrd
+from pixelrun.engine import rrd
 from pixelrun.engine.rrd.footer import FOOTER_CRC_SEED, xxh32
 from pixelrun.kernels.formats import ChannelDatatype, ColorModel, ImageFormat, PixelFormat
 
@@ -206,7 +206,7 @@ def test_unknown_kind_and_bad_magic():
 
 def test_no_footer_is_reported_not_raised():
     data = _stream(2)
-    pos, last_chunk_end = 12, None
+    pos = 12
     while True:
         kind, length = struct.unpack_from("<QQ", data, pos)
         if kind == 0:
@@ -315,6 +315,66 @@ def test_rerun_compare_says_our_reencoding_equals_the_original(real_rrd, tmp_pat
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+OTHER = rrd.StoreInfo("app", "rec-2")
+
+
+def _two_recordings(compression: bool = False) -> tuple[bytes, rrd.RrdEncoder, bytes]:
+    """One stream, two recordings, chunks interleaved; one chunk encoded outside the
+    encoder and handed in (as the SDK encodes once for all its sinks). Also returns
+    the footer a snapshot taken before the end would carry."""
+    enc = rrd.RrdEncoder(compression=compression)
+    out = [enc.stream_header(), enc.store_info(STORE), enc.store_info(OTHER)]
+    out += enc.chunk(_chunk("/a", 1, b"a" * 40, 1), STORE)
+    other = _chunk("/b", 2, b"b" * 60, 2)
+    batch = other.to_record_batch()
+    encoded = rrd.encode_chunk(other, OTHER, compression=compression, batch=batch)
+    enc.add_encoded(OTHER, other, batch, encoded)
+    out += encoded.parts
+    out += enc.chunk(_chunk("/a", 3, b"c" * 20, 3), STORE)
+    snapshot_tail = enc.footer()
+    out.append(enc.end())
+    return b"".join(bytes(p) for p in out), enc, snapshot_tail
+
+
+@pytest.mark.parametrize("compression", [False, True])
+def test_encoder_writes_one_manifest_per_recording_with_exact_offsets(compression):
+    data, enc, snapshot_tail = _two_recordings(compression)
+    assert enc.offset == len(data) and enc.ended
+    assert data.endswith(snapshot_tail)  # a snapshot's footer is the one the end writes
+    rec = rrd.read_rrd(data)
+    assert rec.problems == [] and rec.has_footer
+    assert [s.recording_id for s in rec.store_infos] == ["rec-1", "rec-2"]
+    assert [c.entity_path for c in rec.chunks_of("rec-1")] == ["/a", "/a"]
+    assert [c.entity_path for c in rec.chunks_of("rec-2")] == ["/b"]
+    index, problems = rrd.index_of(data)
+    assert problems == [] and index.covers_all
+    spans = {start + 16: end - start - 16 for kind, start, end in _message_spans(data) if kind == rrd.KIND_ARROW_MSG}
+    assert {o: e.size for o, e in index.by_offset.items()} == spans  # every chunk, at its offset
+    assert sorted(e.entity for e in index.by_offset.values()) == ["/a", "/a", "/b"]
+
+
+def test_encoder_refuses_a_chunk_of_a_recording_without_its_store_info():
+    enc = rrd.RrdEncoder()
+    enc.stream_header()
+    enc.store_info(STORE)
+    with pytest.raises(ValueError, match="'rec-2', whose store info is not in this stream"):
+        enc.chunk(_chunk("/b", 1, b"b", 1), OTHER)
+    with pytest.raises(ValueError, match="no recording given"):
+        enc.chunk(_chunk("/b", 1, b"b", 1))
+    with pytest.raises(ValueError, match="stream header was already written"):
+        enc.stream_header()
+
+
+@needs_rerun
+@pytest.mark.parametrize("compression", [False, True])
+def test_rerun_verify_accepts_two_recordings_in_one_stream(tmp_path, compression):
+    p = tmp_path / "two.rrd"
+    p.write_bytes(_two_recordings(compression)[0])
+    r = _rerun_cli("rrd", "verify", str(p))
+    assert r.returncode == 0, r.stderr
+    assert "verified without error" in r.stderr
+
+
 def test_random_corruption_never_raises():
     data = _stream(3)
     rng = np.random.default_rng(1234)
@@ -332,8 +392,7 @@ def test_random_corruption_never_raises():
 
 
 def test_default_port_is_reruns_unless_pixelrun_port_says_otherwise(monkeypatch):
-    from pixelrun.engine.rrd.codec import default_port
-
+    default_port = rrd.default_port
     monkeypatch.delenv("PIXELRUN_PORT", raising=False)
     assert default_port() == 9876
     monkeypatch.setenv("PIXELRUN_PORT", "12345")

@@ -1,4 +1,4 @@
-"""scene_at and times_of (SPEC 4): which images are drawn at a time point, how, in what order."""
+"""scene_at and times_of (contract §4): which images are drawn at a time point, how, in what order."""
 
 from __future__ import annotations
 

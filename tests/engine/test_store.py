@@ -1,4 +1,4 @@
-"""Store semantics (SPEC 5): latest-at and range, as a table of hand-written cases.
+"""Store semantics (contract §5): latest-at and range, as a table of hand-written cases.
 
 Each case ingests chunks in a stated order, asks one question and names the row that
 must answer it by its row-id counter (see store_helpers.mk), or None.

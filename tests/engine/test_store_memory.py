@@ -22,7 +22,7 @@ psutil = pytest.importorskip("psutil", reason="psutil measures RSS (pip install 
 from store_helpers import format_column, one_blob_column  # noqa: E402
 
 from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn  # noqa: E402
-from pixelrun.engine.rrd.codec import RrdEncoder, StoreInfo  # noqa: E402
+from pixelrun.engine.rrd import RrdEncoder, StoreInfo  # noqa: E402
 from pixelrun.engine.scene import scene_at  # noqa: E402
 from pixelrun.engine.store.store import ChunkStore  # noqa: E402
 

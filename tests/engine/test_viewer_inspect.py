@@ -1,7 +1,7 @@
 """The hover readout: raw values in the source datatype and the display RGBA.
 
-Expected raw values are written by hand from the byte layouts of SPEC 2/3 (not from
-the format table's code); expected display colours come from SPEC's formulas
+Expected raw values are written by hand from the byte layouts of contract §2/3 (not from
+the format table's code); expected display colours come from the contract's formulas
 computed here, or from the whole-image reference decode (a different code path from
 the readout's tiny crops).
 """

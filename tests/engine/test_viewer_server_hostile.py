@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from viewer_helpers import image_chunk, rrd_stream, send, wait_until
 
+from pixelrun.engine import rrd
 from pixelrun.engine.chunk import IMAGE_BUFFER
-from pixelrun.engine.rrd import codec as rrd
 from pixelrun.engine.viewer import server as vs
 from pixelrun.engine.viewer.server import GREETING, RrdStreamDecoder, ServerLimits, ViewerServer
 from pixelrun.kernels.formats import ImageFormat

@@ -8,8 +8,8 @@ from typing import Optional
 
 import numpy as np
 
+from pixelrun.engine import rrd
 from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn, buffer_column, format_column
-from pixelrun.engine.rrd import codec as rrd
 from pixelrun.kernels.formats import ImageFormat
 
 _counter = [0]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from pixelrun.engine import chunk as ch
-from pixelrun.engine.rrd.codec import read_rrd
+from pixelrun.engine.rrd import read_rrd
 from pixelrun.kernels.formats import ImageFormat, PixelFormat
 
 HERE = Path(__file__).resolve().parent

@@ -2,7 +2,7 @@
 
 `CASES` is a list of `Case(id, data, format, value_range, exact)`:
 - data: the raw bytes (little-endian samples), exactly `format.byte_count()` long;
-- value_range: None (SPEC 3.1's automatic rule) or an explicit (lo, hi);
+- value_range: None (contract §3.1's automatic rule) or an explicit (lo, hi);
 - exact: True where formats.py's precision contract demands bit-exact bytes (integer
   channel types of at most 16 bits, automatic or integer explicit range); False for
   float paths, where a backend may differ from the NumPy reference by at most 1.
@@ -12,7 +12,7 @@ sizes, random and gradient content, constant images, type extremes, NaN/+-Inf an
 explicit value ranges. Everything is deterministic: each case's random generator is
 seeded from its id, so adding a case never changes another.
 
-Kept within float32's reach on purpose (SPEC 3.5: 64-bit values "only have to round
+Kept within float32's reach on purpose (contract §3.5: 64-bit values "only have to round
 like float32"): no 64-bit case puts a narrow range far from zero.
 """
 
@@ -105,7 +105,7 @@ def _color_special_cases() -> list[Case]:
     L, RGB, RGBA, BGRA = ColorModel.L, ColorModel.RGB, ColorModel.RGBA, ColorModel.BGRA
     D = ChannelDatatype
 
-    # value-range rule boundaries (SPEC 3.1)
+    # value-range rule boundaries (contract §3.1)
     add(_color("range-F32-unit", L, D.F32, 4, 1, [0.0, 0.25, 0.5, 1.0]))
     add(_color("range-F32-just-above-1", L, D.F32, 4, 1, [0.0, 0.25, 0.5, 1.0000001]))
     add(_color("range-F64-0-255", L, D.F64, 4, 1, [0.0, 1.5, 127.5, 255.0]))

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 from conformance_cases import CASES, Case
 
-from pixelrun.kernels.backends import availability, backend_module
+from pixelrun.kernels.backends import BACKENDS, ORACLE, availability, backend_module
 from pixelrun.kernels.formats import ImageFormat, PixelFormat, validate
 from pixelrun.kernels.reference import convert as reference
 
-ACCELERATED = ["wgpu", "cupy"]
+# every registered backend but the oracle itself
+ACCELERATED = [name for name in BACKENDS if name != ORACLE]
 
 
 @pytest.fixture(scope="module", params=ACCELERATED)

@@ -142,7 +142,7 @@ def _layers():
 
 
 def _spec_composite(layers, background=(0, 0, 0, 0)):
-    """SPEC 4 in float64 over reference decodes (same formula as tests/engine)."""
+    """contract §4 in float64 over reference decodes (same formula as tests/engine)."""
     from pixelrun.engine.scene import canvas_size, order_layers
 
     def dec(c):

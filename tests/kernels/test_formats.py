@@ -1,4 +1,4 @@
-"""The format table against SPEC.md, with every expected number written here by hand."""
+"""The format table against docs/contract.md, with every expected number written here by hand."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from pixelrun.kernels.reference import convert as reference
 
 SIZES = [(1, 1), (3, 5), (7, 2), (5, 1), (2, 2), (640, 480), (1919, 1081)]
 
-# SPEC 1: Rerun's numeric values
+# contract §1: Rerun's numeric values
 RERUN_COLOR_MODELS = {"L": 1, "RGB": 2, "RGBA": 3, "BGR": 4, "BGRA": 5}
 RERUN_DATATYPES = {"U8": 6, "I8": 7, "U16": 8, "I16": 9, "U32": 10, "I32": 11, "U64": 12,
                    "I64": 13, "F16": 33, "F32": 34, "F64": 35}
@@ -40,7 +40,7 @@ SAMPLE_BYTES = {"U8": 1, "I8": 1, "U16": 2, "I16": 2, "U32": 4, "I32": 4, "U64":
 
 
 def spec_pixel_format_bytes(name: str, w: int, h: int) -> int:
-    """SPEC 2's byte column, written out."""
+    """contract §2's byte column, written out."""
     n, cw, ch = w * h, (w + 1) // 2, (h + 1) // 2
     if name.startswith("Y_U_V24"):
         return 3 * n

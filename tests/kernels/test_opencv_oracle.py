@@ -1,11 +1,11 @@
 """Outside oracles for the reference decoder.
 
-- OpenCV's NV12 and YUY2 -> RGBA (BT.601, limited range, nearest chroma, like SPEC 2)
+- OpenCV's NV12 and YUY2 -> RGBA (BT.601, limited range, nearest chroma, like contract §2)
   must agree within 2 LSB on random data at even sizes. OpenCV clamps Y - 16 at 0
-  (SPEC does not: Y below 16 is simply darker than black and clamps at the end, which
+  (the contract does not: Y below 16 is simply darker than black and clamps at the end, which
   gives different colours when chroma is strong), so Y is drawn from 16..255 here.
 - OpenCV's BGR -> RGBA and GRAY -> RGBA must agree exactly with BGR/U8 and L/U8.
-- The BT.709 planar formats (I444, I422, I420, both ranges) and Y8 against SPEC 2's
+- The BT.709 planar formats (I444, I422, I420, both ranges) and Y8 against contract §2's
   formula written below in vectorised float64 on random planes.
 """
 
@@ -58,7 +58,7 @@ def test_bgr_and_grey_u8_agree_exactly_with_opencv(w, h):
     assert (ours == cv2.cvtColor(grey, cv2.COLOR_GRAY2RGBA)).all()
 
 
-# SPEC 2, BT.709: R = y + 1.575 v, G = y - 0.187 u - 0.468 v, B = y + 1.856 u
+# contract §2, BT.709: R = y + 1.575 v, G = y - 0.187 u - 0.468 v, B = y + 1.856 u
 BT709_FORMATS = {
     # name: (chroma shift x, shift y, y offset, y scale, chroma scale)
     "Y_U_V24_LimitedRange": (0, 0, 16.0, 219.0, 224.0),

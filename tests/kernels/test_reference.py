@@ -1,8 +1,8 @@
-"""The NumPy reference decoder against expected bytes built by hand, per SPEC 2 and 3.
+"""The NumPy reference decoder against expected bytes built by hand, per contract §2 and 3.
 
 Nothing here calls the code under test to build an expected value: the plane packing,
 the YUV formula, the Bayer neighbourhood means, the value-range rule and the alpha
-rule are all written out below from SPEC.md, pixel by pixel, on small images.
+rule are all written out below from docs/contract.md, pixel by pixel, on small images.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ ODD_SIZES = [(1, 1), (3, 5), (7, 2), (5, 1)]
 SIZES = ODD_SIZES + [(4, 4), (6, 3)]
 MAGENTA = [255, 0, 255, 255]
 
-# --------------------------------------------------------------- SPEC, written out here
+# --------------------------------------------------------------- the contract, written out here
 
 
 def q(x: float) -> int:
-    """SPEC: floor(clamp(x, 0, 1) * 255 + 0.5), in float64."""
+    """the contract: floor(clamp(x, 0, 1) * 255 + 0.5), in float64."""
     return int(math.floor(min(max(x, 0.0), 1.0) * 255.0 + 0.5))
 
 
@@ -74,7 +74,7 @@ def yuv_pixel(Y: int, U: int, V: int, matrix, rng) -> list[int]:
 
 
 def pack_yuv(name: str, Y: np.ndarray, U: np.ndarray, V: np.ndarray) -> bytes:
-    """SPEC 2's plane table by hand. Y is (H, W); U and V are at chroma resolution."""
+    """contract §2's plane table by hand. Y is (H, W); U and V are at chroma resolution."""
     packing = YUV[name][0]
     h, w = Y.shape
     if packing == "planar":
@@ -107,7 +107,7 @@ def decode(data, w, h, **fmt):
     return to_display_rgba(data, ImageFormat(w, h, **fmt))
 
 
-# ------------------------------------------------------------------------ YUV (SPEC 2)
+# ------------------------------------------------------------------------ YUV (contract §2)
 
 
 @pytest.mark.parametrize("name", list(YUV))
@@ -194,7 +194,7 @@ def test_pixel_formats_ignore_value_range():
     assert (to_display_rgba(data, fmt, value_range=(0, 10)) == to_display_rgba(data, fmt)).all()
 
 
-# ---------------------------------------------------------------------- Bayer (SPEC 2)
+# ---------------------------------------------------------------------- Bayer (contract §2)
 
 
 def bayer_expected(mosaic: np.ndarray, pattern: str) -> list:
@@ -257,7 +257,7 @@ def test_bayer_1x1_has_only_its_own_colour():
     assert got.tolist() == [[[0, 255, 0, 255]]]
 
 
-# ------------------------------------------------------------ colour images (SPEC 3)
+# ------------------------------------------------------------ colour images (contract §3)
 
 DT_NUMPY = {"U8": "<u1", "I8": "<i1", "U16": "<u2", "I16": "<i2", "U32": "<u4", "I32": "<i4",
             "U64": "<u8", "I64": "<i8", "F16": "<f2", "F32": "<f4", "F64": "<f8"}
@@ -265,7 +265,7 @@ HAS_ALPHA = {"L": False, "RGB": False, "RGBA": True, "BGR": False, "BGRA": True}
 
 
 def spec_range(values, dt: str):
-    """SPEC 3.1 over finite colour samples (alpha excluded)."""
+    """contract §3.1 over finite colour samples (alpha excluded)."""
     if dt == "U8":
         return (0, 255)
     finite = [v for v in values if math.isfinite(v)]
@@ -442,7 +442,7 @@ def test_nan_alpha_is_transparent():
 
 
 def test_huge_constant_float_image_is_mid_grey():
-    # [v - 1, v + 1] rounds to [v, v] in float64 beyond 2**53; SPEC's t is still 1/2
+    # [v - 1, v + 1] rounds to [v, v] in float64 beyond 2**53; the contract's t is still 1/2
     assert L("F64", [1e20, 1e20]) == [128, 128]
     assert L("F32", [-1e20, -1e20]) == [128, 128]
 

@@ -107,7 +107,7 @@ def test_alpha_is_255_without_an_alpha_channel(image):
 @props
 @given(colour_arrays([ColorModel.RGBA, ColorModel.BGRA], finite=True))
 def test_alpha_does_not_depend_on_colour(image):
-    """SPEC 7: alpha is by the type's maximum, whatever the colour channels hold."""
+    """contract §7: alpha is by the type's maximum, whatever the colour channels hold."""
     model, dt, arr = image
     other = arr.copy()
     colour = [0, 1, 2]

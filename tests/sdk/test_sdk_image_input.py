@@ -1,4 +1,4 @@
-"""rr.Image input handling (SPEC 1): what is accepted, exact bytes, and the bad-input
+"""rr.Image input handling (contract §1): what is accepted, exact bytes, and the bad-input
 matrix in non-strict (warning, row dropped) and strict (ValueError) mode."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from PIL import Image as PILImage
 
 import pixelrun as rr
 from pixelrun.engine import chunk as ch
-from pixelrun.engine.rrd.codec import read_rrd
+from pixelrun.engine.rrd import read_rrd
 from pixelrun.kernels.formats import ChannelDatatype, ColorModel, ImageFormat, PixelFormat
 
 
@@ -178,7 +178,7 @@ def test_one_row_image_with_explicit_model_keeps_its_row():
     rec, mem = _stream()
     rec.log("row", rr.Image(np.arange(6, dtype=np.uint8).reshape(1, 2, 3), color_model="RGB"))
     assert _one(mem, "/row") == (bytes(range(6)), ImageFormat(2, 1, color_model="RGB", channel_datatype="U8"))
-    # Without a model SPEC 1's rule applies: the leading unit axis goes, (2, 3) is L.
+    # Without a model contract §1's rule applies: the leading unit axis goes, (2, 3) is L.
     rec.log("row2", rr.Image(np.arange(6, dtype=np.uint8).reshape(1, 2, 3)))
     assert _one(mem, "/row2")[1] == ImageFormat(3, 2, color_model="L", channel_datatype="U8")
 
@@ -196,7 +196,7 @@ def test_bytes_with_pixel_format_and_with_model_datatype():
     rec, mem = _stream()
     nv12 = bytes(range(6 * 4 + 2 * 3 * 2))
     rec.log("nv12", rr.Image(bytes=nv12, width=6, height=4, pixel_format=rr.PixelFormat.NV12))
-    # odd size: ceil(W/2) * ceil(H/2) chroma (SPEC 2): 5x3 -> 15 + 2*3*2 = 27
+    # odd size: ceil(W/2) * ceil(H/2) chroma (contract §2): 5x3 -> 15 + 2*3*2 = 27
     rec.log("odd", rr.Image(bytes=bytes(27), width=5, height=3, pixel_format="Y_U_V12_FullRange"))
     rec.log("rgb16", rr.Image(bytes=bytes(12), width=2, height=1, color_model="RGB", datatype="U16"))
     assert _one(mem, "/nv12") == (nv12, ImageFormat(6, 4, pixel_format=PixelFormat.NV12))

@@ -18,7 +18,7 @@ import textwrap
 import pytest
 
 from pixelrun.engine import chunk as ch
-from pixelrun.engine.rrd.codec import read_rrd
+from pixelrun.engine.rrd import read_rrd
 
 N = 57
 TIMEOUT = 60

@@ -14,7 +14,7 @@ import pytest
 import pixelrun as rr
 from pixelrun.batcher import BatcherConfig
 from pixelrun.engine import chunk as ch
-from pixelrun.engine.rrd.codec import read_rrd
+from pixelrun.engine.rrd import read_rrd
 from pixelrun.kernels.formats import ImageFormat
 from pixelrun.sinks import Sink
 
@@ -429,7 +429,7 @@ def test_pixelrun_save_captures_several_recordings_in_one_file(tmp_path, monkeyp
 
 
 def test_lz4_compression_option(tmp_path, monkeypatch):
-    from pixelrun.engine.rrd import codec as rrd
+    from pixelrun.engine import rrd
 
     monkeypatch.setenv("PIXELRUN_COMPRESSION", "lz4")
     rec = rr.RecordingStream("lz4")

@@ -11,7 +11,7 @@ import pytest
 
 import pixelrun as rr
 from pixelrun.engine import chunk as ch
-from pixelrun.engine.rrd.codec import read_rrd
+from pixelrun.engine.rrd import read_rrd
 
 
 def _log(rec, entity, values):

@@ -1,8 +1,8 @@
-"""SPEC 1 and 5 rules that an independent audit probed: byte counts checked at log for
+"""contract §1 and 5 rules that an independent audit probed: byte counts checked at log for
 component lists, PIL 16-bit modes, bytes= values, bad enums in components, per-recording
 strictness, entity-path escaping (one rule for SDK and engine) and reserved '__' parts.
 
-Expected values are written out from the SPEC text, not computed by the code under test.
+Expected values are written out from the contract text, not computed by the code under test.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pixelrun.kernels.formats import ImageFormat
 L4x4 = dict(color_model="L", channel_datatype="U8")
 
 
-# ------------------------------------------------ SPEC 1: byte counts checked at log
+# ------------------------------------------------ contract §1: byte counts checked at log
 
 
 @pytest.mark.parametrize("log", [
@@ -51,7 +51,7 @@ def test_temporal_image_is_checked_against_the_static_format_that_shadows_it():
     assert [b for b, _ in _rows(mem)["/cam"] if b is not None] == [bytes([7] * 16)]
 
 
-# ------------------------------------------------------------------ SPEC 1: inputs
+# ------------------------------------------------------------------ contract §1: inputs
 
 
 @pytest.mark.parametrize("mode, raw", [("I;16B", b"\x01\x02" * 6), ("I;16L", b"\x02\x01" * 6)])
@@ -96,7 +96,7 @@ def test_new_recording_honours_strict():
         rec.log("x", rr.Image(bytes=b"\0" * 5, width=4, height=4, pixel_format="Y8_FullRange"))
 
 
-# ------------------------------------------------------------ SPEC 5: entity paths
+# ------------------------------------------------------------ contract §5: entity paths
 
 
 @pytest.mark.parametrize("given, stored", [

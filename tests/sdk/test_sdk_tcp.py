@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 import pixelrun as rr
-from pixelrun.engine.rrd import codec as rrd
+from pixelrun.engine import rrd
 from pixelrun.sinks import GREETING, TcpSink
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -376,8 +377,8 @@ def test_connect_is_ignored_under_pixelrun_save(tmp_path, monkeypatch):
 
 
 def test_spawn_without_viewer_module_or_display_warns_once(monkeypatch):
-    import pixelrun.spawn as sp
-
+    # the module, not the function: `pixelrun.spawn` the attribute is rr.spawn()
+    sp = sys.modules["pixelrun.spawn"]
     monkeypatch.delenv("PIXELRUN_SAVE", raising=False)
     monkeypatch.setattr(sp, "_warned", set())
     monkeypatch.setattr(sp, "is_listening", lambda port, **_: False)
@@ -392,6 +393,14 @@ def test_spawn_without_viewer_module_or_display_warns_once(monkeypatch):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with pytest.warns(rr.PixelrunWarning, match="no display"):
         assert sp.spawn_viewer(1) is False
+
+
+def test_importing_the_spawn_module_keeps_rr_spawn_a_function():
+    """The submodule pixelrun.spawn shares its name with rr.spawn(): importing it on
+    first use (as RecordingStream.spawn once did) replaced the function with the module."""
+    code = "import pixelrun as rr, pixelrun.spawn; f = rr.spawn; print(callable(f), type(f).__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["True", "function"], out.stdout + out.stderr
 
 
 def test_spawn_into_a_port_taken_by_something_else_says_so(monkeypatch):

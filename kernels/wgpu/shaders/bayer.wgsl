@@ -1,4 +1,4 @@
-// Bayer mosaics (SPEC 2): each pixel keeps its own sample; each missing colour is the
+// Bayer mosaics (contract §2): each pixel keeps its own sample; each missing colour is the
 // mean of that colour's samples in the 3x3 neighbourhood cut to the image; samples are
 // linear light, so the byte is q(srgb_encode(mean / 255)). A colour with no sample in
 // the neighbourhood (only when W or H is 1) is 0, as in the reference.
@@ -6,19 +6,11 @@
 // Output: packed RGBA8 words (R in the low byte), PX pixels per invocation along x, rows
 // out_stride words apart; wgsl_convert.py copies them into the tile's rgba8unorm texture.
 
-struct Params {
-    width: u32,
-    height: u32,
-    x0: u32,
-    y0: u32,
-    tw: u32,
-    th: u32,
-    out_stride: u32, // words per output row (a multiple of 64)
-    _pad1: u32,
-    tile: vec4<u32>, // colour (0 R, 1 G, 2 B) at tile position (x & 1) + 2 (y & 1)
-}
+#include "common.wgsl"
 
-@group(0) @binding(0) var<uniform> params: Params;
+#struct BayerParams
+
+@group(0) @binding(0) var<uniform> params: BayerParams;
 @group(0) @binding(1) var<storage, read> raw: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out_buf: array<u32>;
 
@@ -26,15 +18,6 @@ struct Params {
 // words never cross a row; at most 4, so row_bytes' 3 words hold the PX + 2 columns
 const PX: u32 = 4u;
 const PX2: u32 = PX + 2u; // columns of their neighbourhoods
-
-fn srgb_encode(c: f32) -> f32 {
-    if (c <= 0.0031308) { return 12.92 * c; }
-    return 1.055 * pow(c, 1.0 / 2.4) - 0.055;
-}
-
-fn q(t: f32) -> u32 {
-    return u32(floor(clamp(t, 0.0, 1.0) * 255.0 + 0.5));
-}
 
 // The row's bytes x - 1 .. x + PX: the 3 words that hold them, and the first byte's
 // position in the first word (indices clamped to the buffer: bytes outside the image are
@@ -117,9 +100,6 @@ fn decode(@builtin(global_invocation_id) gid: vec3<u32>) {
         var mean = select(vec3<f32>(0.0), sum / max(cnt, vec3<f32>(1.0)), cnt > vec3<f32>(0.0));
         // each pixel keeps its own sample
         mean = select(mean, vec3<f32>(f32(byte_of(mid, i + 1u))), c_mc);
-        let r = q(srgb_encode(mean.x / 255.0));
-        let g = q(srgb_encode(mean.y / 255.0));
-        let b = q(srgb_encode(mean.z / 255.0));
-        out_buf[o + i] = r | (g << 8u) | (b << 16u) | 0xff000000u;
+        out_buf[o + i] = pack_rgba(q4(vec4<f32>(srgb_encode(mean / 255.0), 1.0)));
     }
 }

@@ -1,10 +1,10 @@
-// Colour images (SPEC 3): ColorModel x ChannelDatatype -> display RGBA8.
+// Colour images (contract §3): ColorModel x ChannelDatatype -> display RGBA8.
 //
 // The raw bytes are bound as they are (array<u32>, upload padded to 4 bytes); every
 // sample is read by byte address, so RGB is never padded on the CPU. Three entry
 // points share the sample readers:
 //   reduce_partial: per-workgroup min/max of the finite colour samples (alpha excluded)
-//   reduce_final:   one workgroup folds the partials and applies SPEC 3.1's range rule,
+//   reduce_final:   one workgroup folds the partials and applies contract §3.1's range rule,
 //                   writing `range_buf` on the device (no CPU round trip)
 //   decode:         PX pixels of a tile row per invocation, writes packed RGBA8 words
 //                   (R in the low byte) into a storage buffer, rows out_stride words
@@ -35,37 +35,13 @@ const MODE_ON_DEVICE: u32 = 255u; // MODE: range_buf.mode decides (float auto ra
 // (much faster on CPU drivers such as lavapipe).
 override MODE: u32 = MODE_ON_DEVICE;
 
-struct Params {
-    width: u32,
-    height: u32,
-    x0: u32,          // tile origin within the image
-    y0: u32,
-    tw: u32,          // tile size
-    th: u32,
-    n_partials: u32,  // workgroups of reduce_partial
-    alpha_max_u: u32, // integer type max, for exact alpha of <=16-bit types
-    alpha_max_f: f32, // the same as f32, for wider types
-    out_stride: u32,  // decode: words per output row (a multiple of 64)
-    _pad1: u32,
-    _pad2: u32,
-    // MODE_THRESHOLDS: byte = #{k in 1..255 : v >= t[k-1]} (computed exactly on the CPU)
-    thresholds: array<vec4<i32>, 64>,
-}
+#include "common.wgsl"
 
-struct Range {
-    lo: vec2<u32>,    // integer modes: lo as 64-bit two's complement
-    span: vec2<u32>,  // integer modes: hi - lo as u64
-    lo_f: f32,        // MODE_FLOAT
-    hi_f: f32,
-    mode: u32,
-    halve: u32,       // MODE_FLOAT: scale by 0.5 first, so hi - lo cannot overflow f32
-    shift: i32,       // F64: values are narrowed as v * 2^-shift (lo_f, hi_f too)
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
+#struct ColorParams
 
-@group(0) @binding(0) var<uniform> params: Params;
+#struct Range
+
+@group(0) @binding(0) var<uniform> params: ColorParams;
 @group(0) @binding(1) var<storage, read> raw: array<u32>;
 @group(0) @binding(2) var<storage, read_write> range_buf: Range;
 @group(0) @binding(3) var<storage, read_write> partials: array<vec4<u32>>;
@@ -343,10 +319,6 @@ fn reduce_final(@builtin(local_invocation_id) lid3: vec3<u32>) {
 
 // ------------------------------------------------------------------ decode
 
-fn q(t: f32) -> u32 {
-    return u32(floor(clamp(t, 0.0, 1.0) * 255.0 + 0.5));
-}
-
 // floor(n / den) for the exact formulas below (den = 2 s with s <= 65535, n <= 511 s, so
 // the quotient is <= 255 and (quotient + 1) den fits u32) without a per-pixel integer
 // division (slow on CPU drivers): the f32 estimate is off by at most one, and one exact
@@ -431,13 +403,13 @@ fn pixel(p: u32, r: Range) -> u32 {
         rgb = vec3<u32>(cr.byte, cg.byte, cb.byte);
         ok = ok && cg.ok && cb.ok;
     }
-    var rgba = vec4<u32>(255u, 0u, 255u, 255u); // SPEC 3.4: NaN/Inf -> magenta
+    var rgba = vec4<u32>(255u, 0u, 255u, 255u); // contract §3.4: NaN/Inf -> magenta
     if (ok) {
         var alpha = 255u;
         if (AI >= 0) { alpha = alpha_byte(sample_addr(p, u32(AI))); }
         rgba = vec4<u32>(rgb, alpha);
     }
-    return rgba.x | (rgba.y << 8u) | (rgba.z << 16u) | (rgba.w << 24u);
+    return pack_rgba(rgba);
 }
 
 // Invocation (gx, gy) writes pixels PX gx .. PX gx + PX - 1 of tile row gy. out_stride is a

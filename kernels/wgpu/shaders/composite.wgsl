@@ -1,4 +1,4 @@
-// Compositing (SPEC 4) in target space: every stage works on the pixels of the target
+// Compositing (contract §4) in target space: every stage works on the pixels of the target
 // (a window, or one tile of a headless render), never on the whole scene, so a huge
 // or degenerate scene costs what the target costs. A float accumulation buffer `acc`
 // holds one vec4<f32> (premultiplied, linear) per target pixel of the current band of
@@ -20,55 +20,11 @@
 // inlines uniform values that control branches into a freshly compiled shader at
 // every draw and never frees it (about 400 kB per draw).
 
-struct Frame {
-    scale: vec2<f32>,     // target pixels per scene unit
-    offset: vec2<f32>,    // target position of the scene origin
-    scene_w: u32,         // scene rectangle (texels)
-    scene_h: u32,
-    width: u32,           // target width = acc row length
-    band_y0: u32,         // first target row held by acc
-    band_h: u32,          // target rows held by acc
-    srgb_target: u32,     // 1: the target encodes sRGB itself
-    clear_x0: u32,        // target pixels of the band that show the scene: only these
-    clear_y0: u32,        // are cleared (present reads acc there and nowhere else)
-    clear_w: u32,
-    clear_h: u32,
-    _pad0: u32,
-    _pad1: u32,
-    bg_lin: vec4<f32>,    // background, linear, premultiplied (acc start)
-    bg_bytes: vec4<f32>,  // background as display values (straight, sRGB), outside the scene
-}
+#include "common.wgsl"
 
-struct Tile {
-    x0: u32,              // target pixels to visit: x0, y0, w, h (inside the band)
-    y0: u32,
-    w: u32,
-    h: u32,
-    tx0: u32,             // the tile's rectangle in the scene (full-resolution texels)
-    ty0: u32,
-    tw: u32,
-    th: u32,
-    shift: u32,           // reduced level: texture texel = (scene texel - origin) >> shift
-    _pad0: u32,
-    opacity: f32,         // already clamped to 0..1 on the CPU
-    _pad1: f32,
-}
+#struct Frame
 
-fn srgb_decode(c: vec3<f32>) -> vec3<f32> {
-    let lo = c / 12.92;
-    let hi = pow((max(c, vec3<f32>(0.04045)) + 0.055) / 1.055, vec3<f32>(2.4));
-    return select(hi, lo, c <= vec3<f32>(0.04045));
-}
-
-fn srgb_encode(c: vec3<f32>) -> vec3<f32> {
-    let lo = 12.92 * c;
-    let hi = 1.055 * pow(max(c, vec3<f32>(0.0031308)), vec3<f32>(1.0 / 2.4)) - 0.055;
-    return select(hi, lo, c <= vec3<f32>(0.0031308));
-}
-
-fn q(t: vec4<f32>) -> vec4<f32> {
-    return floor(clamp(t, vec4<f32>(0.0), vec4<f32>(1.0)) * 255.0 + 0.5);
-}
+#struct Tile
 
 // the scene texel whose square holds the centre of target pixel p (may be outside)
 fn texel_of(centre: vec2<f32>, f: Frame) -> vec2<f32> {
@@ -136,12 +92,7 @@ fn reduce(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(0) var<storage, read> view: Frame;
 @group(0) @binding(1) var<storage, read> acc_in: array<vec4<f32>>;
 
-@vertex
-fn vs(@builtin(vertex_index) i: u32) -> @builtin(position) vec4<f32> {
-    // one triangle covering the whole target
-    let p = vec2<f32>(f32((i << 1u) & 2u), f32(i & 2u));
-    return vec4<f32>(p * 2.0 - 1.0, 0.0, 1.0);
-}
+// vertex stage: common.wgsl's vs_fullscreen
 
 @fragment
 fn fs(@builtin(position) pos: vec4<f32>) -> @location(0) vec4<f32> {
@@ -155,7 +106,7 @@ fn fs(@builtin(position) pos: vec4<f32>) -> @location(0) vec4<f32> {
         let v = acc_in[(py - view.band_y0) * view.width + u32(pos.x)];
         var rgb = vec3<f32>(0.0);
         if (v.a > 0.0) { rgb = v.rgb / v.a; }
-        bytes = q(vec4<f32>(srgb_encode(rgb), v.a));
+        bytes = vec4<f32>(q4(vec4<f32>(srgb_encode(rgb), v.a)));
     }
     let out = bytes / 255.0;
     if (view.srgb_target != 0u) {

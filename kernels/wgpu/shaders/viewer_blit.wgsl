@@ -7,12 +7,7 @@
 
 @group(0) @binding(0) var frame: texture_2d<f32>;
 
-@vertex
-fn vs_main(@builtin(vertex_index) i: u32) -> @builtin(position) vec4<f32> {
-    // one triangle covering the whole target
-    let p = vec2<f32>(f32((i << 1u) & 2u), f32(i & 2u));
-    return vec4<f32>(p * 2.0 - 1.0, 0.0, 1.0);
-}
+#include "common.wgsl"  // vertex stage: vs_fullscreen
 
 @fragment
 fn fs_main(@builtin(position) pos: vec4<f32>) -> @location(0) vec4<f32> {

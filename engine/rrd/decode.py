@@ -1,35 +1,8 @@
-"""The .rrd codec, both directions, as Rerun 0.41 writes it.
-
-Layout of a stream (measured on files written by rerun-sdk 0.41, byte by byte):
-
-    stream header   12 bytes  b"RRF2" + version [major, minor, patch, meta]
-                              + options [compression (0 off, 1 LZ4), serializer (2 =
-                              protobuf), 0, 0]
-    message*        16-byte header (kind u64 LE, body length u64 LE) + protobuf body:
-                      kind 1 SetStoreInfo  (store id, application id, SDK version)
-                      kind 2 ArrowMsg      (store id, chunk id, compression,
-                                            uncompressed size, is_static, payload =
-                                            an Arrow IPC stream: schema + 1 batch + EOS,
-                                            LZ4 *block* compressed when compression=2)
-                      kind 3 BlueprintActivationCommand
-                      kind 0 End           (body: RrdFooter with one manifest per
-                                            recording, see rrd_footer.py)
-    stream footer   32 bytes after the End message: footer body offset u64, body size
-                    u64, xxh32 of the body (seed 7850921) u32, b"RRF2FOOT", u32 1.
-
-A file may hold several streams back to back (``cat a.rrd b.rrd``); the decoder
-accepts that.
-
-Checked against the real thing (rerun-sdk 0.41 in .venv-rerun): files its SDK writes
-decode here with identical pixel bytes and re-encode to batches equal to the
-originals (``rerun rrd compare`` agrees); ``rerun rrd verify`` accepts what we write
-(compressed or not, several recordings per file); Rerun's headless viewer shows the
-seed recordings with the right pixels. See tests/engine/test_rrd.py and
-tests/sdk/test_sdk_rerun_viewer.py.
+"""Where bytes become chunks: the .rrd decoder, robust to damage.
 
 Reading (for the store, the renderer and the viewer)::
 
-    from pixelrun.engine.rrd.codec import read_rrd
+    from pixelrun.engine.rrd import read_rrd
     rec = read_rrd("file.rrd")         # path, bytes, a binary file, or any object
                                        # with .rrd_bytes() (the SDK's memory sink)
     rec.chunks        # list[Chunk] in stream order (all recordings)
@@ -60,411 +33,52 @@ Streaming (a socket, a growing file)::
         for msg in dec.feed(data):          # StoreInfoMsg | ChunkMsg | EndMsg | ...
             ...
     problems = dec.finish()                 # reports a partial trailing message
-
-Writing::
-
-    enc = RrdEncoder(StoreInfo("app", "rec-id"), compression=False)
-    out.write(enc.stream_header()); out.write(enc.store_info())
-    for chunk in chunks:
-        for part in enc.chunk(chunk):       # bytes-like parts (header + IPC payload)
-            out.write(part)
-    out.write(enc.end())                    # End message + footer (rrd verify needs it)
-
-Sinks that own a pyarrow native file use ``encode_chunk(...).write_to(f)`` instead,
-which streams the IPC payload from the chunk's own buffers (the SDK's file sink).
 """
 
 from __future__ import annotations
 
 import os
-import struct
-import sys
-import time
-from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Optional, Union
+from typing import Iterator, Optional
 
-import lz4.block
 import numpy as np
 import pyarrow as pa
 
-from pixelrun.engine.chunk import Chunk, chunk_id_parts, from_record_batch, printable, to_record_batch
+from pixelrun.engine.chunk import from_record_batch
+from pixelrun.engine.rrd.footer import check_against_index, read_file_index
+from pixelrun.engine.rrd.ipc import check_ipc_payload, default_max_decompressed_bytes, lz4_decompress
+from pixelrun.engine.rrd.messages import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    FOOTER_ID,
+    FOURCC,
+    KIND_ARROW_MSG,
+    KIND_BLUEPRINT_ACTIVATION,
+    KIND_END,
+    KIND_NAMES,
+    KIND_SET_STORE_INFO,
+    MESSAGE_HEADER,
+    MESSAGE_HEADER_SIZE,
+    STREAM_FOOTER_SIZE,
+    STREAM_HEADER_SIZE,
+    BlueprintActivationMsg,
+    ChunkMsg,
+    DamagedMessage,
+    EndMsg,
+    Message,
+    RrdContents,
+    StoreInfo,
+    StoreInfoMsg,
+    store_from_pb,
+    version_from_bits,
+)
 from pixelrun.engine.rrd.proto import pb
-
-FOURCC = b"RRF2"
-RERUN_VERSION = (0, 41, 0)  # the version we claim to write, as Rerun files carry it
-STREAM_HEADER_SIZE = 12
-MESSAGE_HEADER_SIZE = 16
-
-# The TCP port a live .rrd stream goes to by default: Rerun's 9876, so `spawn=True`
-# and `rr.connect()` find a viewer where Rerun users expect one. PIXELRUN_PORT moves
-# both ends at once (the SDK's spawn/connect and `pixelrun view`), e.g. for tests.
-RERUN_DEFAULT_PORT = 9876
-
-
-def default_port() -> int:
-    """The live-stream port: PIXELRUN_PORT when set, else Rerun's 9876."""
-    value = os.environ.get("PIXELRUN_PORT", "").strip()
-    if not value:
-        return RERUN_DEFAULT_PORT
-    try:
-        port = int(value)
-    except ValueError:
-        raise ValueError(f"PIXELRUN_PORT must be a TCP port number, got {value!r}") from None
-    if not 0 < port < 65536:
-        raise ValueError(f"PIXELRUN_PORT must be in 1..65535, got {port}")
-    return port
-STREAM_FOOTER_SIZE = 32
-FOOTER_ID = b"FOOT"
-
-KIND_END = 0
-KIND_SET_STORE_INFO = 1
-KIND_ARROW_MSG = 2
-KIND_BLUEPRINT_ACTIVATION = 3
-_KIND_NAMES = {0: "End", 1: "SetStoreInfo", 2: "ArrowMsg", 3: "BlueprintActivationCommand"}
-
-# A larger claim than this is refused (memory safety on corrupt or hostile input).
-DEFAULT_MAX_MESSAGE_BYTES = 4 << 30
-
-# An LZ4 payload declaring more than this uncompressed is refused before anything is
-# allocated: a few MB of LZ4 can claim (and inflate to) 255 times their size. Chunks
-# are written a few MB at a time by Rerun's batcher and ours, and our SDK compresses
-# only when asked; PIXELRUN_MAX_DECOMPRESSED_BYTES raises the bound for a file that
-# really holds larger compressed chunks.
-DEFAULT_MAX_DECOMPRESSED_BYTES = 512 << 20
-# LZ4 block format: one byte of input yields at most 255 bytes of output (a match
-# length extension byte), so a larger claim is impossible, not merely suspicious.
-LZ4_MAX_EXPANSION = 255
-
-
-def default_max_decompressed_bytes() -> int:
-    """PIXELRUN_MAX_DECOMPRESSED_BYTES when set (bytes), else 512 MiB."""
-    value = os.environ.get("PIXELRUN_MAX_DECOMPRESSED_BYTES", "").strip()
-    if not value:
-        return DEFAULT_MAX_DECOMPRESSED_BYTES
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"PIXELRUN_MAX_DECOMPRESSED_BYTES must be a byte count, got {value!r}") from None
-
-
-def lz4_decompress(payload, declared: int, limit: int) -> bytes:
-    """Decompress an LZ4 block whose uncompressed size is `declared`, checking that
-    size against `limit` and against what LZ4 can produce before allocating it."""
-    n = len(payload)
-    if declared <= 0:
-        raise ValueError(f"LZ4 payload of {n} bytes declares an uncompressed size of {declared}")
-    if declared > limit:
-        raise ValueError(
-            f"LZ4 payload of {n} bytes declares {declared} bytes uncompressed, more than the "
-            f"{limit}-byte limit (max_decompressed_bytes, PIXELRUN_MAX_DECOMPRESSED_BYTES); "
-            "refused without decompressing"
-        )
-    if declared > LZ4_MAX_EXPANSION * n + 64:
-        raise ValueError(
-            f"LZ4 payload of {n} bytes declares {declared} bytes uncompressed, more than "
-            f"LZ4 can expand to (x{LZ4_MAX_EXPANSION}): damaged"
-        )
-    out = lz4.block.decompress(payload, uncompressed_size=declared)
-    if len(out) != declared:
-        raise ValueError(f"LZ4 payload inflates to {len(out)} bytes, its message declares {declared}")
-    return out
-
-_HDR = struct.Struct("<QQ")
-
-
-# ------------------------------------------------------------------------ model
-
-
-@dataclass(frozen=True)
-class StoreInfo:
-    """Which recording a stream belongs to (SetStoreInfo)."""
-
-    application_id: str
-    recording_id: str
-    kind: str = "recording"  # or "blueprint"
-    sdk_version: tuple[int, int, int] = RERUN_VERSION
-    python_version: Optional[tuple[int, int, int]] = None
-
-    @property
-    def store_key(self) -> tuple[str, str, str]:
-        return (self.kind, self.application_id, self.recording_id)
-
-
-@dataclass
-class StoreInfoMsg:
-    offset: int
-    info: StoreInfo
-
-
-@dataclass
-class ChunkMsg:
-    """One decoded chunk; `store` is the recording it belongs to."""
-
-    offset: int
-    store: StoreInfo
-    chunk: Chunk
-    is_static: Optional[bool]
-    compressed: bool
-
-
-@dataclass
-class EndMsg:
-    offset: int
-    body_size: int
-
-
-@dataclass
-class BlueprintActivationMsg:
-    offset: int
-    store: StoreInfo
-    make_active: bool
-    make_default: bool
-
-
-Message = Union[StoreInfoMsg, ChunkMsg, EndMsg, BlueprintActivationMsg]
-
-
-@dataclass
-class RrdContents:
-    """Everything `read_rrd` found: store infos, chunks in stream order, problems."""
-
-    store_infos: list[StoreInfo] = field(default_factory=list)
-    chunks: list[Chunk] = field(default_factory=list)
-    chunk_stores: list[StoreInfo] = field(default_factory=list)  # parallel to chunks
-    problems: list[str] = field(default_factory=list)
-    has_footer: bool = False
-
-    def chunks_of(self, recording_id: str) -> list[Chunk]:
-        """Chunks of one recording (a file may hold several)."""
-        return [c for c, s in zip(self.chunks, self.chunk_stores) if s.recording_id == recording_id]
-
-    def __iter__(self):  # allows `infos, chunks, problems = read_rrd(...)`
-        return iter((self.store_infos, self.chunks, self.problems))
-
-
-# --------------------------------------------------------------- protobuf helpers
-
-
-def _version_bits(v: tuple[int, int, int]) -> int:
-    return int.from_bytes(bytes([v[0], v[1], v[2], 0]), "little", signed=True)
-
-
-def _version_from_bits(bits: int) -> tuple[int, int, int]:
-    b = int(bits).to_bytes(4, "little", signed=True)
-    return (b[0], b[1], b[2])
-
-
-def _store_id_pb(info: StoreInfo):
-    sid = pb.StoreId(
-        kind=pb.STORE_KIND_BLUEPRINT if info.kind == "blueprint" else pb.STORE_KIND_RECORDING,
-        recording_id=info.recording_id,
-    )
-    sid.application_id.id = info.application_id
-    return sid
-
-
-def _store_from_pb(sid, fallback_app: str = "") -> StoreInfo:
-    kind = "blueprint" if sid.kind == pb.STORE_KIND_BLUEPRINT else "recording"
-    app = sid.application_id.id if sid.HasField("application_id") else fallback_app
-    return StoreInfo(app, sid.recording_id, kind)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-# ------------------------------------------------------------------------ encoder
-
-
-def stream_header(compressed: bool = False, version: tuple[int, int, int] = RERUN_VERSION) -> bytes:
-    """The 12-byte stream header."""
-    return FOURCC + bytes([version[0], version[1], version[2], 0]) + bytes(
-        [1 if compressed else 0, 2, 0, 0]
-    )
-
-
-def message_header(kind: int, length: int) -> bytes:
-    return _HDR.pack(kind, length)
-
-
-def encode_store_info(info: StoreInfo, row_id: Optional[tuple[int, int]] = None) -> bytes:
-    """A complete SetStoreInfo message (header + body)."""
-    msg = pb.SetStoreInfo()
-    t, inc = row_id if row_id is not None else (time.time_ns(), int.from_bytes(os.urandom(8), "big"))
-    msg.row_id.time_ns = t
-    msg.row_id.inc = inc
-    msg.info.store_id.CopyFrom(_store_id_pb(info))
-    src = msg.info.store_source
-    src.kind = pb.STORE_SOURCE_KIND_PYTHON_SDK
-    pv = info.python_version or tuple(sys.version_info[:3])
-    src.extra.payload = pb.PythonVersion(major=pv[0], minor=pv[1], patch=pv[2]).SerializeToString()
-    msg.info.store_version.crate_version_bits = _version_bits(info.sdk_version)
-    body = msg.SerializeToString()
-    return message_header(KIND_SET_STORE_INFO, len(body)) + body
-
-
-def ipc_payload(batch: pa.RecordBatch) -> pa.Buffer:
-    """An Arrow IPC stream (schema, one batch, end-of-stream) as Rerun embeds it."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as writer:
-        writer.write_batch(batch)
-    return sink.getvalue()
-
-
-def ipc_size(batch: pa.RecordBatch) -> int:
-    """Exact byte size of `ipc_payload(batch)`, computed without copying any data."""
-    sink = pa.MockOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as writer:
-        writer.write_batch(batch)
-    return sink.size()
-
-
-class EncodedChunk:
-    """A chunk ready to write: one complete ArrowMsg message.
-
-    Uncompressed, the Arrow IPC payload is produced lazily: `write_to` streams it
-    straight from the chunk's buffers into a native file (no intermediate copy of
-    the pixels), while `parts` materialises it once for sinks that keep bytes.
-    """
-
-    def __init__(self, head: bytes, batch: Optional[pa.RecordBatch], payload, payload_size: int,
-                 uncompressed_size: int) -> None:
-        self.head = head
-        self.batch = batch
-        self._payload = payload  # None until materialised (uncompressed, lazy)
-        self.payload_size = payload_size
-        self.uncompressed_size = uncompressed_size
-        self.size = len(head) + payload_size
-        self.body_offset_in_message = MESSAGE_HEADER_SIZE
-
-    @property
-    def parts(self) -> list:
-        if self._payload is None:
-            self._payload = ipc_payload(self.batch)
-        return [self.head, self._payload]
-
-    def write_to(self, f: pa.NativeFile) -> None:
-        """Write the whole message to a pyarrow native file (GIL released in writes)."""
-        f.write(self.head)
-        if self._payload is not None:
-            f.write(self._payload)
-            return
-        with pa.ipc.new_stream(f, self.batch.schema) as writer:
-            writer.write_batch(self.batch)
-
-
-def encode_chunk(
-    chunk: Chunk, store: StoreInfo, *, compression: bool = False,
-    batch: Optional[pa.RecordBatch] = None,
-) -> EncodedChunk:
-    """One ArrowMsg for a chunk.
-
-    The protobuf body is written as (every field but the payload) + (payload field),
-    which protobuf parsers accept in any order, so the large payload never has to be
-    copied into a protobuf message; uncompressed, it is not even materialised until a
-    sink needs bytes (see `EncodedChunk`).
-    """
-    if chunk.chunk_id is None:
-        raise ValueError("encode_chunk: chunk_id must be set")
-    if batch is None:
-        batch = to_record_batch(chunk)
-    if compression:
-        ipc = ipc_payload(batch)
-        uncompressed = ipc.size
-        payload = lz4.block.compress(memoryview(ipc), store_size=False)
-        plen = len(payload)
-    else:
-        payload = None
-        uncompressed = plen = ipc_size(batch)
-    msg = pb.ArrowMsg()
-    msg.store_id.CopyFrom(_store_id_pb(store))
-    t, inc = chunk_id_parts(chunk.chunk_id)
-    msg.chunk_id.time_ns = t
-    msg.chunk_id.inc = inc
-    msg.compression = pb.COMPRESSION_LZ4 if compression else pb.COMPRESSION_NONE
-    msg.uncompressed_size = uncompressed
-    msg.encoding = pb.ENCODING_ARROW_IPC
-    msg.is_static = chunk.is_static
-    prefix = msg.SerializeToString() + b"\x2a" + _varint(plen)  # field 5, wire type 2
-    head = message_header(KIND_ARROW_MSG, len(prefix) + plen) + prefix
-    return EncodedChunk(head, batch, payload, plen, uncompressed)
-
-
-class RrdEncoder:
-    """Stateful writer of one recording's stream; tracks what the footer needs.
-
-    Every method returns bytes (or a list of bytes-like parts) for the caller to write
-    in order; the encoder does no I/O itself, so any sink (file, memory, socket) can
-    use it. Thread-compatible, not thread-safe: one writer thread per encoder.
-    """
-
-    def __init__(self, store: StoreInfo, *, compression: bool = False) -> None:
-        from pixelrun.engine.rrd.footer import ManifestBuilder
-
-        self.store = store
-        self.compression = compression
-        self.offset = 0
-        self._manifest = ManifestBuilder(store)
-
-    def _advance(self, n: int) -> None:
-        self.offset += n
-
-    def stream_header(self) -> bytes:
-        b = stream_header(self.compression)
-        self._advance(len(b))
-        return b
-
-    def store_info(self) -> bytes:
-        b = encode_store_info(self.store)
-        self._advance(len(b))
-        return b
-
-    def chunk(self, chunk: Chunk) -> list:
-        batch = to_record_batch(chunk)
-        enc = encode_chunk(chunk, self.store, compression=self.compression, batch=batch)
-        body_offset = self.offset + MESSAGE_HEADER_SIZE
-        self._manifest.add(chunk, batch, body_offset, enc.size - MESSAGE_HEADER_SIZE, enc.uncompressed_size)
-        self._advance(enc.size)
-        return enc.parts
-
-    def end(self) -> bytes:
-        """The End message carrying the RrdFooter, then the 32-byte stream footer."""
-        from pixelrun.engine.rrd.footer import stream_footer
-
-        body = self._manifest.footer_body()
-        body_offset = self.offset + MESSAGE_HEADER_SIZE
-        out = message_header(KIND_END, len(body)) + body + stream_footer(body_offset, body)
-        self._advance(len(out))
-        return out
-
-
-def encode_recording(store: StoreInfo, chunks: Iterable[Chunk], *, compression: bool = False) -> bytes:
-    """A whole .rrd stream in memory (tests, small exports)."""
-    enc = RrdEncoder(store, compression=compression)
-    parts: list = [enc.stream_header(), enc.store_info()]
-    for c in chunks:
-        parts.extend(bytes(p) if isinstance(p, pa.Buffer) else p for p in enc.chunk(c))
-    parts.append(enc.end())
-    return b"".join(parts)
-
-
-# ------------------------------------------------------------------------ decoder
 
 
 def _plausible_header(b: bytes, at: int, max_message_bytes: int, total_size: Optional[int]) -> bool:
     """Do the 16 (+1) bytes in `b` look like a message header at stream offset `at`?"""
     if len(b) < MESSAGE_HEADER_SIZE:
         return False
-    kind, length = _HDR.unpack_from(b, 0)
-    if kind not in _KIND_NAMES or length == 0 or length > max_message_bytes:
+    kind, length = MESSAGE_HEADER.unpack_from(b, 0)
+    if kind not in KIND_NAMES or length == 0 or length > max_message_bytes:
         return False
     if total_size is not None and at + MESSAGE_HEADER_SIZE + length > total_size:
         return False
@@ -500,7 +114,7 @@ class RrdDecoder:
     - after a framing error (unknown kind, a length beyond the limit or the end of the
       file) the decoder looks for the next recognisable message header and reads on
       from there, reporting the bytes it skipped; with `index` (a file's footer, see
-      `rrd_footer.read_file_index`) a damaged header is corrected from the index.
+      `footer.read_file_index`) a damaged header is corrected from the index.
 
     Sizes are checked before anything is allocated: a message over
     `max_message_bytes`, an LZ4 payload declaring more than `max_decompressed_bytes`
@@ -516,7 +130,7 @@ class RrdDecoder:
             default_max_decompressed_bytes() if max_decompressed_bytes is None else max_decompressed_bytes
         )
         self.total_size = total_size  # when known (a file), lengths beyond it are refused
-        self.index = index  # rrd_footer.FileIndex: chunk messages are checked against it
+        self.index = index  # footer.FileIndex: chunk messages are checked against it
         self.resync = resync
         self.problems: list[str] = []
         self.damaged: list[DamagedMessage] = []
@@ -567,7 +181,8 @@ class RrdDecoder:
         finally:
             if self._state != "dead":
                 self._buf = bytearray(self._view[self._i :])
-            if isinstance(self._prev_tail, memoryview) and self._prev_tail.obj is not self._tail_copy:  # never keep a view of the caller's buffer
+            # never keep a view of the caller's buffer:
+            if isinstance(self._prev_tail, memoryview) and self._prev_tail.obj is not self._tail_copy:
                 # copied into one buffer kept for the purpose: a fresh allocation per call
                 # would make glibc return and re-fault the heap top on every file read
                 n = len(self._prev_tail)
@@ -588,8 +203,8 @@ class RrdDecoder:
         elif self._state != "dead" and self._buf:
             what = {"header": "stream header", "message": "message", "footer": "stream footer"}[self._state]
             if self._state == "message" and len(self._buf) >= MESSAGE_HEADER_SIZE:
-                kind, length = _HDR.unpack_from(self._buf, 0)
-                what = f"{_KIND_NAMES.get(kind, kind)} message of {length} bytes"
+                kind, length = MESSAGE_HEADER.unpack_from(self._buf, 0)
+                what = f"{KIND_NAMES.get(kind, kind)} message of {length} bytes"
             self.problems.append(
                 f"truncated: stream ends at byte {self._pos + len(self._buf)} inside a {what} "
                 f"starting at byte {self._pos} ({len(self._buf)} bytes present); "
@@ -681,7 +296,7 @@ class RrdDecoder:
             return True
         if self._avail() < MESSAGE_HEADER_SIZE:
             return False
-        kind, length = _HDR.unpack_from(self._view, self._i)
+        kind, length = MESSAGE_HEADER.unpack_from(self._view, self._i)
         start = self._pos
         entry = None
         if self.index is not None and self.index.covers_all:  # its offsets are this file's
@@ -693,7 +308,7 @@ class RrdDecoder:
                 "here: read as that"
             )
             kind, length = KIND_ARROW_MSG, entry.size
-        if kind not in _KIND_NAMES:
+        if kind not in KIND_NAMES:
             return self._lost(f"byte {start}: unknown message kind {kind} (expected 0-3)", 1)
         limit = self.max_message_bytes
         if self.total_size is not None:
@@ -702,12 +317,12 @@ class RrdDecoder:
             if self.total_size is not None and length <= self.max_message_bytes:
                 return self._lost(
                     f"truncated: stream ends at byte {self.total_size} inside a "
-                    f"{_KIND_NAMES[kind]} message of {length} bytes starting at byte {start} "
+                    f"{KIND_NAMES[kind]} message of {length} bytes starting at byte {start} "
                     f"({max(limit, 0)} body bytes present); every message before it was read",
                     MESSAGE_HEADER_SIZE,
                 )
             return self._lost(
-                f"byte {start}: {_KIND_NAMES[kind]} message claims {length} bytes, more than "
+                f"byte {start}: {KIND_NAMES[kind]} message claims {length} bytes, more than "
                 f"the {limit}-byte limit; refused without reading it",
                 MESSAGE_HEADER_SIZE,
             )
@@ -736,7 +351,7 @@ class RrdDecoder:
         return True
 
     def _damage(self, start: int, number: int, kind: int, length: int, reason: str) -> None:
-        d = DamagedMessage(start, number, _KIND_NAMES.get(kind, str(kind)), length, self._hint, reason)
+        d = DamagedMessage(start, number, KIND_NAMES.get(kind, str(kind)), length, self._hint, reason)
         self.damaged.append(d)
         self.problems.append(str(d))
 
@@ -832,7 +447,7 @@ class RrdDecoder:
             return True
         if not self._plausible_header(head, at):
             return False
-        kind, length = _HDR.unpack_from(head, 0)
+        kind, length = MESSAGE_HEADER.unpack_from(head, 0)
         nxt = j + MESSAGE_HEADER_SIZE + length  # where the next message must start
         if self.total_size is not None and self._pos + nxt == self.total_size:
             return True
@@ -848,14 +463,14 @@ class RrdDecoder:
     def _decode(self, kind: int, body: bytes, offset: int) -> Optional[Message]:
         if kind == KIND_SET_STORE_INFO:
             m = pb.SetStoreInfo.FromString(body)
-            info = _store_from_pb(m.info.store_id, m.info.application_id.id)
+            info = store_from_pb(m.info.store_id, m.info.application_id.id)
             pv = None
             if m.info.store_source.kind == pb.STORE_SOURCE_KIND_PYTHON_SDK:
                 p = pb.PythonVersion.FromString(m.info.store_source.extra.payload)
                 pv = (p.major, p.minor, p.patch)
             info = StoreInfo(
                 info.application_id, info.recording_id, info.kind,
-                _version_from_bits(m.info.store_version.crate_version_bits), pv,
+                version_from_bits(m.info.store_version.crate_version_bits), pv,
             )
             self._store = info
             return StoreInfoMsg(offset, info)
@@ -863,14 +478,11 @@ class RrdDecoder:
             return self._decode_arrow(body, offset)
         if kind == KIND_BLUEPRINT_ACTIVATION:
             m = pb.BlueprintActivationCommand.FromString(body)
-            return BlueprintActivationMsg(offset, _store_from_pb(m.blueprint_id), m.make_active, m.make_default)
+            return BlueprintActivationMsg(offset, store_from_pb(m.blueprint_id), m.make_active, m.make_default)
         pb.RrdFooter.FromString(body)  # End: validate (a file's index is read from its tail first)
         return EndMsg(offset, len(body))
 
     def _decode_arrow(self, body, offset: int) -> ChunkMsg:
-        from pixelrun.engine.rrd.footer import check_against_index
-        from pixelrun.engine.rrd.ipc import check_ipc_payload
-
         m = pb.ArrowMsg.FromString(body)
         pb_id = None
         if m.HasField("chunk_id"):
@@ -909,33 +521,14 @@ class RrdDecoder:
                 bad = check_against_index(entry, chunk, len(body), self.index)
                 if bad:
                     raise ValueError("; ".join(bad) + " (the index is checksummed: the message is not)")
-        store = _store_from_pb(m.store_id)
+        store = store_from_pb(m.store_id)
         if self._store is not None and self._store.store_key == store.store_key:
             store = self._store
         return ChunkMsg(offset, store, chunk, m.is_static if m.HasField("is_static") else None, compressed)
 
 
-@dataclass
-class DamagedMessage:
-    """A message the decoder skipped: where it is, what it is, why."""
-
-    offset: int  # byte offset of its header in the stream
-    number: int  # 1 for the first message after the stream header
-    kind: str
-    length: int
-    what: Optional[str]  # entity (and time range, from the file's index) when known
-    reason: str
-
-    def __str__(self) -> str:
-        what = f" for {self.what}" if self.what else ""
-        return printable(f"byte {self.offset}: corrupt {self.kind} message (message {self.number}, "
-                         f"{self.length} bytes){what} skipped: {self.reason}", 600)
-
-
 def index_of(data, max_decompressed_bytes: Optional[int] = None) -> tuple:
-    """(FileIndex or None, problems) for a complete in-memory .rrd (see rrd_footer)."""
-    from pixelrun.engine.rrd.footer import read_file_index
-
+    """(FileIndex or None, problems) for a complete in-memory .rrd (see footer.py)."""
     view = memoryview(data).cast("B")
     limit = default_max_decompressed_bytes() if max_decompressed_bytes is None else max_decompressed_bytes
     return read_file_index(lambda at, n: bytes(view[at : at + n]), len(view), limit)

@@ -1,0 +1,113 @@
+"""What every compositor shares (contract §4): the Layer, draw order, opacity, canvas,
+background, and the display-value helpers q() and the sRGB transfer functions.
+
+The NumPy reference (kernels/reference), the wgpu renderer (kernels/wgpu/composite.py)
+and the CuPy compositor (kernels/cuda/composite.py) all import these, so the rules are
+written once in Python (the WGSL and CUDA sources keep one copy each in their own
+language: kernels/wgpu/shaders/common.wgsl, kernels/cuda/pixelrun_common.cuh).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from pixelrun.kernels.formats import ImageFormat
+
+__all__ = [
+    "DEFAULT_OPACITY",
+    "DEFAULT_IMAGE_DRAW_ORDER",
+    "Layer",
+    "order_layers",
+    "blend_opacity",
+    "check_background",
+    "premultiplied_background",
+    "canvas_size",
+    "q",
+    "srgb_encode",
+    "srgb_decode",
+]
+
+DEFAULT_OPACITY = 1.0
+DEFAULT_IMAGE_DRAW_ORDER = -10.0
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One image to draw: raw bytes plus how to read them and how to blend them.
+
+    row_id identifies the buffer's row (128-bit int) and keys GPU upload caches.
+    buffer is a 1-D uint8 view of the raw bytes, never converted on the CPU.
+    """
+
+    entity: str
+    row_id: int
+    buffer: np.ndarray
+    format: ImageFormat
+    opacity: float = DEFAULT_OPACITY
+    draw_order: float = DEFAULT_IMAGE_DRAW_ORDER
+
+
+def order_layers(layers: list[Layer]) -> list[Layer]:
+    """Draw order: DrawOrder ascending, ties by entity path; later is on top."""
+    return sorted(layers, key=lambda l: (l.draw_order, l.entity))
+
+
+def blend_opacity(value) -> float:
+    """The opacity a compositor blends with: clamp(opacity, 0, 1) (contract §4); NaN
+    means "not set" and takes the default 1.0."""
+    v = float(value)
+    return DEFAULT_OPACITY if math.isnan(v) else min(max(v, 0.0), 1.0)
+
+
+def check_background(background) -> tuple[int, int, int, int]:
+    """A background colour as 4 straight-alpha sRGB bytes, or ValueError saying why not."""
+    try:
+        bg = tuple(int(v) for v in background)
+    except (TypeError, ValueError):
+        bg = ()
+    if len(bg) != 4 or not all(0 <= v <= 255 for v in bg):
+        raise ValueError(f"background must be 4 bytes (r, g, b, a) in 0..255, got {background!r}")
+    return bg  # type: ignore[return-value]
+
+
+def canvas_size(layers: list[Layer]) -> tuple[int, int]:
+    """(width, height) of the union of the layers' rectangles, all at the origin."""
+    if not layers:
+        return (0, 0)
+    return (max(l.format.width for l in layers), max(l.format.height for l in layers))
+
+
+def q(x) -> np.ndarray:
+    """Display value -> byte: floor(clamp(x, 0, 1) * 255 + 0.5); NaN gives 0 (contract §3)."""
+    t = np.asarray(np.fmax(np.asarray(x, dtype=np.float64), 0.0))  # fmax drops NaN: NaN -> 0
+    np.fmin(t, 1.0, out=t)
+    t *= 255.0
+    t += 0.5
+    return np.floor(t, out=t).astype(np.uint8)
+
+
+def srgb_encode(c) -> np.ndarray:
+    """Linear light -> sRGB-encoded value (float64), contract §4."""
+    c = np.asarray(c, dtype=np.float64)
+    # clip only inside the power so negative/NaN inputs do not warn; the branch picks
+    # the linear segment for them anyway
+    return np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.power(np.maximum(c, 0.0031308), 1 / 2.4) - 0.055)
+
+
+def srgb_decode(c) -> np.ndarray:
+    """sRGB-encoded value -> linear light (float64), contract §4."""
+    c = np.asarray(c, dtype=np.float64)
+    return np.where(c <= 0.04045, c / 12.92, np.power((np.maximum(c, 0.04045) + 0.055) / 1.055, 2.4))
+
+
+def premultiplied_background(background) -> np.ndarray:
+    """Where every compositor's accumulator starts: the background checked, in linear
+    light, premultiplied by its alpha (contract §4), as float64 (r, g, b, a)."""
+    bg = np.asarray(check_background(background), dtype=np.float64) / 255.0
+    out = np.empty(4, dtype=np.float64)
+    out[:3] = srgb_decode(bg[:3]) * bg[3]
+    out[3] = bg[3]
+    return out
