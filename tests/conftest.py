@@ -21,6 +21,14 @@ import pytest
 
 XVFB_SCREEN = "1280x1024x24"
 
+# PIXELRUN_REQUIRE_CUDA=1 (set by benchmarks/gpu_check.sh on the NVIDIA machine): a test skipped
+# because CUDA, CuPy or torch is missing becomes a failure there, since on that machine such a skip
+# means the GPU path never ran. Matching is broad on purpose (any skip reason naming cuda, cupy or
+# torch), so a new test's new wording fails loudly rather than passing silently; the exceptions are
+# skips that happen *because* CUDA is present, and the g++ host harness (a missing compiler, not CUDA).
+_CUDA_SKIP_WORDS = ("cuda", "cupy", "torch")
+_SKIPS_NOT_ABOUT_MISSING_CUDA = ("CuPy is installed here", "g++ is not installed")
+
 
 def _free_display_number(start: int = 90, stop: int = 400) -> int:
     """A display number with neither a lock file nor a socket (another X uses those)."""
@@ -93,3 +101,19 @@ def xvfb_display():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under PIXELRUN_REQUIRE_CUDA=1, turn a CUDA/CuPy/torch skip into a failure (see above)."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("PIXELRUN_REQUIRE_CUDA") != "1" or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    # a skip's longrepr is (path, line, "Skipped: reason")
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    reason = reason.removeprefix("Skipped: ")
+    lowered = reason.lower()
+    if any(w in lowered for w in _CUDA_SKIP_WORDS) and not any(s in reason for s in _SKIPS_NOT_ABOUT_MISSING_CUDA):
+        report.outcome = "failed"
+        report.longrepr = f"PIXELRUN_REQUIRE_CUDA=1, so this skip is a failure: {reason}"
