@@ -4,6 +4,12 @@
     pixelrun render REC.rrd --timeline step --time 19 -o out.png
     pixelrun render REC.rrd --timeline step --all-times -o frames/   # one PNG per time point
     pixelrun render REC.rrd --entity cam/left -o left.png --backend numpy
+    pixelrun render REC.rrd --all-times -o clip.mp4 [--fps 30 --crf 18 --codec h264]  # video
+
+With --all-times and an OUT ending in .mp4 or .mkv, the frames go into one video instead
+(engine/video.py: one frame per time point in order at a constant --fps, composited over
+an opaque --background, default black, padded with it to an even size for H.264, never
+scaled; --codec ffv1 (.mkv) or libx264rgb is lossless).
 
 With --all-times, OUT is a folder (files TIMELINE_TIME.png), a pattern containing
 ``{time}`` (e.g. ``f_{time:04d}.png``; ``{timeline}`` may appear in the file name), or
@@ -15,7 +21,8 @@ duration/timestamp timeline is read as seconds.
 
 The output is checked before anything is rendered: its folder must exist or have an
 existing parent (then it is created) and take a test file, and the file name must end
-in .png (the one format render writes). Names made from the recording (the timeline's) are made safe for a file name
+in .png, or .mp4/.mkv for a video with --all-times (engine/video.py checks codec, fps, crf
+and background there too). Names made from the recording (the timeline's) are made safe for a file name
 (`safe_filename`) and every file is checked to land inside the output folder.
 
 An --entity or --timeline the recording does not have ends the run (exit 1) with the
@@ -35,17 +42,18 @@ import sys
 import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import pyarrow as pa
 from PIL import Image
 
 from pixelrun.engine import api as R
 from pixelrun.engine.chunk import printable
 from pixelrun.engine.cli.main import warnings_as_lines
 from pixelrun.engine.store.store import StoreWarning
+from pixelrun.engine.video import CODECS, DEFAULT_CRF, VIDEO_EXTENSIONS, check_video_options, render_video
 
 
 def parse_background(text: str) -> tuple[int, int, int, int]:
@@ -157,8 +165,8 @@ def _check_png_name(name: str, what: str) -> None:
     ext = Path(name).suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
         got = f"unsupported extension {ext!r}" if ext else "no extension"
-        raise OutputError(f"{what} {name!r} has {got}: supported: {', '.join(SUPPORTED_EXTENSIONS)} "
-                          "(PNG is what render writes)")
+        raise OutputError(f"{what} {name!r} has {got}: supported: {', '.join(SUPPORTED_EXTENSIONS)}, "
+                          f"or {', '.join(VIDEO_EXTENSIONS)} for one video with --all-times")
 
 
 class OutputPlan:
@@ -230,34 +238,13 @@ class Progress:
         sys.stderr.flush()
 
 
-# Errors one frame's rendering can raise on damaged data: the frame is named and skipped.
-FRAME_ERRORS = (ValueError, TypeError, RuntimeError, MemoryError, OverflowError, pa.ArrowException)
+FRAME_ERRORS = R.FRAME_ERRORS  # errors one frame's rendering can raise on damaged data
 
 
 def _frames(store, args, timeline: str, times):
     """(time, rgba or the exception that stopped that frame) for every time point."""
-    backend = R.resolve_backend(args.backend)
-    bg = args.background or (0, 0, 0, 0)
-    errors = FRAME_ERRORS
-    done = 0
-    if backend == "cupy":
-        from pixelrun.kernels.cuda.composite import render_many  # noqa: PLC0415 - imports cupy
-
-        scenes = (R.layers_at(store, entity=args.entity, timeline=timeline, time=int(t)) for t in times)
-        try:
-            for t, rgba in zip(times, render_many(scenes, background=bg)):
-                done += 1
-                yield t, rgba
-            return
-        except errors as exc:  # the batch stopped: name the frame, go on one by one
-            yield times[done], exc
-            done += 1
-    for t in times[done:]:
-        try:
-            layers = R.layers_at(store, entity=args.entity, timeline=timeline, time=int(t))
-            yield t, R.render_layers(layers, background=bg, backend=backend)
-        except errors as exc:
-            yield t, exc
+    return R.render_times(store, times, entity=args.entity, timeline=timeline,
+                          background=args.background, backend=args.backend)
 
 
 MAX_PROBLEM_LINES = 50  # a badly damaged file must not bury the render's own output
@@ -306,10 +293,51 @@ def _render_all(store, args, timeline: str, plan: OutputPlan, prog: str) -> tupl
     return written, failed
 
 
+def _is_video(args) -> bool:
+    """Whether -o names a video; the video options checked against it (before any work)."""
+    video = Path(args.output).suffix.lower() in VIDEO_EXTENSIONS
+    if video and not args.all_times:
+        raise OutputError(f"{args.output} is a video: it takes every time point, so add --all-times "
+                          "(or give a .png file name for one time point)")
+    given = [o for o, v in (("--fps", args.fps), ("--crf", args.crf), ("--codec", args.codec)) if v is not None]
+    if given and not video:
+        raise OutputError(f"{', '.join(given)} apply to video output: give -o a {' or '.join(VIDEO_EXTENSIONS)} name")
+    if video:
+        check_video_options(args.output, codec=args.codec or "h264", fps=30 if args.fps is None else args.fps,
+                            crf=DEFAULT_CRF if args.crf is None else args.crf, background=args.background)
+    return video
+
+
+def _render_video(store, args, timeline: str, prog: str) -> tuple[int, int]:
+    """Every time point as one frame of a video: (frames written, frames that could not be drawn)."""
+    progress = Progress(len(R.time_points(store, timeline, args.entity)), enabled=not args.quiet)
+
+    def on_frame(t: int, exc) -> None:
+        label = f"{printable(timeline, 80)}={t}"
+        if exc is not None:
+            brk = "\n" if progress.enabled and progress.done else ""  # off the progress line
+            print(f"{brk}{prog}: {label}: not rendered ({type(exc).__name__}: {printable(str(exc))}); "
+                  "a background frame is in its place", file=sys.stderr)
+        progress.step(label)
+
+    info = render_video(store, args.output, entity=args.entity, timeline=timeline,
+                        fps=30 if args.fps is None else args.fps, crf=DEFAULT_CRF if args.crf is None else args.crf,
+                        codec=args.codec or "h264", background=args.background, backend=args.backend,
+                        on_frame=on_frame)
+    if info.fallback and args.codec is None:
+        print(f"{prog}: encoding with libx264: {info.fallback}", file=sys.stderr)
+    pad = (f", padded from {info.content_width}x{info.content_height}"
+           if (info.width, info.height) != (info.content_width, info.content_height) else "")
+    print(f"wrote {info.path} ({info.encoder} {info.pix_fmt} {info.width}x{info.height}{pad}, {info.frames} frames "
+          f"at {info.fps} fps for {printable(timeline, 80)} {info.first_time}..{info.last_time})")
+    return info.frames - info.failed, info.failed
+
+
 def run(args) -> int:
     prog = "pixelrun render"
     try:
-        plan = OutputPlan(args.output, args.all_times)  # before any work
+        video = _is_video(args)  # before any work
+        plan = None if video else OutputPlan(args.output, args.all_times)
         with warnings_as_lines(prog) as warned:
             store = _open(args.recording, prog)
             problems = len(store.problems)
@@ -333,6 +361,8 @@ def run(args) -> int:
             elif timeline is None:
                 print(f"{prog}: --all-times needs a timeline, and this recording has none", file=sys.stderr)
                 return 1
+            elif video:
+                written, failed = _render_video(store, args, timeline, prog)
             else:
                 written, failed = _render_all(store, args, timeline, plan, prog)
         if not written:
@@ -353,7 +383,8 @@ def run(args) -> int:
 def register(p: argparse.ArgumentParser) -> None:
     """Add render's arguments to its parser (engine/cli/main.py makes it)."""
     p.add_argument("recording", help=".rrd file")
-    p.add_argument("-o", "--output", required=True, help="PNG file (or folder/pattern with --all-times)")
+    p.add_argument("-o", "--output", required=True,
+                   help="PNG file (or folder/pattern, or an .mp4/.mkv video, with --all-times)")
     p.add_argument("--entity", help="render only this entity's subtree")
     p.add_argument("--timeline", help="timeline name (default: the recording's first user timeline)")
     when = p.add_mutually_exclusive_group()
@@ -362,7 +393,13 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", choices=R.BACKENDS,
                    help="auto (default): wgpu when a GPU adapter exists, else numpy")
     p.add_argument("--background", type=parse_background, default=None,
-                   help="r,g,b[,a] bytes (default transparent 0,0,0,0)")
+                   help="r,g,b[,a] bytes (default transparent 0,0,0,0; opaque black 0,0,0 for video)")
+    p.add_argument("--fps", type=Fraction, default=None, help="video: frames per second (default 30)")
+    p.add_argument("--crf", type=int, default=None,
+                   help=f"video: quality 0..51 of the H.264 codecs, lower is better (default {DEFAULT_CRF})")
+    p.add_argument("--codec", choices=tuple(CODECS), default=None,
+                   help="video: h264 (default: NVENC when it works, else libx264; yuv420p), libx264, h264_nvenc, "
+                        "or lossless libx264rgb / ffv1 (.mkv)")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when anything in the recording was damaged or left out")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
