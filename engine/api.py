@@ -29,16 +29,18 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Optional, Protocol, Sequence, Union
+import weakref
+from typing import Iterator, Optional, Protocol, Sequence, Union
 
 import numpy as np
+import pyarrow as pa
 
 from pixelrun.engine import chunk
-from pixelrun.engine.scene import Layer, canvas_size, scene_at, times_of
+from pixelrun.engine.scene import Layer, canvas_size, scene_at, times_of, undrawn_notices
 from pixelrun.engine.store import store as _store
 from pixelrun.engine.store.source import not_rrd_reason
 from pixelrun.kernels import backends
-from pixelrun.kernels.errors import RenderWarning, user_stacklevel
+from pixelrun.kernels.errors import NotDrawnWarning, RenderWarning, user_stacklevel
 
 __all__ = [
     "render",
@@ -51,6 +53,8 @@ __all__ = [
     "open_source",
     "default_timeline",
     "time_points",
+    "render_times",
+    "FRAME_ERRORS",
     "resolve_backend",
     "check_timeline",
     "shared_renderer",
@@ -173,6 +177,12 @@ def check_entity(store: _store.ChunkStore, entity: Optional[str]) -> None:
     if entity is None or store.entities(under=entity):
         return
     names = store.entities()
+    undrawn = undrawn_notices(store, entity, set())
+    if undrawn:  # there, but only archetypes not drawn yet: say so rather than "not in"
+        raise NotFoundError(
+            f"nothing to draw at or under {chunk.printable(entity, 120)!r}: {'; '.join(undrawn[:5])} "
+            f"(entities drawn: {_listing(names) or 'none'})"
+        )
     raise NotFoundError(
         f"entity {chunk.printable(entity, 120)!r} is not in this recording "
         f"(it has: {_listing(names) or 'no entities'})"
@@ -205,7 +215,17 @@ def layers_at(
     layers = scene_at(store, timeline, time, entity, problems=problems)
     for msg in problems:
         warnings.warn(f"left out of the render: {msg}", RenderWarning, stacklevel=user_stacklevel())
+    try:  # each entity of an archetype not drawn yet is named once per store
+        named = _UNDRAWN_NAMED.setdefault(store, set())
+    except TypeError:  # a store that cannot be weakly referenced: named every time
+        named = set()
+    for msg in undrawn_notices(store, entity, named):
+        warnings.warn(f"left out of the render: {msg}", NotDrawnWarning, stacklevel=user_stacklevel())
     return layers
+
+
+# store -> entities already named by layers_at as holding archetypes not drawn yet
+_UNDRAWN_NAMED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def render(
@@ -248,3 +268,43 @@ def time_points(store: _store.ChunkStore, timeline: str, entity: Optional[str] =
     check_timeline(store, timeline)
     check_entity(store, entity)
     return times_of(store, timeline, entity)
+
+
+# Errors one frame's rendering can raise on damaged data: the frame is named and skipped.
+FRAME_ERRORS = (ValueError, TypeError, RuntimeError, MemoryError, OverflowError, pa.ArrowException)
+
+
+def render_times(
+    store: _store.ChunkStore,
+    times: Sequence[int],
+    *,
+    entity: Optional[str] = None,
+    timeline: Optional[str] = None,
+    background: Optional[Color] = None,
+    backend: str = "auto",
+) -> Iterator[tuple[int, Union[np.ndarray, BaseException]]]:
+    """(time, rgba) for each of `times` in order, rendered one at a time (what
+    ``pixelrun render --all-times`` writes as PNGs and video frames). A frame that
+    damaged data stops yields the exception (one of FRAME_ERRORS) in place of its
+    pixels, and the rest go on. On the cupy backend the frames are drawn in batches."""
+    name = resolve_backend(backend)
+    bg = (0, 0, 0, 0) if background is None else tuple(background)
+    done = 0
+    if name == "cupy":
+        from pixelrun.kernels.cuda.composite import render_many  # noqa: PLC0415 - imports cupy
+
+        scenes = (layers_at(store, entity=entity, timeline=timeline, time=int(t)) for t in times)
+        try:
+            for t, rgba in zip(times, render_many(scenes, background=bg)):
+                done += 1
+                yield t, rgba
+            return
+        except FRAME_ERRORS as exc:  # the batch stopped: name the frame, go on one by one
+            yield times[done], exc
+            done += 1
+    for t in times[done:]:
+        try:
+            layers = layers_at(store, entity=entity, timeline=timeline, time=int(t))
+            yield t, render_layers(layers, background=bg, backend=name)
+        except FRAME_ERRORS as exc:
+            yield t, exc

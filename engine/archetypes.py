@@ -18,6 +18,7 @@ This module imports nothing from the project, so every layer can import it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import pyarrow as pa
 
@@ -26,11 +27,22 @@ __all__ = [
     "Archetype",
     "BLOB_TYPE",
     "IMAGE_FORMAT_STRUCT",
+    "ENUM_TYPE",
+    "FLOAT32_TYPE",
+    "RANGE1D_TYPE",
+    "UTF8_TYPE",
+    "ANNOTATION_CONTEXT_TYPE",
     "IMAGE",
+    "DEPTH_IMAGE",
+    "SEGMENTATION_IMAGE",
+    "ENCODED_IMAGE",
+    "ANNOTATION_CONTEXT",
     "ARCHETYPES",
     "DRAWABLE",
     "COMPONENTS",
     "DRAWABLE_COLUMNS",
+    "archetype_of",
+    "undrawn_archetypes",
 ]
 
 # Arrow types of one component instance, as Rerun 0.41 writes them.
@@ -44,6 +56,43 @@ IMAGE_FORMAT_STRUCT = pa.struct(
         pa.field("channel_datatype", pa.uint8()),
     ]
 )
+ENUM_TYPE = pa.uint8()  # Rerun's enums (Colormap, MagnificationFilter): 1-based uint8
+FLOAT32_TYPE = pa.float32()  # Opacity, DrawOrder, DepthMeter, FillRatio
+RANGE1D_TYPE = pa.list_(pa.field("item", pa.float64(), nullable=False), 2)  # ValueRange: [min, max]
+UTF8_TYPE = pa.utf8()  # MediaType
+# AnnotationContext: one instance is a list of ClassDescriptionMapElem (class id ->
+# ClassDescription: an AnnotationInfo plus keypoint annotations and connections).
+_ANNOTATION_INFO = pa.struct(
+    [
+        pa.field("id", pa.uint16(), nullable=False),
+        pa.field("label", pa.utf8()),
+        pa.field("color", pa.uint32()),  # 0xRRGGBBAA
+    ]
+)
+_CLASS_DESCRIPTION = pa.struct(
+    [
+        pa.field("info", _ANNOTATION_INFO, nullable=False),
+        pa.field("keypoint_annotations", pa.list_(pa.field("item", _ANNOTATION_INFO, nullable=False)), nullable=False),
+        pa.field(
+            "keypoint_connections",
+            pa.list_(pa.field("item", pa.struct([
+                pa.field("keypoint0", pa.uint16(), nullable=False),
+                pa.field("keypoint1", pa.uint16(), nullable=False),
+            ]), nullable=False)),
+            nullable=False,
+        ),
+    ]
+)
+ANNOTATION_CONTEXT_TYPE = pa.list_(
+    pa.field(
+        "item",
+        pa.struct([
+            pa.field("class_id", pa.uint16(), nullable=False),
+            pa.field("class_description", _CLASS_DESCRIPTION, nullable=False),
+        ]),
+        nullable=False,
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +105,10 @@ class ComponentSpec:
     component_type: str  # "rerun.components.ImageBuffer"
     arrow_type: pa.DataType  # one instance; the column is a list of these
     required: bool  # an entity without it is not drawn
+    # pixelrun's own component of a Rerun archetype: written without rerun:archetype
+    # metadata (as a bare component), since `rerun rrd verify` refuses fields Rerun's
+    # archetype does not have.
+    extension: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,7 +117,7 @@ class Archetype:
 
     name: str
     components: tuple[ComponentSpec, ...]
-    default_draw_order: float
+    default_draw_order: float  # NaN for archetypes that are not layers (AnnotationContext)
 
     @property
     def short_name(self) -> str:
@@ -98,29 +151,79 @@ class Archetype:
         return self.component(field).column
 
 
-def _archetype(name: str, default_draw_order: float, *components: tuple[str, str, pa.DataType, bool]) -> Archetype:
-    """An Archetype from (field, component type, Arrow type, required) rows; the
-    column names follow Rerun's ``<short name>:<field>`` rule."""
+def _archetype(name: str, default_draw_order: float, *components: tuple) -> Archetype:
+    """An Archetype from (field, component type, Arrow type, required[, extension])
+    rows; the column names follow Rerun's ``<short name>:<field>`` rule."""
     short = name.rsplit(".", 1)[-1]
     return Archetype(
         name,
-        tuple(ComponentSpec(name, f, f"{short}:{f}", ctype, typ, req) for f, ctype, typ, req in components),
+        tuple(ComponentSpec(name, row[0], f"{short}:{row[0]}", *row[1:]) for row in components),
         default_draw_order,
     )
 
 
 # ------------------------------------------------------------------------ the table
 
+_OPACITY = ("opacity", "rerun.components.Opacity", FLOAT32_TYPE, False)
+_DRAW_ORDER = ("draw_order", "rerun.components.DrawOrder", FLOAT32_TYPE, False)
+_MAGNIFICATION = ("magnification_filter", "rerun.components.MagnificationFilter", ENUM_TYPE, False)
+_BUFFER = ("buffer", "rerun.components.ImageBuffer", BLOB_TYPE, True)
+_FORMAT = ("format", "rerun.components.ImageFormat", IMAGE_FORMAT_STRUCT, True)
+
 IMAGE = _archetype(
     "rerun.archetypes.Image",
     -10.0,  # contract §4: an Image with no DrawOrder sits below other 2D content
-    ("buffer", "rerun.components.ImageBuffer", BLOB_TYPE, True),
-    ("format", "rerun.components.ImageFormat", IMAGE_FORMAT_STRUCT, True),
-    ("opacity", "rerun.components.Opacity", pa.float32(), False),
-    ("draw_order", "rerun.components.DrawOrder", pa.float32(), False),
+    _BUFFER,
+    _FORMAT,
+    _OPACITY,
+    _DRAW_ORDER,
+    _MAGNIFICATION,
+    # pixelrun's extension (Rerun 0.41's Image has no range; its viewer ignores the
+    # column): the display range of the values, typed like DepthImage:depth_range.
+    ("value_range", "rerun.components.ValueRange", RANGE1D_TYPE, False, True),
 )
 
-ARCHETYPES: tuple[Archetype, ...] = (IMAGE,)
+# The image family as Rerun 0.41 writes it (fields in its order; checked against files
+# its SDK wrote). Read, written and listed; not drawn yet (not in DRAWABLE).
+DEPTH_IMAGE = _archetype(
+    "rerun.archetypes.DepthImage",
+    -20.0,  # Rerun's default: depth below images
+    _BUFFER,
+    _FORMAT,  # channel_datatype only (no color model)
+    ("meter", "rerun.components.DepthMeter", FLOAT32_TYPE, False),
+    ("colormap", "rerun.components.Colormap", ENUM_TYPE, False),
+    ("depth_range", "rerun.components.ValueRange", RANGE1D_TYPE, False),
+    ("point_fill_ratio", "rerun.components.FillRatio", FLOAT32_TYPE, False),
+    _DRAW_ORDER,
+    _MAGNIFICATION,
+)
+
+SEGMENTATION_IMAGE = _archetype(
+    "rerun.archetypes.SegmentationImage",
+    0.0,  # Rerun's default: segmentation above images
+    _BUFFER,
+    _FORMAT,  # channel_datatype only (no color model)
+    _OPACITY,
+    _DRAW_ORDER,
+)
+
+ENCODED_IMAGE = _archetype(
+    "rerun.archetypes.EncodedImage",
+    -10.0,  # drawn like an Image
+    ("blob", "rerun.components.Blob", BLOB_TYPE, True),
+    ("media_type", "rerun.components.MediaType", UTF8_TYPE, False),  # absent: guessed from the bytes
+    _OPACITY,
+    _DRAW_ORDER,
+    _MAGNIFICATION,
+)
+
+ANNOTATION_CONTEXT = _archetype(
+    "rerun.archetypes.AnnotationContext",
+    float("nan"),  # not a layer: class ids -> labels and colours for its subtree
+    ("context", "rerun.components.AnnotationContext", ANNOTATION_CONTEXT_TYPE, True),
+)
+
+ARCHETYPES: tuple[Archetype, ...] = (IMAGE, DEPTH_IMAGE, SEGMENTATION_IMAGE, ENCODED_IMAGE, ANNOTATION_CONTEXT)
 
 # Archetypes the scene draws (and the store therefore keeps by default).
 DRAWABLE: tuple[Archetype, ...] = (IMAGE,)
@@ -130,3 +233,27 @@ COMPONENTS: dict[str, ComponentSpec] = {c.column: c for a in ARCHETYPES for c in
 
 # Every column of every drawable archetype.
 DRAWABLE_COLUMNS: frozenset[str] = frozenset(c for a in DRAWABLE for c in a.columns)
+
+
+def archetype_of(column: str) -> Optional[str]:
+    """The short archetype name a component column belongs to (``DepthImage`` for
+    ``DepthImage:buffer``): from the table, else from Rerun 0.41's ``<Archetype>:<field>``
+    naming (``Points2D:positions``); None for a column named otherwise."""
+    known = COMPONENTS.get(column)
+    if known is not None:
+        return known.archetype.rsplit(".", 1)[-1]
+    head, sep, _ = column.partition(":")
+    return head if sep and head else None
+
+
+_DRAWABLE_NAMES = frozenset(a.short_name for a in DRAWABLE)
+
+
+def undrawn_archetypes(entity: str, columns) -> list[str]:
+    """The archetypes (short names, sorted) among an entity's component columns that the
+    scene does not draw. Rerun's own property entities (``/__properties``) hold
+    recording metadata, not content, and have none."""
+    if entity.startswith("/__"):
+        return []
+    names = {archetype_of(c) for c in columns}
+    return sorted(n for n in names if n is not None and n not in _DRAWABLE_NAMES)

@@ -16,7 +16,16 @@ from typing import Callable, Optional
 import numpy as np
 import pyarrow as pa
 
-from pixelrun.engine.archetypes import BLOB_TYPE, COMPONENTS, IMAGE, IMAGE_FORMAT_STRUCT
+from pixelrun.engine.archetypes import (
+    ANNOTATION_CONTEXT_TYPE,
+    BLOB_TYPE,
+    COMPONENTS,
+    ENUM_TYPE,
+    IMAGE,
+    IMAGE_FORMAT_STRUCT,
+    RANGE1D_TYPE,
+    UTF8_TYPE,
+)
 from pixelrun.kernels.formats import ImageFormat
 
 # The Image columns by their short names (Rerun 0.41 "Archetype:field" descriptors),
@@ -151,12 +160,15 @@ def component_metadata(component: str) -> dict[str, str]:
     known = COMPONENTS.get(component)
     if known is None:
         return {}
-    return {
+    meta = {
         "rerun:archetype": known.archetype,
         "rerun:component": component,
         "rerun:component_type": known.component_type,
         "rerun:kind": "data",
     }
+    if known.extension:  # pixelrun's own field: a bare component to Rerun (archetypes.py)
+        del meta["rerun:archetype"]
+    return meta
 
 
 # An entity path part may hold letters and digits (Unicode included), '_', '-' and
@@ -331,6 +343,17 @@ def float_column(values: list) -> pa.Array:
     return _wrap_rows(inner, [v is not None for v in values], len(values))
 
 
+def _instances_column(typ: pa.DataType) -> Callable[[list], pa.Array]:
+    """A builder for small per-row values (an enum, a range, a string, an annotation
+    context) of Arrow type `typ`: each present row holds one instance, None = absent.
+    The SDK has already checked the values; Arrow checks them against `typ` again."""
+
+    def build(values: list) -> pa.Array:
+        return pa.array([None if v is None else [v] for v in values], type=pa.list_(pa.field("item", typ)))
+
+    return build
+
+
 # Arrow type of one instance (the table's ComponentSpec.arrow_type) -> the builder that
 # makes a column of them from per-row Python values. A new archetype whose components
 # use these types needs no new builder.
@@ -338,6 +361,10 @@ COLUMN_BUILDERS: dict[pa.DataType, Callable[..., pa.Array]] = {
     BLOB_TYPE: buffer_column,
     IMAGE_FORMAT_STRUCT: format_column,
     pa.float32(): float_column,
+    ENUM_TYPE: _instances_column(ENUM_TYPE),
+    RANGE1D_TYPE: _instances_column(RANGE1D_TYPE),
+    UTF8_TYPE: _instances_column(UTF8_TYPE),
+    ANNOTATION_CONTEXT_TYPE: _instances_column(ANNOTATION_CONTEXT_TYPE),
 }
 
 

@@ -13,7 +13,8 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from pixelrun.engine.archetypes import IMAGE
+from pixelrun.engine.archetypes import IMAGE, undrawn_archetypes
+from pixelrun.engine.chunk import normalize_entity_path
 from pixelrun.kernels.errors import RenderWarning, user_stacklevel
 from pixelrun.kernels.formats import ImageFormat, validate
 from pixelrun.kernels.layers import (  # noqa: F401 - Layer and the compositors' rules, re-exported
@@ -113,8 +114,9 @@ def scene_at(
     An image that cannot be drawn (unknown enum value, byte count not matching its
     format) is left out with a message naming the entity: appended to `problems` when
     a list is given, else issued as a SceneWarning. Everything else is still drawn.
+    Entities of archetypes the scene does not draw yet are named by `undrawn_notices`.
     """
-    buf_c, fmt_c, op_c, do_c = _IMAGE_QUERY
+    buf_c, fmt_c, op_c, do_c = (IMAGE.column(f) for f in ("buffer", "format", "opacity", "draw_order"))
     layers: list[Layer] = []
     cache = _layer_cache(store)
     for ent in store.entities(under=entity, with_component=buf_c):
@@ -157,6 +159,31 @@ def scene_at(
         cache[ent] = (key, layer)  # one entry per entity: bounded, at most one frame each
         layers.append(layer)
     return order_layers(layers)
+
+
+def undrawn_notices(store, under: Optional[str], named: set) -> list[str]:
+    """"/cam/depth: DepthImage is not drawn yet" for each entity under `under` (all when
+    None) whose components the store skipped as not drawable (DepthImage, Points2D, ...),
+    unless already in `named`; the entities reported are added to `named`, so a caller
+    keeping one set per store names each entity once."""
+    skipped = getattr(store, "skipped_components", None)
+    if skipped is None:
+        return []
+    by_entity: dict[str, list[str]] = {}
+    for ent, comp in skipped():
+        if ent not in named:
+            by_entity.setdefault(ent, []).append(comp)
+    under = None if under is None else normalize_entity_path(under)
+    prefix = None if under in (None, "/") else under.rstrip("/") + "/"
+    out = []
+    for ent in sorted(by_entity):
+        if prefix is not None and ent != under and not ent.startswith(prefix):
+            continue
+        names = undrawn_archetypes(ent, by_entity[ent])
+        if names:
+            named.add(ent)
+            out.append(f"{ent}: {', '.join(names)} {'is' if len(names) == 1 else 'are'} not drawn yet")
+    return out
 
 
 # store -> {entity: (row-id key, Layer)}: the viewer asks for the same scene every frame

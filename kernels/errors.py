@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["PixelrunWarning", "RenderWarning", "user_stacklevel"]
+__all__ = ["PixelrunWarning", "RenderWarning", "NotDrawnWarning", "user_stacklevel"]
 
 
 class PixelrunWarning(UserWarning):
@@ -22,6 +22,11 @@ class PixelrunWarning(UserWarning):
 class RenderWarning(PixelrunWarning):
     """An image was left out of a rendered picture; the message names the entity and
     the reason. Everything else is still drawn."""
+
+
+class NotDrawnWarning(RenderWarning):
+    """An entity holds only archetypes this version does not draw (named once per
+    recording). Nothing is wrong with the data, so the CLI does not count it as a problem."""
 
 
 def _is_pixelrun(frame) -> bool:

@@ -26,8 +26,17 @@ import warnings
 from typing import Any, Optional
 
 from pixelrun import components
-from pixelrun.archetypes import Image
+from pixelrun.archetypes import (
+    AnnotationContext,
+    AnnotationInfo,
+    ClassDescription,
+    DepthImage,
+    EncodedImage,
+    Image,
+    SegmentationImage,
+)
 from pixelrun.batcher import BatcherConfig
+from pixelrun.components import Colormap, MagnificationFilter, Range1D, ValueRange
 from pixelrun.errors import (
     DataLossWarning,
     PixelrunSaveError,
@@ -52,7 +61,9 @@ __all__ = [
     "log", "send_columns", "set_time", "set_time_sequence", "set_time_seconds",
     "set_time_nanos", "reset_time", "disable_timeline", "save", "memory_recording",
     "connect", "connect_tcp", "connect_grpc", "spawn", "disconnect", "flush",
-    "Image", "components", "ColorModel", "ChannelDatatype", "PixelFormat",
+    "Image", "DepthImage", "SegmentationImage", "EncodedImage", "AnnotationContext",
+    "AnnotationInfo", "ClassDescription", "Colormap", "MagnificationFilter", "Range1D", "ValueRange",
+    "components", "ColorModel", "ChannelDatatype", "PixelFormat",
     "TimeColumn", "TimeSequenceColumn", "TimeSecondsColumn", "TimeNanosColumn",
     "RecordingStream", "MemoryRecording", "BatcherConfig", "PixelrunWarning",
     "DataLossWarning", "RecordingClosedWarning", "PixelrunSaveError",

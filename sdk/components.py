@@ -9,6 +9,7 @@ and passed to ``send_columns(components=[...])``.
 
 from __future__ import annotations
 
+import enum
 from typing import Any, Optional
 
 import numpy as np
@@ -17,7 +18,10 @@ from pixelrun.engine.archetypes import IMAGE
 from pixelrun.image_input import _bytes_view, as_byte_rows
 from pixelrun.kernels import formats
 
-__all__ = ["ImageBuffer", "ImageBufferBatch", "ImageFormat", "Opacity", "DrawOrder", "ComponentColumn"]
+__all__ = [
+    "ImageBuffer", "ImageBufferBatch", "ImageFormat", "Opacity", "DrawOrder", "ComponentColumn",
+    "Colormap", "MagnificationFilter", "Range1D", "ValueRange", "parse_enum", "parse_range", "parse_float",
+]
 
 
 class ComponentColumn:
@@ -134,3 +138,99 @@ class DrawOrder(_Float32Component):
     """Layer order of an image in 2D views (float32; higher on top; default -10)."""
 
     component_name = IMAGE.column("draw_order")
+
+
+# ------------------------------------------------------------ the image family's types
+
+
+class Colormap(enum.IntEnum):
+    """Rerun 0.41's colormaps (``rr.components.Colormap``; uint8 in files, 1-based)."""
+
+    Grayscale = 1
+    Inferno = 2
+    Magma = 3
+    Plasma = 4
+    Turbo = 5  # DepthImage's default
+    Viridis = 6
+    CyanToYellow = 7
+    Spectral = 8
+    Twilight = 9
+    RvizMap = 10
+    RvizCostmap = 11
+    Costmap = 12
+
+
+class MagnificationFilter(enum.IntEnum):
+    """How a texel shown larger than a screen pixel is sampled (Rerun 0.41; uint8)."""
+
+    Nearest = 1  # Rerun's default
+    Linear = 2
+    Bicubic = 3
+
+
+def parse_enum(enum_type: type[enum.IntEnum], value: Any, what: str) -> int:
+    """The uint8 a Rerun enum is written as, from a member, its value or its name
+    (any case, '_' and '-' ignored, as Rerun's Python SDK accepts); ValueError naming
+    the choices otherwise."""
+    if isinstance(value, enum_type):
+        return int(value)
+    if isinstance(value, str):
+        key = value.replace("_", "").replace("-", "").lower()
+        for m in enum_type:
+            if m.name.lower() == key:
+                return int(m)
+    elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if int(value) in {int(m) for m in enum_type}:
+            return int(value)
+    raise ValueError(
+        f"{what}: expected one of {', '.join(m.name for m in enum_type)} "
+        f"(a {enum_type.__name__}, its name or value), got {value!r}"
+    )
+
+
+def parse_float(value: Any, what: str) -> float:
+    """One finite-or-not float32 number (ValueError naming `what` otherwise)."""
+    try:
+        arr = np.asarray(value, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: expected one number, got {value!r} ({exc})") from None
+    if arr.size != 1:
+        raise ValueError(f"{what}: expected one number, got {arr.size}")
+    return float(arr[0])
+
+
+def parse_range(value: Any, what: str) -> tuple[float, float]:
+    """(min, max) as two float64 numbers, from a Range1D or any 2-sequence; NaN refused
+    (a range with NaN maps every value to nothing), min > max allowed (Rerun allows it)."""
+    if isinstance(value, Range1D):
+        value = (value.min, value.max)
+    try:
+        arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: expected [min, max], got {value!r} ({exc})") from None
+    if arr.size != 2:
+        raise ValueError(f"{what}: expected [min, max] (2 numbers), got {arr.size}")
+    if np.isnan(arr).any():
+        raise ValueError(f"{what}: expected [min, max] without NaN, got {arr.tolist()}")
+    return float(arr[0]), float(arr[1])
+
+
+class Range1D:
+    """A [min, max] range of values (``rr.components.Range1D`` / ``ValueRange``)."""
+
+    def __init__(self, range: Any) -> None:
+        lo, hi = parse_range(range, "Range1D")
+        self.min, self.max = lo, hi
+
+    def __iter__(self):
+        return iter((self.min, self.max))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Range1D) and (self.min, self.max) == (other.min, other.max)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}([{self.min}, {self.max}])"
+
+
+class ValueRange(Range1D):
+    """The range of values a colormap or display maps (Rerun's ``ValueRange``)."""

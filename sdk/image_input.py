@@ -52,7 +52,7 @@ def _to_numpy(image: Any) -> tuple[np.ndarray, bool]:
         return _from_pil(image), True
     try:
         arr = np.asarray(image)
-    except Exception as exc:  # noqa: BLE001 - reported as a clear input error
+    except Exception as exc:  # reported as a clear input error
         raise ValueError(
             f"expected an image array (NumPy, array-like, PIL, CuPy/torch), got "
             f"{type(image).__name__}: {exc}"
@@ -204,7 +204,7 @@ def _bytes_view(data: Any, what: str = "bytes") -> Any:
     try:
         # memoryview, not bytes(): bytes(16) would silently make 16 zero bytes
         return np.frombuffer(memoryview(data).tobytes(), dtype=np.uint8)
-    except Exception:  # noqa: BLE001
+    except Exception:  # any non-buffer object: reported as a clear input error
         raise ValueError(f"{what}= must be bytes-like or an array, got {type(data).__name__}") from None
 
 
@@ -264,3 +264,27 @@ def check_buffer(buf: Any, fmt: Optional[ImageFormat]) -> Optional[str]:
     if fmt is None or buf is None:
         return None
     return formats.validate(_nbytes(buf), fmt)
+
+
+def array_to_single_channel(image: Any, what: str) -> tuple[Any, ImageFormat]:
+    """(flat bytes, ImageFormat with only width, height and datatype) for a 2-D array of
+    values (DepthImage, SegmentationImage): size-1 axes squeezed as for Image; the
+    format has no color model, as Rerun 0.41 writes these archetypes."""
+    try:
+        buf, fmt = array_to_image(image, ColorModel.L)
+    except ValueError as exc:
+        raise ValueError(f"{what} expects a 2-D (H, W) array of values: {exc}") from None
+    return buf, ImageFormat(fmt.width, fmt.height, channel_datatype=fmt.channel_datatype)
+
+
+# Media types EncodedImage recognizes from the first bytes (Rerun's viewer guesses the same way).
+_MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"))
+
+
+def guess_media_type(data: Any) -> Optional[str]:
+    """``image/jpeg`` or ``image/png`` from a blob's magic bytes, else None."""
+    head = bytes(memoryview(data)[:8]) if not isinstance(data, np.ndarray) else data[:8].tobytes()
+    for magic, media_type in _MAGIC:
+        if head.startswith(magic):
+            return media_type
+    return None

@@ -18,6 +18,7 @@ import warnings
 
 import pyarrow as pa
 
+from pixelrun.engine.archetypes import archetype_of, undrawn_archetypes
 from pixelrun.engine.chunk import IMAGE_FORMAT, format_time, printable
 from pixelrun.engine.cli.main import error_line
 from pixelrun.engine.store.source import not_rrd_reason
@@ -76,6 +77,8 @@ def summarize(path: str) -> dict:
                 "static_rows": e.static_rows,
                 "bytes": e.nbytes,
                 "components": list(e.components),
+                "archetypes": sorted({a for a in map(archetype_of, e.components) if a is not None}),
+                "not_drawn": undrawn_archetypes(e.path, e.components),
                 "image": _latest_format(store, e.path, list(timelines)) if IMAGE_FORMAT in e.components else "",
             }
         )
@@ -117,10 +120,11 @@ def render_text(s: dict) -> str:
         out += ["(no timelines: static data only)", ""]
     rows = [
         [printable(e["entity"], 120), str(e["rows"]), str(e["static_rows"]), human_bytes(e["bytes"]),
+         printable(", ".join(a + (" (not drawn yet)" if a in e["not_drawn"] else "") for a in e["archetypes"]), 200),
          e["image"], printable(", ".join(e["components"]), 300)]
         for e in s["entities"]
     ]
-    out.append(_table(["entity", "rows", "static", "bytes", "image", "components"], rows))
+    out.append(_table(["entity", "rows", "static", "bytes", "archetypes", "image", "components"], rows))
     return "\n".join(out)
 
 
@@ -139,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"pixelrun info: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
             status = 1
             continue
-        except Exception as exc:  # noqa: BLE001 - one file's failure never hides the others
+        except Exception as exc:  # one file's failure never hides the others
             print(error_line(f"pixelrun info: {path}", exc), file=sys.stderr)
             status = 1
             continue

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from pixelrun.engine.chunk import Chunk, default_timeline, format_time
-from pixelrun.engine.scene import Layer, order_layers, scene_at, times_of
+from pixelrun.engine.scene import Layer, order_layers, scene_at, times_of, undrawn_notices
 from pixelrun.engine.store.store import ChunkStore
 
 __all__ = ["EntityOverride", "Playback", "ViewerData", "TimelineInfo", "format_time"]
@@ -87,6 +87,8 @@ class ViewerData:
         self.store = store
         self.dropped_chunks = 0  # chunks the store let go of (memory limit)
         self.scene_problems: list = []  # images that cannot be drawn, with the reason
+        self.undrawn: list[str] = []  # entities of archetypes not drawn yet, each named once
+        self._undrawn_named: set = set()
         self.playback = Playback()
         self.overrides: dict[str, EntityOverride] = {}
         self.root: Optional[str] = None  # show only this entity's subtree (pixelrun view --entity)
@@ -187,7 +189,8 @@ class ViewerData:
         pb = self.playback
         problems: list = []
         raw = scene_at(self.store, pb.timeline, pb.time, self.root, problems=problems)
-        self.scene_problems = problems  # shown in the status panel, never raised
+        self.undrawn += undrawn_notices(self.store, self.root, self._undrawn_named)
+        self.scene_problems = problems + self.undrawn  # shown in the status panel, never raised
         out = []
         for layer in raw:
             ov = self.overrides.get(layer.entity)

@@ -32,21 +32,27 @@ RERUN_IMAGE_COMPONENTS = [  # (column, component type, Arrow type of one instanc
     ])),
     ("Image:opacity", "rerun.components.Opacity", pa.float32()),
     ("Image:draw_order", "rerun.components.DrawOrder", pa.float32()),
+    ("Image:magnification_filter", "rerun.components.MagnificationFilter", pa.uint8()),
 ]
 
 
 def test_image_entry_matches_rerun_041():
     assert IMAGE.name == RERUN_IMAGE
-    got = [(c.column, c.component_type, c.arrow_type) for c in IMAGE.components]
+    got = [(c.column, c.component_type, c.arrow_type) for c in IMAGE.components if not c.extension]
     assert [g[:2] for g in got] == [r[:2] for r in RERUN_IMAGE_COMPONENTS]
     for (column, _, typ), (_, _, want) in zip(got, RERUN_IMAGE_COMPONENTS):
         assert typ.equals(want, check_metadata=True), column
         assert str(typ) == str(want), column  # nullability of list items and fields too
-    assert [c.field for c in IMAGE.components] == ["buffer", "format", "opacity", "draw_order"]
+    assert [c.field for c in IMAGE.components] == [
+        "buffer", "format", "opacity", "draw_order", "magnification_filter", "value_range"]
+    # pixelrun's extension, typed like Rerun's ValueRange; the only one
+    assert [(c.column, c.component_type, str(c.arrow_type)) for c in IMAGE.components if c.extension] == [
+        ("Image:value_range", "rerun.components.ValueRange", "fixed_size_list<item: double not null>[2]")]
     assert all(c.archetype == RERUN_IMAGE for c in IMAGE.components)
     # contract §4: buffer and format are needed to draw; opacity 1.0 and draw order -10 by default
     assert IMAGE.required_columns == ("Image:buffer", "Image:format")
-    assert IMAGE.optional_columns == ("Image:opacity", "Image:draw_order")
+    assert IMAGE.optional_columns == (
+        "Image:opacity", "Image:draw_order", "Image:magnification_filter", "Image:value_range")
     assert IMAGE.default_draw_order == -10.0
     with pytest.raises(KeyError, match="no field 'bytes'.*buffer, format"):
         IMAGE.column("bytes")
@@ -62,7 +68,7 @@ def test_chunk_metadata_and_types_come_from_the_table():
     with pytest.raises(ValueError, match="Image:opacity.*expected"):
         chunk.check_component_type("/e", "Image:opacity", pa.list_(pa.float64()))
     aliases = (chunk.IMAGE_BUFFER, chunk.IMAGE_FORMAT, chunk.IMAGE_OPACITY, chunk.IMAGE_DRAW_ORDER)
-    assert aliases == IMAGE.columns
+    assert aliases == IMAGE.columns[:4]
 
 
 def test_one_table_entry_is_enough_to_write_and_check_a_new_component(monkeypatch):
@@ -82,7 +88,8 @@ def test_one_table_entry_is_enough_to_write_and_check_a_new_component(monkeypatc
 def test_batcher_builds_each_image_column_with_the_tables_type():
     fmt = rr.components.ImageFormat(2, 1, color_model="L", channel_datatype="U8").as_row()["Image:format"]
     values = {"Image:buffer": [b"ab", None], "Image:format": [fmt, None],
-              "Image:opacity": [0.5, None], "Image:draw_order": [1.0, None]}
+              "Image:opacity": [0.5, None], "Image:draw_order": [1.0, None],
+              "Image:magnification_filter": [2, None]}
     for column, _, typ in RERUN_IMAGE_COMPONENTS:
         col = build_column(column, values[column])
         assert chunk.loose_type(col.type).equals(chunk.loose_type(pa.list_(pa.field("item", typ)))), column
@@ -96,13 +103,15 @@ def test_sdk_image_follows_the_table():
                 if p.kind is p.KEYWORD_ONLY]
     assert keywords == [c.field for c in IMAGE.components]
     fmt = rr.components.ImageFormat(2, 1, color_model="L", channel_datatype="U8")
-    cols = rr.Image.columns(buffer=np.zeros((3, 2), np.uint8), format=fmt, opacity=0.5, draw_order=[1, 2, 3])
+    cols = rr.Image.columns(buffer=np.zeros((3, 2), np.uint8), format=fmt, opacity=0.5, draw_order=[1, 2, 3],
+                            magnification_filter="linear", value_range=[0, 1])
     assert [c.component_name for c in cols] == list(IMAGE.columns)
     assert all(c.error is None for c in cols)
     classes = [sdk_components.ImageBuffer, sdk_components.ImageFormat, sdk_components.Opacity,
                sdk_components.DrawOrder]
-    assert tuple(c.component_name for c in classes) == IMAGE.columns
-    image = rr.Image(bytes=b"ab", width=2, height=1, color_model="L", datatype="U8", opacity=1, draw_order=0)
+    assert tuple(c.component_name for c in classes) == IMAGE.columns[:4]
+    image = rr.Image(bytes=b"ab", width=2, height=1, color_model="L", datatype="U8", opacity=1, draw_order=0,
+                     magnification_filter="nearest", value_range=(0, 255))
     assert tuple(image.as_row()) == IMAGE.columns
 
 
