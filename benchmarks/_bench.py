@@ -74,7 +74,8 @@ def bench_args(description: Optional[str] = None, argv: Optional[list[str]] = No
     """
     p = parser or argparse.ArgumentParser(description=(description or "").strip().splitlines()[0]
                                           if description else None)
-    p.add_argument("--quick", action="store_true", help=f"{quick_repeat} repeats instead of {repeat}: for iteration, not for reports")
+    p.add_argument("--quick", action="store_true",
+                   help=f"{quick_repeat} repeats instead of {repeat}: for iteration, not for reports")
     p.add_argument("--repeat", type=int, default=None, help=f"timed runs per contender (default {repeat})")
     args = p.parse_args(argv)
     if args.repeat is None:
@@ -180,7 +181,8 @@ def format_table(rows: Iterable[Timing], title: Optional[str] = None,
 def machine_line() -> str:
     """One line naming the machine, printed under each table so numbers carry context."""
     import os
-    return f"{platform.machine()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}, {platform.platform(terse=True)}"
+    return (f"{platform.machine()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}, "
+            f"{platform.platform(terse=True)}")
 
 
 def print_table(rows: Iterable[Timing], title: Optional[str] = None,

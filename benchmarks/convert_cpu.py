@@ -18,14 +18,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import bench_args, measure, print_table  # noqa: E402
+from _bench import bench_args, measure, print_table
 
-from pixelrun.kernels.reference.convert import to_display_rgba  # noqa: E402
-from pixelrun.kernels.samples import sample  # noqa: E402
+from pixelrun.kernels.reference.convert import to_display_rgba
+from pixelrun.kernels.samples import sample
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -64,14 +65,15 @@ def main() -> None:
         ours = to_display_rgba(buf, s.format)
         diff = int(np.abs(ours.astype(np.int16) - theirs.astype(np.int16)).max())
 
+        # partial binds this case's arrays now; a lambda would read the loop variables when called
         peer = measure(f"OpenCV cvtColor ({cv2.getNumThreads()} threads)",
-                       lambda: cv2.cvtColor(cv_in, code), group=case, peer=True, repeat=args.repeat)
+                       partial(cv2.cvtColor, cv_in, code), group=case, peer=True, repeat=args.repeat)
         peer.extra["max abs diff"] = "-"
-        ref = measure("pixelrun NumPy reference", lambda: to_display_rgba(buf, s.format),
+        ref = measure("pixelrun NumPy reference", partial(to_display_rgba, buf, s.format),
                       group=case, repeat=args.repeat)
         ref.extra["max abs diff"] = diff
         dst, src = np.empty_like(ours), ours.copy()
-        floor = measure("floor: one copy of the RGBA8 output", lambda: np.copyto(dst, src),
+        floor = measure("floor: one copy of the RGBA8 output", partial(np.copyto, dst, src),
                         group=case, repeat=args.repeat)
         floor.extra["max abs diff"] = "-"
         rows += [peer, ref, floor]

@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import Timing, bench_args, print_table, time_runs  # noqa: E402
+from _bench import Timing, bench_args, print_table, time_runs
 
-from pixelrun.kernels.cuda import convert as cupy_convert  # noqa: E402
-from pixelrun.kernels.formats import (  # noqa: E402
+from pixelrun.kernels.cuda import convert as cupy_convert
+from pixelrun.kernels.formats import (
     COLOR_MODELS,
     DATATYPES,
     ChannelDatatype,
@@ -179,12 +180,14 @@ def main() -> int:
             dst = cupy.empty((n, height, width, 4), dtype=cupy.uint8)
             moved = n * per_frame
             group = name
-            copy, keep = _copy_fn(cupy, moved // 2)
-            rows.append(_timed(cupy, "D2D copy, same bytes", copy, group, args.repeat, moved, copy_bw, peer=True, note=note))
+            copy, _keep = _copy_fn(cupy, moved // 2)
+            rows.append(_timed(cupy, "D2D copy, same bytes", copy, group, args.repeat, moved, copy_bw,
+                               peer=True, note=note))
+            # partial binds this format's buffers now; a lambda would read the loop variables when called
             rows.append(_timed(cupy, "pixelrun convert_batch_gpu",
-                               lambda: cupy_convert.convert_batch_gpu(src, fmt), group, args.repeat, moved, copy_bw))
+                               partial(cupy_convert.convert_batch_gpu, src, fmt), group, args.repeat, moved, copy_bw))
             plan = cupy_convert.plan_conversion(cupy, src, dst, fmt)
-            rows.append(_timed(cupy, "pixelrun kernel only", lambda: cupy_convert.launch(plan),
+            rows.append(_timed(cupy, "pixelrun kernel only", partial(cupy_convert.launch, plan),
                                group, args.repeat, moved, copy_bw))
             if fmt.pixel_format in CVCUDA_CODES:
                 if cvcuda is None:
@@ -195,7 +198,7 @@ def main() -> int:
                         print(f"- {name}: {why}")
                     else:
                         rows.append(_timed(cupy, "CV-CUDA cvtcolor", fn, group, args.repeat, moved, copy_bw))
-            src = dst = plan = copy = keep = None  # release the device memory before the next format
+            src = dst = plan = copy = _keep = None  # release the device memory before the next format
             pool.free_all_blocks()
         print()
         print_table(

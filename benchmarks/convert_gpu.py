@@ -26,9 +26,9 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import bench_args, measure, print_table  # noqa: E402
+from _bench import bench_args, measure, print_table
 
-from pixelrun.kernels.samples import sample  # noqa: E402
+from pixelrun.kernels.samples import sample
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -70,6 +70,48 @@ def _cv_cases(cv2, w: int, h: int) -> dict:
     }
 
 
+def _case_rows(conv, wait, cv2, case: str, key: str, cv_fn, w: int, h: int, repeat: int) -> list:
+    """The rows of one case: the OpenCV peer (if any) and the WGSL steps on the same bytes."""
+    s = sample(key, w, h)
+    buf = np.frombuffer(s.data, dtype=np.uint8)
+    io_bytes = buf.nbytes + w * h * 4
+    rows = []
+
+    def gbps(t):
+        t.extra["GB/s"] = f"{io_bytes / t.median / 1e9:.2f}"
+        return t
+
+    if cv_fn is not None:
+        rows.append(gbps(measure(f"OpenCV cvtColor ({cv2.getNumThreads()} threads)", lambda: cv_fn(buf),
+                                 group=case, peer=True, repeat=repeat)))
+
+    state = {}
+
+    def upload():
+        state["raw"] = conv.upload(buf, s.format)
+        wait()
+
+    def decode():
+        state["tiles"] = conv.decode(state["raw"], s.format)
+        wait()
+
+    def drop_tiles():
+        for t in state.pop("tiles", []):
+            t.texture.destroy()
+
+    def readback():
+        return conv.read_tiles(state["tiles"], w, h)
+
+    rows.append(gbps(measure("WGSL upload", upload, group=case, repeat=repeat)))
+    rows.append(gbps(measure("WGSL decode", decode, group=case, repeat=repeat, setup=drop_tiles)))
+    rows.append(gbps(measure("WGSL readback", readback, group=case, repeat=repeat)))
+    drop_tiles()
+    rows.append(gbps(measure("WGSL total (upload+decode+readback)",
+                             lambda: conv.to_display_rgba(buf, s.format), group=case, repeat=repeat)))
+    state["raw"].destroy()
+    return rows
+
+
 def main() -> None:
     try:
         import cv2
@@ -86,49 +128,17 @@ def main() -> None:
     w, h = args.size
     device = gpu.get_device()
     conv = converter_for(device)
-    wait = lambda: wait_idle(device)  # noqa: E731
+
+    def wait():
+        wait_idle(device)
 
     cases = _cv_cases(cv2, w, h)
     if args.formats:
         cases = {k: v for k, v in cases.items() if k in args.formats.split(",")}
     rows = []
     for case, (key, cv_fn) in cases.items():
-        s = sample(key, w, h)
-        buf = np.frombuffer(s.data, dtype=np.uint8)
-        io_bytes = buf.nbytes + w * h * 4
-
-        def gbps(t):
-            t.extra["GB/s"] = f"{io_bytes / t.median / 1e9:.2f}"
-            return t
-
-        if cv_fn is not None:
-            rows.append(gbps(measure(f"OpenCV cvtColor ({cv2.getNumThreads()} threads)", lambda: cv_fn(buf),
-                                     group=case, peer=True, repeat=args.repeat)))
-
-        state = {}
-
-        def upload():
-            state["raw"] = conv.upload(buf, s.format)
-            wait()
-
-        def decode():
-            state["tiles"] = conv.decode(state["raw"], s.format)
-            wait()
-
-        def drop_tiles():
-            for t in state.pop("tiles", []):
-                t.texture.destroy()
-
-        def readback():
-            return conv.read_tiles(state["tiles"], w, h)
-
-        rows.append(gbps(measure("WGSL upload", upload, group=case, repeat=args.repeat)))
-        rows.append(gbps(measure("WGSL decode", decode, group=case, repeat=args.repeat, setup=drop_tiles)))
-        rows.append(gbps(measure("WGSL readback", readback, group=case, repeat=args.repeat)))
-        drop_tiles()
-        rows.append(gbps(measure("WGSL total (upload+decode+readback)",
-                                 lambda: conv.to_display_rgba(buf, s.format), group=case, repeat=args.repeat)))
-        state["raw"].destroy()
+        # one function per case, so its closures hold that case's bytes and state, never a later one's
+        rows += _case_rows(conv, wait, cv2, case, key, cv_fn, w, h, args.repeat)
 
     print_table(
         rows,

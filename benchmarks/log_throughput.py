@@ -32,7 +32,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import Timing, bench_args, print_table  # noqa: E402
+from _bench import Timing, bench_args, print_table
 
 WORKLOADS = {
     "rgb1080": dict(kind="log", w=1920, h=1080, n=300, fmt="rgb"),

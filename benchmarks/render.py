@@ -28,7 +28,7 @@ import textwrap
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import Timing, bench_args, print_table, time_runs  # noqa: E402
+from _bench import Timing, bench_args, print_table, time_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 RERUN_PY = ROOT / ".venv-rerun" / "bin" / "python"
@@ -97,63 +97,72 @@ def main() -> None:
 
 
 def run(args, work: Path) -> None:
-    import numpy as np
-
-    from pixelrun.engine.api import layers_at, open_source, time_points
-    from pixelrun.kernels.reference.composite import composite
     from pixelrun.kernels.wgpu import device as gpu
-    from pixelrun.kernels.wgpu.composite import Renderer
 
     scenes = {"example 3 (300x200, 20 steps)": (EXAMPLE_3, "ex3.rrd", "300x200"),
               "4 layers 1920x1080": (FOUR_LAYERS, "four.rrd", "1920x1080")}
     device = gpu.get_device()
     rows = []
     for group, (code, fname, size) in scenes.items():
-        rrd = work / fname
-        write_recording(code, rrd)
-        store = open_source(str(rrd))
-        steps = [int(t) for t in time_points(store, "step")]
-        frames = [layers_at(store, timeline="step", time=t) for t in steps]
-        shot = work / "shot.png"
-        out = work / "out.png"
-        if RERUN_BIN.exists():
-            rows.append(per_frame(
-                "Rerun 0.41 headless screenshot, process per frame",
-                lambda: subprocess.run([str(RERUN_BIN), str(rrd), "--headless", "--screenshot-to", str(shot),
-                                        "--window-size", size], check=True, capture_output=True),
-                1, group, args.repeat, peer=True))
-        rows.append(per_frame(
-            "pixelrun render CLI (wgpu), process per frame",
-            lambda: subprocess.run([sys.executable, "-m", "pixelrun.engine.cli.main", "render", str(rrd),
-                                    "--timeline", "step", "--time", str(steps[-1]), "-o", str(out)],
-                                   check=True, capture_output=True),
-            1, group, args.repeat))
-
-        def cold():
-            r = Renderer(device)  # empty cache: every frame's images are uploaded and decoded
-            for layers in frames:
-                r.render_offscreen(layers)
-
-        rows.append(per_frame(f"wgpu Renderer, cold ({len(frames)} frame(s) per run)", cold, len(frames),
-                              group, args.repeat))
-        warm_r = Renderer(device)
-        for layers in frames:
-            warm_r.render_offscreen(layers)
-
-        def warm():
-            for layers in frames:
-                warm_r.render_offscreen(layers)
-
-        rows.append(per_frame("wgpu Renderer, warm (textures cached)", warm, len(frames), group, args.repeat))
-        rows.append(per_frame("NumPy compositor (float64 oracle)",
-                              lambda: [composite(layers) for layers in frames], len(frames), group,
-                              max(1, args.repeat // 3)))
-        a = warm_r.render_offscreen(frames[-1])
-        b = composite(frames[-1])
-        rows[-1].note = f"max |wgpu - numpy| = {int(np.abs(a.astype(int) - b).max())}"
+        # one function per scene, so its closures hold that scene's file and frames, never a later one's
+        rows += scene_rows(args, work, device, group, code, fname, size)
     print_table(rows, title=f"Headless render, per frame, on {gpu.adapter_summary()} (median of {args.repeat} runs)",
                 footer="_Rows are seconds per frame; fps = 1 / median. Process-per-frame rows include "
                        "interpreter/viewer start-up, file load and PNG encoding._")
+
+
+def scene_rows(args, work: Path, device, group: str, code: str, fname: str, size: str) -> list[Timing]:
+    """Write one scene's recording with Rerun, then time every contender on it."""
+    import numpy as np
+
+    from pixelrun.engine.api import layers_at, open_source, time_points
+    from pixelrun.kernels.reference.composite import composite
+    from pixelrun.kernels.wgpu.composite import Renderer
+
+    rows = []
+    rrd = work / fname
+    write_recording(code, rrd)
+    store = open_source(str(rrd))
+    steps = [int(t) for t in time_points(store, "step")]
+    frames = [layers_at(store, timeline="step", time=t) for t in steps]
+    shot = work / "shot.png"
+    out = work / "out.png"
+    if RERUN_BIN.exists():
+        rows.append(per_frame(
+            "Rerun 0.41 headless screenshot, process per frame",
+            lambda: subprocess.run([str(RERUN_BIN), str(rrd), "--headless", "--screenshot-to", str(shot),
+                                    "--window-size", size], check=True, capture_output=True),
+            1, group, args.repeat, peer=True))
+    rows.append(per_frame(
+        "pixelrun render CLI (wgpu), process per frame",
+        lambda: subprocess.run([sys.executable, "-m", "pixelrun.engine.cli.main", "render", str(rrd),
+                                "--timeline", "step", "--time", str(steps[-1]), "-o", str(out)],
+                               check=True, capture_output=True),
+        1, group, args.repeat))
+
+    def cold():
+        r = Renderer(device)  # empty cache: every frame's images are uploaded and decoded
+        for layers in frames:
+            r.render_offscreen(layers)
+
+    rows.append(per_frame(f"wgpu Renderer, cold ({len(frames)} frame(s) per run)", cold, len(frames),
+                          group, args.repeat))
+    warm_r = Renderer(device)
+    for layers in frames:
+        warm_r.render_offscreen(layers)
+
+    def warm():
+        for layers in frames:
+            warm_r.render_offscreen(layers)
+
+    rows.append(per_frame("wgpu Renderer, warm (textures cached)", warm, len(frames), group, args.repeat))
+    rows.append(per_frame("NumPy compositor (float64 oracle)",
+                          lambda: [composite(layers) for layers in frames], len(frames), group,
+                          max(1, args.repeat // 3)))
+    a = warm_r.render_offscreen(frames[-1])
+    b = composite(frames[-1])
+    rows[-1].note = f"max |wgpu - numpy| = {int(np.abs(a.astype(int) - b).max())}"
+    return rows
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import Timing, bench_args, print_table  # noqa: E402
+from _bench import Timing, bench_args, print_table
 
 ROOT = Path(__file__).resolve().parent.parent
 RERUN_PY = ROOT / ".venv-rerun" / "bin" / "python"
@@ -194,7 +194,7 @@ for e in range(ENTITIES):
 rr.disconnect()
 from rerun.chunk import RrdReader
 try:
-    import datafusion  # noqa: F401
+    import datafusion  # noqa: F401 - only asks whether it is installed
 except ImportError:
     print(json.dumps({"error": "datafusion is not installed in .venv-rerun"}))
     sys.exit(0)

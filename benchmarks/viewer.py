@@ -46,7 +46,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _bench import Timing, bench_args, machine_line, measure, print_table  # noqa: E402
+from _bench import Timing, bench_args, machine_line, measure, print_table
+from _viewer_soak import SAMPLE_S, empty_rss, stop, stream_and_sample
 
 W, H = 1920, 1080
 
@@ -138,11 +139,7 @@ class Viewer:
         return np.array(rows, dtype=np.float64).reshape(-1, 6)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop(self.proc)
         self.log.close()
 
 
@@ -334,20 +331,26 @@ def scene_size_cost(repeat: int) -> list[Timing]:
 
     def chunk(entity, pixels, fmt):
         counter[0] += 1
-        return Chunk(entity, np.array([[counter[0], 0]], np.uint64), {"frame": TimeColumn("sequence", np.array([0], np.int64))},
+        return Chunk(entity, np.array([[counter[0], 0]], np.uint64),
+                     {"frame": TimeColumn("sequence", np.array([0], np.int64))},
                      {IMAGE_BUFFER: buffer_column([pixels.reshape(-1)]), IMAGE_FORMAT: format_column([fmt])},
                      chunk_id=counter[0].to_bytes(16, "big"))
 
     rng = np.random.default_rng(0)
-    base = ("cam", rng.integers(0, 256, (720, 1280, 3), np.uint8), ImageFormat(1280, 720, color_model="RGB", channel_datatype="U8"))
+    base = ("cam", rng.integers(0, 256, (720, 1280, 3), np.uint8),
+            ImageFormat(1280, 720, color_model="RGB", channel_datatype="U8"))
     extras = {
         "+ 16384² L8 layer (256 MiB: more than lavapipe binds, left out)":
-            [("huge", np.full((16384, 16384), 90, np.uint8), ImageFormat(16384, 16384, color_model="L", channel_datatype="U8"))],
+            [("huge", np.full((16384, 16384), 90, np.uint8),
+              ImageFormat(16384, 16384, color_model="L", channel_datatype="U8"))],
         "+ 100000x1 and 1x100000 layers (10^10-texel canvas)":
-            [("wide", np.full((1, 100000, 3), 200, np.uint8), ImageFormat(100000, 1, color_model="RGB", channel_datatype="U8")),
-             ("tall", np.full((100000, 1, 3), 60, np.uint8), ImageFormat(1, 100000, color_model="RGB", channel_datatype="U8"))],
+            [("wide", np.full((1, 100000, 3), 200, np.uint8),
+              ImageFormat(100000, 1, color_model="RGB", channel_datatype="U8")),
+             ("tall", np.full((100000, 1, 3), 60, np.uint8),
+              ImageFormat(1, 100000, color_model="RGB", channel_datatype="U8"))],
         "+ 8192² L8 layer (decoded; a reduced level when zoomed out)":
-            [("big", rng.integers(0, 256, (8192, 8192), np.uint8), ImageFormat(8192, 8192, color_model="L", channel_datatype="U8"))],
+            [("big", rng.integers(0, 256, (8192, 8192), np.uint8),
+              ImageFormat(8192, 8192, color_model="L", channel_datatype="U8"))],
     }
     def one(name, layers, view, group, peer):
         data = ViewerData(ChunkStore(memory_limit=None))
@@ -383,28 +386,6 @@ def scene_size_cost(repeat: int) -> list[Timing]:
     return rows
 
 
-SOAK_PRODUCER = r"""
-import sys, time
-import numpy as np
-import pixelrun as rr
-
-port, seconds = sys.argv[1], float(sys.argv[2])
-W, H = 1920, 1080
-rng = np.random.default_rng(0)
-frames = [rng.integers(0, 256, W * H * 3 // 2, dtype=np.uint8).tobytes() for _ in range(4)]
-rr.init("pixelrun_bench_memory")
-rr.connect(f"127.0.0.1:{port}")
-t0 = time.monotonic()
-i = 0
-while time.monotonic() - t0 < seconds:
-    rr.set_time("frame", sequence=i)
-    rr.log("cam", rr.Image(bytes=frames[i % 4], width=W, height=H, pixel_format=rr.PixelFormat.NV12))
-    i += 1
-rr.flush()
-print(i, flush=True)
-"""
-
-
 def memory_soak(tmp: Path, limit: str, seconds: float) -> dict:
     """RSS of `pixelrun view --memory-limit` empty, then fed 1080p NV12 at full speed."""
     import psutil
@@ -426,30 +407,14 @@ def memory_soak(tmp: Path, limit: str, seconds: float) -> dict:
             except OSError:
                 time.sleep(0.1)
         time.sleep(3.0)
-        empty = 0
-        for _ in range(5):
-            empty = max(empty, ps.memory_info().rss)
-            time.sleep(0.1)
-        prod = subprocess.Popen([sys.executable, "-c", SOAK_PRODUCER, str(port), str(seconds)],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        samples = []
-        while prod.poll() is None:
-            samples.append(ps.memory_info().rss)
-            time.sleep(0.2)
-        sent = int(prod.stdout.read().strip() or 0)
-        for _ in range(10):
-            samples.append(ps.memory_info().rss)
-            time.sleep(0.2)
+        empty = empty_rss(ps)
+        samples, sent = stream_and_sample(ps, port, seconds, "pixelrun_bench_memory")
         last = samples[-len(samples) // 4:]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
     return {"limit": parse_memory_limit(limit), "empty": empty, "peak": max(samples), "frames": sent,
-            "last_quarter_slope": (last[-1] - last[0]) / (len(last) * 0.2) if len(last) > 1 else 0.0,
+            "last_quarter_slope": (last[-1] - last[0]) / (len(last) * SAMPLE_S) if len(last) > 1 else 0.0,
             "seconds": seconds}
 
 
@@ -460,7 +425,8 @@ def print_memory_table(res: dict, adapter: str) -> None:
     grown = res["peak"] - res["empty"]
     print(f"### Viewer memory under --memory-limit ({adapter}; 1080p NV12 at full speed)")
     print()
-    print("| limit MB | empty viewer RSS MB | peak RSS MB | peak - empty MB | (peak - empty) / limit | RSS slope, last quarter MB/s | frames logged |")
+    print("| limit MB | empty viewer RSS MB | peak RSS MB | peak - empty MB | (peak - empty) / limit "
+          "| RSS slope, last quarter MB/s | frames logged |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {mb(res['limit'])} | {mb(res['empty'])} | {mb(res['peak'])} | {mb(grown)} | "
           f"{grown / res['limit']:.2f} | {res['last_quarter_slope'] / 1e6:.2f} | {res['frames']} |")
@@ -476,7 +442,8 @@ def main() -> None:
     p.add_argument("--only", default="latency,throughput,frame,scene,memory",
                    help="comma-separated parts to run: latency, throughput, frame, scene, memory (default: all)")
     p.add_argument("--memory-limit", default="500MB", help="--memory-limit of the memory soak (default 500MB)")
-    p.add_argument("--soak-seconds", type=float, default=None, help="length of the memory soak (default 60, --quick 20)")
+    p.add_argument("--soak-seconds", type=float, default=None,
+                   help="length of the memory soak (default 60, --quick 20)")
     args = bench_args(__doc__, parser=p, repeat=15, quick_repeat=5)
     parts = {x.strip() for x in args.only.split(",") if x.strip()}
     unknown = parts - {"latency", "throughput", "frame", "scene", "memory"}
@@ -525,7 +492,8 @@ def main() -> None:
                 rows += frame_cost(args.repeat)
             if rows:
                 print_table(rows, title=f"Viewer end to end ({adapter}; window 1280x720)",
-                            footer="_" + "; ".join(footer + ["ceiling rows: same bytes, no decode, no composite, no window._"]))
+                            footer="_" + "; ".join(
+                                footer + ["ceiling rows: same bytes, no decode, no composite, no window._"]))
                 print()
             if "scene" in parts:
                 print_table(scene_size_cost(args.repeat),

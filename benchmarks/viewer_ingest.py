@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _bench import Timing, bench_args, measure, print_table  # noqa: E402
+from _bench import Timing, bench_args, measure, print_table
 
-from pixelrun.engine import rrd  # noqa: E402
-from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn, buffer_column, format_column  # noqa: E402
-from pixelrun.engine.viewer.server import GREETING, ServerLimits, ViewerServer  # noqa: E402
-from pixelrun.kernels.formats import ImageFormat  # noqa: E402
+from pixelrun.engine import rrd
+from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn, buffer_column, format_column
+from pixelrun.engine.viewer.server import GREETING, ServerLimits, ViewerServer
+from pixelrun.kernels.formats import ImageFormat
 
 WAIT_S = 120.0  # bound on any single transfer
 
@@ -107,6 +107,35 @@ class _FramingOnly:
         return []
 
 
+def _size_rows(mb: int, server: ViewerServer, framing: ViewerServer, got: threading.Event,
+               ceiling: _CopyCeiling, repeat: int) -> list[Timing]:
+    """The copy ceiling, framing only and full ingest of one message of `mb` MiB."""
+    data, _FramingOnly.size = _message(mb)
+
+    def ingest():
+        got.clear()
+        _send(server.port, data, GREETING)
+        if not got.wait(WAIT_S):
+            raise RuntimeError(f"{mb} MiB message not ingested within {WAIT_S} s: "
+                               f"{server.stats_snapshot().status_line()}")
+
+    def receive_only():
+        _FramingOnly.arrived.clear()
+        _send(framing.port, data, GREETING)
+        if not _FramingOnly.arrived.wait(WAIT_S):
+            raise RuntimeError(f"{mb} MiB message not framed within {WAIT_S} s")
+
+    group = f"{len(data) / 1e6:.0f} MB"
+    peer = measure("loopback recv_into (copy ceiling)", lambda: ceiling.transfer(data),
+                   group=group, peer=True, repeat=repeat)
+    recv = measure("ViewerServer framing + receive (no decode)", receive_only, group=group,
+                   repeat=repeat)
+    mine = measure("ViewerServer ingest (receive + rrd decode)", ingest, group=group, repeat=repeat)
+    for r in (peer, recv, mine):
+        r.extra["MB/s"] = f"{len(data) / 1e6 / r.median:.0f}"
+    return [peer, recv, mine]
+
+
 def measure_ingest(sizes_mb: list[int], repeat: int = 5) -> list[Timing]:
     """Time server ingest and the copy ceiling for each size (MiB); print the table."""
     got = threading.Event()
@@ -118,30 +147,8 @@ def measure_ingest(sizes_mb: list[int], repeat: int = 5) -> list[Timing]:
     rows: list[Timing] = []
     try:
         for mb in sizes_mb:
-            data, _FramingOnly.size = _message(mb)
-
-            def ingest():
-                got.clear()
-                _send(server.port, data, GREETING)
-                if not got.wait(WAIT_S):
-                    raise RuntimeError(f"{mb} MiB message not ingested within {WAIT_S} s: "
-                                       f"{server.stats_snapshot().status_line()}")
-
-            def receive_only():
-                _FramingOnly.arrived.clear()
-                _send(framing.port, data, GREETING)
-                if not _FramingOnly.arrived.wait(WAIT_S):
-                    raise RuntimeError(f"{mb} MiB message not framed within {WAIT_S} s")
-
-            group = f"{len(data) / 1e6:.0f} MB"
-            peer = measure("loopback recv_into (copy ceiling)", lambda: ceiling.transfer(data),
-                           group=group, peer=True, repeat=repeat)
-            recv = measure("ViewerServer framing + receive (no decode)", receive_only, group=group,
-                           repeat=repeat)
-            mine = measure("ViewerServer ingest (receive + rrd decode)", ingest, group=group, repeat=repeat)
-            for r in (peer, recv, mine):
-                r.extra["MB/s"] = f"{len(data) / 1e6 / r.median:.0f}"
-            rows += [peer, recv, mine]
+            # one function per size, so its closures hold that size's message, never a later one's
+            rows += _size_rows(mb, server, framing, got, ceiling, repeat)
     finally:
         server.stop()
         framing.stop()

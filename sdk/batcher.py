@@ -358,7 +358,7 @@ class Batcher:
         self._writing = (chunk.num_rows, nbytes)
         try:
             self._emit_fn(chunk)
-        except BaseException as exc:  # noqa: BLE001 - counted; a data error never kills the worker
+        except BaseException as exc:  # counted; a data error never kills the worker
             self._lost(chunk.num_rows, nbytes, f"{chunk.entity_path}: {type(exc).__name__}: {exc}")
             if not isinstance(exc, Exception):
                 raise
@@ -370,7 +370,7 @@ class Batcher:
         rows, nbytes, _ = self._pending.pop(key)
         try:
             chunk = rows_to_chunk(key[0], rows, self._new_chunk_id())
-        except BaseException as exc:  # noqa: BLE001 - counted, as above
+        except BaseException as exc:  # counted, as above
             self._release(nbytes)
             self._lost(len(rows), nbytes, f"{key[0]}: building the chunk failed: {type(exc).__name__}: {exc}")
             if not isinstance(exc, Exception):
@@ -403,14 +403,14 @@ class Batcher:
             self._flush_all()
             try:
                 self._on_flush()
-            except Exception as exc:  # noqa: BLE001 - the sinks count their own losses
+            except Exception as exc:  # the sinks count their own losses
                 self.ledger.notice(f"pixelrun: flushing the sinks failed: {type(exc).__name__}: {exc}")
             it.done.set()
         elif isinstance(it, _Call):
             try:
                 self._flush_all()  # rows logged before the call belong before it
                 it.fn()
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            except BaseException as exc:  # handed to the caller
                 it.error = exc
             it.done.set()
 
@@ -442,7 +442,7 @@ class Batcher:
                         self._flush_key(key)
             with self._work:
                 self._flush_all()
-        except BaseException as exc:  # noqa: BLE001 - recorded; callers drain from now on
+        except BaseException as exc:  # recorded; callers drain from now on
             # Rows were counted where the exception came from (_emit, _flush_key).
             self.dead_reason = f"{type(exc).__name__}: {exc}"
             cur, self._current = self._current, None

@@ -150,7 +150,7 @@ def _copy_stream(kind: str, device_id: int, make):
 def _import_cupy(obj):
     try:
         import cupy  # noqa: PLC0415 - optional: only for CUDA arrays
-        import cupyx  # noqa: PLC0415
+        import cupyx  # noqa: PLC0415 - optional, as cupy above: only for CUDA arrays
     except ImportError:
         raise ValueError(
             f"a CUDA array of type {type(obj).__module__}.{type(obj).__name__} was given, "

@@ -119,7 +119,7 @@ def _prepare_writer_path() -> None:
             # broken (e.g. sys.modules["pandas"] = None) makes that first call raise;
             # pyarrow then goes on without pandas, so the raise is spent here.
             pa.array([0], type=pa.uint8())
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         store = rrd.StoreInfo("pixelrun-prepare", "prepare")
         # every component of the Image archetype, so every column builder runs
@@ -150,12 +150,12 @@ def _close_all_at_exit() -> None:
     for s in streams:
         try:
             s._begin_close(deadline)
-        except Exception:  # noqa: BLE001 - exit must not fail
+        except Exception:  # exit must not fail
             pass
     for s in streams:
         try:
             s._end_close(deadline)
-        except Exception:  # noqa: BLE001
+        except Exception:  # exit must not fail
             pass
 
 
@@ -275,6 +275,17 @@ class RecordingStream:
             raise ValueError(message)
         warnings.warn(message, errors.PixelrunWarning, stacklevel=errors.user_stacklevel())
 
+    def _checked_path(self, entity_path_: Any, dropped: str, strict: Optional[bool]) -> Optional[str]:
+        """The normalised entity path, or None after reporting that `dropped` is dropped
+        because the path uses a reserved '__' part."""
+        path = entity_path(entity_path_)
+        reserved = reserved_part(path)
+        if reserved:
+            self._report(f"{path}: entity path parts starting with '__' are reserved "
+                         f"(got {reserved!r}); {dropped} dropped", strict)
+            return None
+        return path
+
     # --------------------------------------------------------------------- time
 
     def set_time(self, timeline: str, *, sequence: Any = None, duration: Any = None,
@@ -358,10 +369,8 @@ class RecordingStream:
         if self._closed:
             self._refuse_closed(f"rr.log({str(entity_path_)!r})", 1)
             return
-        path = entity_path(entity_path_)
-        if reserved_part(path):
-            self._report(f"{path}: entity path parts starting with '__' are reserved "
-                         f"(got {reserved_part(path)!r}); row dropped", strict)
+        path = self._checked_path(entity_path_, "row", strict)
+        if path is None:
             return
         static = static or timeless
         items = list(entity) if isinstance(entity, (list, tuple)) else [entity]
@@ -410,10 +419,8 @@ class RecordingStream:
             n = max((len(t) for t in idx or [] if hasattr(t, "__len__")), default=1)
             self._refuse_closed(f"send_columns({str(entity_path_)!r})", n)
             return
-        path = entity_path(entity_path_)
-        if reserved_part(path):
-            self._report(f"{path}: entity path parts starting with '__' are reserved "
-                         f"(got {reserved_part(path)!r}); columns dropped", strict)
+        path = self._checked_path(entity_path_, "columns", strict)
+        if path is None:
             return
         self._send_columns(path, indexes if indexes is not None else times,
                            columns if columns is not None else components, strict)
@@ -550,7 +557,7 @@ class RecordingStream:
             self._writing_to = s.place  # named if a close times out while this write hangs
             try:
                 s.write_chunk(self.store, chunk, batch, enc)
-            except Exception as exc:  # noqa: BLE001 - counted; never stops the other sinks
+            except Exception as exc:  # counted; never stops the other sinks
                 self._loss.add(s.place, f"writing failed: {type(exc).__name__}: {exc}",
                                chunks=1, rows=chunk.num_rows, nbytes=enc.size)
         self._writing_to = ""

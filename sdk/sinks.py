@@ -416,7 +416,7 @@ def _server_greets() -> bool:
     """Whether this install's viewer sends GREETING (then silence means: not ours)."""
     try:
         vs = importlib.import_module("pixelrun.engine.viewer.server")
-    except Exception:  # noqa: BLE001 - no viewer module: nothing to expect
+    except Exception:  # no viewer module: nothing to expect
         return False
     return getattr(vs, "GREETING", None) == GREETING
 

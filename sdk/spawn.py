@@ -61,7 +61,7 @@ def spawn_viewer(port: int, wait_secs: float = 15.0) -> bool:
         return False
     cmd = [sys.executable, "-m", "pixelrun.engine.cli.main", "view", "--port", str(port)]
     try:
-        subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)  # noqa: S603
+        subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
     except OSError as exc:
         _warn_once("spawn-failed", f"pixelrun: could not start the viewer ({exc}); going on without it")
         return False

@@ -335,7 +335,7 @@ class RrdDecoder:
         self._hint = self.index.describe(entry) if entry is not None else None
         try:
             msg = self._decode(kind, body, start)
-        except Exception as exc:  # noqa: BLE001 - any decode failure is reported, not raised
+        except Exception as exc:  # any decode failure is reported, not raised
             self._damage(start, self._messages, kind, length, f"{type(exc).__name__}: {exc}")
             self._remember(start, body, ok=False)
             return True

@@ -422,7 +422,7 @@ def read_file_index(read_at, size: int, max_decompressed_bytes: int) -> tuple:
                     meta = _meta(f)
                     if "rerun:entity_path" in meta and "rerun:component" in meta:
                         index.column_types[(meta["rerun:entity_path"], meta["rerun:component"])] = f.type
-    except Exception as exc:  # noqa: BLE001 - a checksummed footer we cannot read: say so
+    except Exception as exc:  # a checksummed footer we cannot read: say so
         return None, [f"{where} cannot be read ({type(exc).__name__}: {exc}); chunks are "
                       "read without cross-checks"]
     return index, []

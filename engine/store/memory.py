@@ -47,7 +47,7 @@ def total_ram() -> int:
         return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):  # not POSIX
         try:
-            import psutil  # optional: only a test dependency
+            import psutil  # noqa: PLC0415 - optional (a test dependency), needed only where sysconf is missing
 
             return int(psutil.virtual_memory().total)
         except Exception:

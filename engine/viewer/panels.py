@@ -131,12 +131,14 @@ class Panels:
             ov = data.overrides.get(entity) or EntityOverride()
             before = (ov.visible, ov.opacity, ov.draw_order)
             imgui.push_id(entity)
-            _, ov.visible = imgui.checkbox(entity if entity in shown or not ov.visible else f"{entity} (no image)", ov.visible)
+            label = entity if entity in shown or not ov.visible else f"{entity} (no image)"
+            _, ov.visible = imgui.checkbox(label, ov.visible)
             layer = shown.get(entity)
             logged_opacity = layer.opacity if layer is not None else 1.0
             logged_order = layer.draw_order if layer is not None else -10.0
             imgui.set_next_item_width(140)
-            changed, op = imgui.slider_float("opacity", ov.opacity if ov.opacity is not None else logged_opacity, 0.0, 1.0)
+            shown_opacity = ov.opacity if ov.opacity is not None else logged_opacity
+            changed, op = imgui.slider_float("opacity", shown_opacity, 0.0, 1.0)
             if changed:
                 ov.opacity = op
             imgui.same_line()

@@ -44,6 +44,7 @@ from pixelrun.engine.store.memory import format_mb
 from pixelrun.engine.viewer.data import ViewerData
 from pixelrun.engine.viewer.inspect import PixelReadout, ValueRangeCache, inspect_pixel
 from pixelrun.engine.viewer.view import BOTTOM_PANEL_H, LEFT_PANEL_W, Rect, View
+from pixelrun.kernels.wgpu import device as gpu
 from pixelrun.kernels.wgpu.wgsl import load_wgsl
 
 __all__ = [
@@ -71,7 +72,7 @@ def check_display() -> None:
             "(e.g. `xvfb-run pixelrun view ...`)."
         )
     try:
-        import glfw  # noqa: PLC0415
+        import glfw  # noqa: PLC0415 - needs a display library; a missing one becomes a ViewerError
     except ImportError as exc:
         raise ViewerError(f"the viewer needs the glfw package: {exc}") from None
     if not glfw.init():
@@ -112,8 +113,6 @@ def read_view_metadata(png_path) -> dict:
 
 def _device():
     """The shared wgpu device (kernels/wgpu/device.py picks the adapter)."""
-    from pixelrun.kernels.wgpu import device as gpu  # noqa: PLC0415
-
     try:
         return gpu.get_device()
     except gpu.GpuUnavailable as exc:
@@ -144,11 +143,13 @@ class Viewer:
         screenshot_timeout: float = 60.0,
     ) -> None:
         check_display()
-        import wgpu  # noqa: PLC0415
-        from rendercanvas.glfw import RenderCanvas, loop  # noqa: PLC0415
-        from wgpu.utils.imgui import ImguiRenderer  # noqa: PLC0415
+        # Window toolkits load only when a window opens, so read_view_metadata and
+        # check_display work where they are missing.
+        import wgpu  # noqa: PLC0415 - opens GPU drivers at import
+        from rendercanvas.glfw import RenderCanvas, loop  # noqa: PLC0415 - window toolkit
+        from wgpu.utils.imgui import ImguiRenderer  # noqa: PLC0415 - window toolkit
 
-        from pixelrun.engine.viewer.panels import Panels  # noqa: PLC0415
+        from pixelrun.engine.viewer.panels import Panels  # noqa: PLC0415 - imports imgui
 
         self.data = data
         self.status_source = status_source  # e.g. the ViewerServer, for its stats
@@ -185,7 +186,7 @@ class Viewer:
             if not views:
                 self.cache_format = self.surface_format  # sRGB round trip in the blit
             break
-        from pixelrun.kernels.wgpu.composite import Renderer  # noqa: PLC0415
+        from pixelrun.kernels.wgpu.composite import Renderer  # noqa: PLC0415 - imports wgpu
 
         self.renderer = Renderer(self.device, vram_budget=texture_budget)
         self._blit_pipeline = self._make_blit_pipeline()
@@ -544,7 +545,7 @@ class Viewer:
 
     def _record_frame(self, encoder, texture) -> None:
         """Cached scene, then the panels, into `texture` (the surface or a copy of it)."""
-        from imgui_bundle import imgui  # noqa: PLC0415
+        from imgui_bundle import imgui  # noqa: PLC0415 - window toolkit, only once a window is open
 
         w, h = texture.size[0], texture.size[1]
         rp = encoder.begin_render_pass(

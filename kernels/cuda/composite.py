@@ -122,7 +122,7 @@ def _cupy():
     ok, reason = is_available()
     if not ok:
         raise RuntimeError(f"the CuPy compositor cannot run here: {reason}")
-    import cupy  # noqa: PLC0415
+    import cupy  # noqa: PLC0415 - optional dependency, present once is_available() said so
 
     return cupy
 
@@ -140,7 +140,8 @@ def _decode_missing(layers: Iterable[Layer], cache: _DecodedCache) -> None:
             continue
         msg = validate(int(np.asarray(layer.buffer).size), layer.format)
         if msg is not None:
-            warnings.warn(f"layer left out of the composite: {layer.entity}: {msg}", CompositeWarning, stacklevel=user_stacklevel())
+            warnings.warn(f"layer left out of the composite: {layer.entity}: {msg}", CompositeWarning,
+                          stacklevel=user_stacklevel())
             continue
         groups.setdefault(layer.format, {})[key] = layer
     for fmt, members in groups.items():
@@ -187,7 +188,7 @@ def render_many(
     to `cache_bytes` of device memory, so a static background layer is decoded once.
     """
     cupy = _cupy()
-    import cupyx  # noqa: PLC0415
+    import cupyx  # noqa: PLC0415 - optional dependency (ships with cupy), for pinned host memory
 
     cache = _DecodedCache(cache_bytes)
     copy_stream = cupy.cuda.Stream(non_blocking=True)

@@ -129,7 +129,7 @@ def _cupy():
     ok, reason = is_available()
     if not ok:
         raise RuntimeError(f"the CuPy backend cannot run here: {reason}")
-    import cupy  # noqa: PLC0415
+    import cupy  # noqa: PLC0415 - optional dependency, present once is_available() said so
 
     return cupy
 
@@ -446,7 +446,7 @@ def _frames_on_device(cupy, frames, fmt: ImageFormat):
     host = [_host_bytes_view(f) for f in frames]
     _check_frames([h.size for h in host], fmt, batch=True)
     # One pinned staging buffer and one copy for the whole batch.
-    import cupyx  # noqa: PLC0415
+    import cupyx  # noqa: PLC0415 - optional dependency (ships with cupy), needed only for host frames
 
     staging = cupyx.empty_pinned((len(host), nbytes), dtype=np.uint8)
     for i, h in enumerate(host):

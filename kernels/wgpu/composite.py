@@ -137,6 +137,16 @@ def _covered(lo: int, hi: int, scale: float, offset: float, limit: int) -> tuple
     return max(0, a), min(limit, b)
 
 
+def _frame_and_acc(frame, region) -> list[dict]:
+    """Bindings 0 and 1 of both the blend (scene) and the present (view) groups: the
+    frame uniforms and the band's slice (buffer, offset, size) of the accumulator."""
+    acc, offset, size = region
+    return [
+        {"binding": 0, "resource": frame},
+        {"binding": 1, "resource": {"buffer": acc, "offset": offset, "size": size}},
+    ]
+
+
 def default_vram_budget() -> int:
     """The texture cache budget when none is given: env PIXELRUN_VRAM_BUDGET_MB, else 1 GiB."""
     return int(float(os.environ.get("PIXELRUN_VRAM_BUDGET_MB", _DEFAULT_BUDGET_MB)) * (1 << 20))
@@ -545,14 +555,9 @@ class Renderer:
 
     def _accumulate(self, enc, t: _Target, clear_px: int, frame, region, dispatches, params, rec) -> None:
         """Clear the band's accumulator region to the background and blend every layer tile."""
-        acc, offset, size = region
         scene_group = self.device.create_bind_group(
             layout=self._scene_layout,
-            entries=[
-                {"binding": 0, "resource": frame},
-                {"binding": 1, "resource": {"buffer": acc, "offset": offset, "size": size}},
-                {"binding": 2, "resource": {"buffer": self._decode_lut}},
-            ],
+            entries=[*_frame_and_acc(frame, region), {"binding": 2, "resource": {"buffer": self._decode_lut}}],
         )
         cpass = enc.begin_compute_pass()
         cpass.set_pipeline(self._clear)
@@ -583,14 +588,7 @@ class Renderer:
 
     def _present(self, enc, t: _Target, frame, region, first: bool) -> None:
         """Encode the band's accumulated pixels into the target."""
-        acc, offset, size = region
-        group = self.device.create_bind_group(
-            layout=self._view_layout,
-            entries=[
-                {"binding": 0, "resource": frame},
-                {"binding": 1, "resource": {"buffer": acc, "offset": offset, "size": size}},
-            ],
-        )
+        group = self.device.create_bind_group(layout=self._view_layout, entries=_frame_and_acc(frame, region))
         rpass = enc.begin_render_pass(
             color_attachments=[
                 {

@@ -65,7 +65,7 @@ RED, GREEN, BLUE = (255, 0, 0, 255), (0, 255, 0, 255), (0, 0, 255, 255)
 def _left_out_warning(name: str) -> type:
     """The warning class a backend's compositor gives a layer it leaves out."""
     if name == "wgpu":
-        from pixelrun.kernels.wgpu.composite import RenderWarning  # noqa: PLC0415 - imports wgpu
+        from pixelrun.kernels.wgpu.composite import RenderWarning  # imports wgpu
 
         return RenderWarning
     return CompositeWarning

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kernels"))
-from cuda_host_harness import build_host_kernels, gxx  # noqa: E402
+from cuda_host_harness import build_host_kernels, gxx
 
-from pixelrun.engine.scene import Layer  # noqa: E402
-from pixelrun.kernels.cuda import composite as cupy_composite  # noqa: E402
-from pixelrun.kernels.cuda.composite import plan_composite  # noqa: E402
-from pixelrun.kernels.formats import ChannelDatatype, ColorModel, ImageFormat, PixelFormat  # noqa: E402
+from pixelrun.engine.scene import Layer
+from pixelrun.kernels.cuda import composite as cupy_composite
+from pixelrun.kernels.cuda.composite import plan_composite
+from pixelrun.kernels.formats import ChannelDatatype, ColorModel, ImageFormat, PixelFormat
 
 # --------------------------------------------------------- contract §4, written out in float64
 

@@ -253,7 +253,8 @@ def _compressed_message(payload: bytes, declared: int, lz4: bool = True) -> byte
     m.encoding = pb.ENCODING_ARROW_IPC
     m.payload = payload
     body = m.SerializeToString()
-    return rrd.stream_header(True) + rrd.encode_store_info(info) + rrd.message_header(rrd.KIND_ARROW_MSG, len(body)) + body
+    return (rrd.stream_header(True) + rrd.encode_store_info(info)
+            + rrd.message_header(rrd.KIND_ARROW_MSG, len(body)) + body)
 
 
 def test_lz4_block_helper_is_what_it_claims():

@@ -109,7 +109,8 @@ def test_u64_narrow_range_near_the_top_of_the_type():
 
 @pytest.mark.parametrize("dtype", ["<f2", "<f4", "<f8"])
 def test_nan_and_inf_are_magenta_alpha_nan_is_zero(dtype):
-    px = np.array([[[0.5, np.nan, 0.5, 1.0], [np.inf, 0.2, 0.2, 1.0], [0.2, 0.4, 0.6, np.nan], [0.2, 0.4, 0.6, 0.5]]], dtype)
+    px = np.array([[[0.5, np.nan, 0.5, 1.0], [np.inf, 0.2, 0.2, 1.0],
+                    [0.2, 0.4, 0.6, np.nan], [0.2, 0.4, 0.6, 0.5]]], dtype)
     got = convert(px, "RGBA")
     assert tuple(got[0, 0]) == MAGENTA and tuple(got[0, 1]) == MAGENTA
     # finite colour range [0.2, 0.6] lies in [0, 1] -> [0, 1]

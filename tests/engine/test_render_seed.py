@@ -63,7 +63,9 @@ def test_example_2_each_entity_alone(recordings, backend):
     x = np.arange(256)[None, :]
     y = np.arange(256)[:, None]
     rgb = np.stack(np.broadcast_arrays(x, np.minimum(255, x + y), y), axis=-1).astype(np.uint8)
-    opaque = lambda a: np.concatenate([a, np.full(a.shape[:2] + (1,), 255, np.uint8)], axis=-1)  # noqa: E731
+    def opaque(a):
+        return np.concatenate([a, np.full(a.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+
     store = open_source(recordings["ex2"])
     assert np.array_equal(render(store, entity="image_rgb", backend=backend), opaque(rgb))
     assert np.array_equal(render(store, entity="image_bgr", backend=backend), opaque(rgb))

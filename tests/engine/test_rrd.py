@@ -229,8 +229,10 @@ rr.log("l16", rr.Image(np.arange(6, dtype=np.uint16).reshape(2,3)*1000))
 rr.log("rgbaf", rr.Image(np.linspace(0,1,2*3*4, dtype=np.float32).reshape(2,3,4), opacity=0.5, draw_order=2.0))
 rr.log("nv12", rr.Image(bytes=bytes(range(6*4 + 2*3*2)), width=6, height=4, pixel_format=rr.PixelFormat.NV12))
 rr.log("bgr", rr.Image(np.arange(2*3*3, dtype=np.uint8).reshape(2,3,3), color_model="bgr"))
-rr.log("cols", rr.Image.from_fields(format=rr.components.ImageFormat(width=3, height=2, color_model="RGB", channel_datatype="U8")), static=True)
-rr.send_columns("cols", indexes=[rr.TimeColumn("step", sequence=[0, 1])], columns=rr.Image.columns(buffer=np.arange(36, dtype=np.uint8).reshape(2, 18)))
+rr.log("cols", rr.Image.from_fields(format=rr.components.ImageFormat(width=3, height=2, color_model="RGB",
+                                                                      channel_datatype="U8")), static=True)
+rr.send_columns("cols", indexes=[rr.TimeColumn("step", sequence=[0, 1])],
+                columns=rr.Image.columns(buffer=np.arange(36, dtype=np.uint8).reshape(2, 18)))
 """
 
 

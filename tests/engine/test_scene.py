@@ -162,7 +162,8 @@ def test_repeated_scenes_follow_new_rows():
     s.add_chunk(image_chunk("cam", [4], {"step": [3]}, opacity=[0.5]))
     (d,) = scene_at(s, "step", 5)
     assert (d.buffer.tolist(), d.opacity) == ([3, 4], 0.5)
-    s.add_chunk(image_chunk("cam", [5], None, formats=[{"width": 1, "height": 2, "color_model": 1, "channel_datatype": 6}]))
+    s.add_chunk(image_chunk("cam", [5], None,
+                            formats=[{"width": 1, "height": 2, "color_model": 1, "channel_datatype": 6}]))
     (e,) = scene_at(s, "step", 5)
     assert (e.format.width, e.format.height, e.opacity) == (1, 2, 0.5)
     (f,) = scene_at(s, "step", 1)  # back in time: the older row again

@@ -279,7 +279,9 @@ def test_unknown_components_skipped_with_a_note():
     from pixelrun.engine.chunk import IMAGE_OPACITY
 
     s = ChunkStore(memory_limit=None)  # default: the Image archetype only
-    rep = s.add_chunk(mk("e", [1, 2], {"step": [1, 2]}, {"Points2D:positions": [1, 2], IMAGE_OPACITY: pa.array([[0.5], [1.0]], pa.list_(pa.float32()))}))
+    rep = s.add_chunk(mk("e", [1, 2], {"step": [1, 2]},
+                         {"Points2D:positions": [1, 2],
+                          IMAGE_OPACITY: pa.array([[0.5], [1.0]], pa.list_(pa.float32()))}))
     rep2 = s.add_chunk(mk("e", [3], {"step": [3]}, {"Points2D:positions": [3]}))
     assert len(rep.notes) == 1 and "Points2D:positions" in rep.notes[0] and "/e" in rep.notes[0]
     assert rep2.notes == []  # one note per (entity, component), not per chunk

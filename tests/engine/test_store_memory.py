@@ -19,12 +19,12 @@ import pytest
 
 psutil = pytest.importorskip("psutil", reason="psutil measures RSS (pip install -e '.[test]')")
 
-from store_helpers import format_column, one_blob_column  # noqa: E402
+from store_helpers import format_column, one_blob_column
 
-from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn  # noqa: E402
-from pixelrun.engine.rrd import RrdEncoder, StoreInfo  # noqa: E402
-from pixelrun.engine.scene import scene_at  # noqa: E402
-from pixelrun.engine.store.store import ChunkStore  # noqa: E402
+from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn
+from pixelrun.engine.rrd import RrdEncoder, StoreInfo
+from pixelrun.engine.scene import scene_at
+from pixelrun.engine.store.store import ChunkStore
 
 W, H = 1920, 1080
 FRAME = W * H * 3

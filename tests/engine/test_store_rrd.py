@@ -74,7 +74,8 @@ def test_every_fixture_file_is_listed():
 )
 def test_fixture_decodes_to_what_rerun_logged(name, q):
     store = _store(name)
-    hits = store.latest_at(q["entity"], [IMAGE_BUFFER, IMAGE_FORMAT, IMAGE_OPACITY, IMAGE_DRAW_ORDER], q["timeline"], q["time"])
+    hits = store.latest_at(q["entity"], [IMAGE_BUFFER, IMAGE_FORMAT, IMAGE_OPACITY, IMAGE_DRAW_ORDER],
+                           q["timeline"], q["time"])
     layers = scene_at(store, q["timeline"], q["time"], entity=q["entity"], problems=[])
     want = q["image"]
     if want is None:
@@ -113,7 +114,8 @@ def test_unknown_archetypes_are_skipped_with_a_note(name):
 def test_uncompressed_and_compressed_copies_agree():
     a, b = _store("rerun_logged.rrd"), _store("rerun_logged_uncompressed.rrd")
     assert a.entities() == b.entities()
-    assert {k: (v.min, v.max) for k, v in a.timelines().items()} == {k: (v.min, v.max) for k, v in b.timelines().items()}
+    assert ({k: (v.min, v.max) for k, v in a.timelines().items()}
+            == {k: (v.min, v.max) for k, v in b.timelines().items()})
 
 
 def test_keep_everything_lists_every_component():

@@ -21,9 +21,13 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from viewer_helpers import wait_until
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from _viewer_soak import empty_rss, stop, stream_and_sample
 
 psutil = pytest.importorskip("psutil", reason="psutil measures RSS (pip install -e '.[test]')")
 
@@ -31,27 +35,6 @@ LIMIT = 500 * 1000**2
 SLACK = 128 * 1000**2
 SOAK_S = 40.0
 FRAME_BYTES = 1920 * 1080 * 3 // 2
-
-STREAMER = r"""
-import sys, time
-import numpy as np
-import pixelrun as rr
-
-port, seconds = sys.argv[1], float(sys.argv[2])
-W, H = 1920, 1080
-rng = np.random.default_rng(0)
-frames = [rng.integers(0, 256, W * H * 3 // 2, dtype=np.uint8).tobytes() for _ in range(4)]
-rr.init("memory_soak")
-rr.connect(f"127.0.0.1:{port}")
-t0 = time.monotonic()
-i = 0
-while time.monotonic() - t0 < seconds:
-    rr.set_time("frame", sequence=i)
-    rr.log("cam", rr.Image(bytes=frames[i % 4], width=W, height=H, pixel_format=rr.PixelFormat.NV12))
-    i += 1
-rr.flush()
-print(i, flush=True)
-"""
 
 
 def _free_port() -> int:
@@ -81,28 +64,14 @@ def test_memory_limit_bounds_the_whole_viewer_process(xvfb_display, tmp_path):
         stdout=log, stderr=subprocess.STDOUT,
     )
     proc = psutil.Process(viewer.pid)
-    streamer = None
     try:
         assert wait_until(lambda: viewer.poll() is None and _accepts(port), timeout=60), "viewer did not start"
         # the empty viewer: window open and drawn, nothing logged yet
         time.sleep(3.0)
-        empty = 0
-        for _ in range(10):
-            empty = max(empty, proc.memory_info().rss)
-            time.sleep(0.1)
-
-        streamer = subprocess.Popen([sys.executable, "-c", STREAMER, str(port), str(SOAK_S)],
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        peak = empty
-        deadline = time.monotonic() + SOAK_S + 120
-        while streamer.poll() is None and time.monotonic() < deadline:
-            peak = max(peak, proc.memory_info().rss)
-            time.sleep(0.2)
-        assert streamer.poll() is not None, "the streaming program did not finish"
-        sent = int(streamer.stdout.read().strip() or 0)
-        for _ in range(10):  # what was queued is still being ingested
-            peak = max(peak, proc.memory_info().rss)
-            time.sleep(0.2)
+        empty = empty_rss(proc)
+        # raises if the streaming program does not finish in time
+        samples, sent = stream_and_sample(proc, port, SOAK_S, "memory_soak")
+        peak = max([empty, *samples])
         assert viewer.poll() is None, "the viewer died"
 
         # the viewer really went through far more than the limit: it shows a late frame
@@ -121,13 +90,5 @@ def test_memory_limit_bounds_the_whole_viewer_process(xvfb_display, tmp_path):
             f"(limit {LIMIT / 1e6:.0f} MB + slack {SLACK / 1e6:.0f} MB)"
         )
     finally:
-        if streamer is not None and streamer.poll() is None:
-            streamer.kill()
-            streamer.wait()
-        viewer.terminate()
-        try:
-            viewer.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            viewer.kill()
-            viewer.wait()
+        stop(viewer)
         log.close()

@@ -8,31 +8,16 @@ from __future__ import annotations
 import os
 import socket
 import struct
-import threading
 
 import numpy as np
 import pytest
-from viewer_helpers import close_in_order, image_chunk, rrd_stream, send, wait_until
+from viewer_helpers import Sink, close_in_order, image_chunk, rrd_stream, send, wait_until
 
 from pixelrun.engine.chunk import IMAGE_BUFFER
 from pixelrun.engine.viewer.server import GREETING, PortInUseError, ViewerServer
 from pixelrun.kernels.formats import ImageFormat
 
 RGB = ImageFormat(4, 3, color_model="RGB", channel_datatype="U8")
-
-
-class Sink:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.chunks = []
-
-    def __call__(self, chunks, peer):
-        with self.lock:
-            self.chunks.extend(chunks)
-
-    def entities(self):
-        with self.lock:
-            return [c.entity_path for c in self.chunks]
 
 
 @pytest.fixture

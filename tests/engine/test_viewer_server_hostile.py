@@ -17,7 +17,7 @@ import tracemalloc
 import lz4.block
 import numpy as np
 import pytest
-from viewer_helpers import image_chunk, rrd_stream, send, wait_until
+from viewer_helpers import Sink, image_chunk, in_background, rrd_stream, send, wait_until
 
 from pixelrun.engine import rrd
 from pixelrun.engine.chunk import IMAGE_BUFFER
@@ -27,20 +27,6 @@ from pixelrun.kernels.formats import ImageFormat
 
 RGB = ImageFormat(4, 3, color_model="RGB", channel_datatype="U8")
 MiB = 1 << 20
-
-
-class Sink:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.chunks = []
-
-    def __call__(self, chunks, peer):
-        with self.lock:
-            self.chunks.extend(chunks)
-
-    def __len__(self):
-        with self.lock:
-            return len(self.chunks)
 
 
 @pytest.fixture
@@ -152,7 +138,8 @@ def test_idle_connections_that_sent_a_stream_header_still_make_room(servers, cli
         s = clients(srv.port)
         s.sendall(valid_start(f"idle-{k}"))
         held.append(s)
-        assert wait_until(lambda: srv.stats.bytes_received == (k + 1) * len(valid_start("idle-0")))
+        want = (k + 1) * len(valid_start("idle-0"))
+        assert wait_until(lambda want=want: srv.stats.bytes_received == want)
     assert_good_frame_arrives(srv)
     assert wait_until(lambda: srv.stats.connections_evicted == 1)
     assert closed_by_server(held[0])  # the one idle the longest went
@@ -217,9 +204,8 @@ def test_slowloris_stream_headers_are_timed_out_while_a_real_client_is_served(se
     srv = servers(handshake_timeout_s=2, read_timeout_s=2)
     socks = [clients(srv.port) for _ in range(8)]
     header = valid_start()
-    stop = threading.Event()
 
-    def trickle():  # one byte of the stream header per second, to each connection
+    def trickle(stop):  # one byte of the stream header per second, to each connection
         for i in range(len(header)):
             if stop.wait(1.0):
                 return
@@ -229,15 +215,10 @@ def test_slowloris_stream_headers_are_timed_out_while_a_real_client_is_served(se
                 except OSError:
                     pass
 
-    t = threading.Thread(target=trickle, daemon=True)
-    t.start()
-    try:
+    with in_background(trickle):
         assert_good_frame_arrives(srv)
         assert all(closed_by_server(s) for s in socks)
         assert wait_until(lambda: srv.stats.connections_timed_out == 8), srv.stats_snapshot().status_line()
-    finally:
-        stop.set()
-        t.join(5)
 
 
 @pytest.mark.parametrize("mode", ["header-trickle", "body-trickle", "body-stall"])
@@ -248,9 +229,8 @@ def test_mid_stream_slowloris_is_closed_and_its_budget_returned(servers, clients
     assert wait_until(lambda: srv.stats.bytes_received == len(valid_start()))
     chunk, _ = big_image(2 * MiB)
     msg = encoded_message(chunk)
-    stop = threading.Event()
 
-    def slow():
+    def slow(stop):
         try:
             if mode == "header-trickle":  # 2 bytes/s of the next message header
                 for i in range(16):
@@ -268,18 +248,13 @@ def test_mid_stream_slowloris_is_closed_and_its_budget_returned(servers, clients
         except OSError:
             pass
 
-    t = threading.Thread(target=slow, daemon=True)
-    t.start()
-    try:
+    with in_background(slow):
         assert_good_frame_arrives(srv)
         assert closed_by_server(s)
         assert wait_until(lambda: srv.stats.connections_timed_out == 1)
         expected = "stalled" if mode == "body-stall" else "too slow"
         assert expected in srv.stats.last_error, srv.stats.last_error
         assert srv.stats.inflight_bytes == 0
-    finally:
-        stop.set()
-        t.join(5)
 
 
 # ------------------------------------------------------------ sizes and memory

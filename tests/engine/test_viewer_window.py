@@ -180,9 +180,11 @@ def test_several_programs_stream_into_one_viewer(live_viewer):
     left[..., 2] = 255  # blue, drawn below
     right = np.zeros((16, 16, 3), np.uint8)
     right[..., 1] = 255  # green 16x16, on top (later entity path at equal draw order)
+    right_fmt = ImageFormat(16, 16, color_model="RGB", channel_datatype="U8")
     socks = [
         send(live_viewer.port, rrd_stream([image_chunk("a", left, fmt, step=0)], rec="r1", end=False), close=False),
-        send(live_viewer.port, rrd_stream([image_chunk("b", right, ImageFormat(16, 16, color_model="RGB", channel_datatype="U8"), step=0)], rec="r2", end=False), close=False),
+        send(live_viewer.port, rrd_stream([image_chunk("b", right, right_fmt, step=0)], rec="r2", end=False),
+             close=False),
     ]
 
     def ok(png):
@@ -597,7 +599,8 @@ def test_real_mouse_and_keys_drive_hover_zoom_pan_and_screenshot(xvfb_display, t
 
 
 def test_cli_errors_are_clear(xvfb_display, tmp_path):
-    r = subprocess.run(viewer_cmd(str(tmp_path / "missing.rrd"), "--port", "0"), capture_output=True, text=True, timeout=60)
+    r = subprocess.run(viewer_cmd(str(tmp_path / "missing.rrd"), "--port", "0"), capture_output=True, text=True,
+                       timeout=60)
     assert r.returncode == 1 and "cannot open" in r.stderr and "missing.rrd" in r.stderr
     assert "listening" not in r.stdout  # a bad file fails before the port opens
     with socket.socket() as taken:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
-from typing import Optional
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -13,6 +15,26 @@ from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn,
 from pixelrun.kernels.formats import ImageFormat
 
 _counter = [0]
+
+
+class Sink:
+    """A ViewerServer sink that keeps every chunk it is handed (thread-safe)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.chunks = []
+
+    def __call__(self, chunks, peer):
+        with self.lock:
+            self.chunks.extend(chunks)
+
+    def __len__(self):
+        with self.lock:
+            return len(self.chunks)
+
+    def entities(self):
+        with self.lock:
+            return [c.entity_path for c in self.chunks]
 
 
 def image_chunk(entity: str, pixels: np.ndarray, fmt: ImageFormat, step: Optional[int] = None) -> Chunk:
@@ -64,6 +86,20 @@ def close_in_order(s: socket.socket, timeout: float = 10.0) -> None:
     except OSError:  # reset or timed out: nothing more to read either way
         pass
     s.close()
+
+
+@contextmanager
+def in_background(target: Callable[[threading.Event], None]) -> Iterator[None]:
+    """Run `target(stop)` on a daemon thread for the with-block; then set `stop` and
+    join the thread (5 s at most)."""
+    stop = threading.Event()
+    t = threading.Thread(target=target, args=(stop,), daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(5)
 
 
 def wait_until(cond, timeout: float = 20.0, interval: float = 0.02) -> bool:

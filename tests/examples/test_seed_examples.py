@@ -83,9 +83,12 @@ def _expected_formats():
         + bytes([y for y in range(256) for x in range(128)])
     return {
         "/image_rgb": [(False, True, (), {"buffer": bytes(rgb), "format": _rgb(256, 256)})],
-        "/image_green_only": [(False, True, (), {"buffer": bytes(green), "format": ImageFormat(256, 256, color_model="L", channel_datatype="U8")})],
-        "/image_bgr": [(False, True, (), {"buffer": bytes(bgr), "format": ImageFormat(256, 256, color_model="BGR", channel_datatype="U8")})],
-        "/image_yuv422": [(False, True, (), {"buffer": yuv, "format": ImageFormat(256, 256, pixel_format=PixelFormat.Y_U_V16_FullRange)})],
+        "/image_green_only": [(False, True, (), {
+            "buffer": bytes(green), "format": ImageFormat(256, 256, color_model="L", channel_datatype="U8")})],
+        "/image_bgr": [(False, True, (), {
+            "buffer": bytes(bgr), "format": ImageFormat(256, 256, color_model="BGR", channel_datatype="U8")})],
+        "/image_yuv422": [(False, True, (), {
+            "buffer": yuv, "format": ImageFormat(256, 256, pixel_format=PixelFormat.Y_U_V16_FullRange)})],
     }
 
 

@@ -19,7 +19,8 @@ from pixelrun.kernels.cuda import convert as cupy_convert
 from pixelrun.kernels.cuda.convert import CUDA_DIR, CUDA_SOURCES, cuda_source
 
 NVCC = shutil.which("nvcc")
-needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc is not installed: CUDA sources cannot be compiled to PTX here")
+needs_nvcc = pytest.mark.skipif(NVCC is None,
+                                reason="nvcc is not installed: CUDA sources cannot be compiled to PTX here")
 
 ALL_CU = sorted(p.name for p in CUDA_DIR.glob("*.cu"))
 

@@ -179,7 +179,10 @@ def test_frame_value_ranges_agree_with_reference_rule(case):
             want_inv = 1.0 / (float(hi) * 0.5 - float(lo) * 0.5)
             assert float(rp["inv"][0]) == pytest.approx(want_inv, rel=1e-15)
     else:  # wide integers: lo exact as bits; min == max uses t0 = 1/2
-        lo_native = np.array([rp["lo_i"][0]], np.int64).view(np.uint64)[0] if info.numpy.kind == "u" and info.size == 8 else int(rp["lo_i"][0])
+        if info.numpy.kind == "u" and info.size == 8:
+            lo_native = np.array([rp["lo_i"][0]], np.int64).view(np.uint64)[0]
+        else:
+            lo_native = int(rp["lo_i"][0])
         if rp["t0"][0] == 0.5:
             assert (int(lo_native) - 1, int(lo_native) + 1) == (lo, hi)
         else:

@@ -86,7 +86,9 @@ def test_bt709_planar_against_float64_formula(name, w, h):
     data = Y.tobytes() + U.tobytes() + V.tobytes()
 
     # nearest chroma: each pixel reads chroma sample (x >> sx, y >> sy)
-    up = lambda P: np.repeat(np.repeat(P, 1 << sy, axis=0), 1 << sx, axis=1)[:h, :w].astype(np.float64)
+    def up(P):
+        return np.repeat(np.repeat(P, 1 << sy, axis=0), 1 << sx, axis=1)[:h, :w].astype(np.float64)
+
     y = (Y.astype(np.float64) - yo) / ys
     u, v = (up(U) - 128.0) / cs, (up(V) - 128.0) / cs
     want = np.stack([_q(y + 1.575 * v), _q(y - 0.187 * u - 0.468 * v), _q(y + 1.856 * u),

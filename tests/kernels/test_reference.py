@@ -201,7 +201,9 @@ def bayer_expected(mosaic: np.ndarray, pattern: str) -> list:
     """Each pixel keeps its sample; a missing colour is the mean of that colour's samples in
     the 3x3 neighbourhood cut to the image (0 if there are none); then sRGB encode."""
     h, w = mosaic.shape
-    colour_at = lambda x, y: pattern[(y % 2) * 2 + (x % 2)]
+    def colour_at(x, y):
+        return pattern[(y % 2) * 2 + (x % 2)]
+
     out = []
     for y in range(h):
         row = []
@@ -232,7 +234,10 @@ def test_bayer_rggb_2x2_worked_by_hand():
     # R=200 G=100 / G=50 B=20: every pixel sees the whole tile
     data = bytes([200, 100, 50, 20])
     got = decode(data, 2, 2, pixel_format=PixelFormat.BayerRGGB8)
-    e = lambda v: q(srgb(v / 255))
+
+    def e(v):
+        return q(srgb(v / 255))
+
     assert got[0, 0].tolist() == [e(200), e(75), e(20), 255]  # G = (100 + 50) / 2
     assert got[0, 1].tolist() == [e(200), e(100), e(20), 255]  # own G
     assert got[1, 0].tolist() == [e(200), e(50), e(20), 255]
@@ -243,7 +248,10 @@ def test_bayer_rggb_2x2_worked_by_hand():
 def test_bayer_rggb_3x3_centre_edge_corner():
     m = np.array([[10, 20, 30], [40, 50, 60], [70, 80, 90]], dtype=np.uint8)
     got = decode(m.tobytes(), 3, 3, pixel_format=PixelFormat.BayerRGGB8)
-    e = lambda v: q(srgb(v / 255))
+
+    def e(v):
+        return q(srgb(v / 255))
+
     # centre (1,1) is B: R = mean of the 4 corners, G = mean of the 4 edges
     assert got[1, 1].tolist() == [e((10 + 30 + 70 + 90) / 4), e((20 + 40 + 60 + 80) / 4), e(50), 255]
     # top edge (1,0) is G: R from (0,0),(2,0); B from (1,1)

@@ -104,13 +104,13 @@ def test_every_loaded_shader_compiles(name):
     ok, reason = backends.availability("wgpu")
     if not ok:
         pytest.skip(reason)
-    from pixelrun.kernels.wgpu import device as gpu  # noqa: PLC0415 - imports wgpu
+    from pixelrun.kernels.wgpu import device as gpu  # imports wgpu
 
     gpu.get_device().create_shader_module(code=wgsl.load_wgsl(name))  # raises on a WGSL error
 
 
 def test_registry_names_every_backend_with_both_halves():
-    from pixelrun.engine import api  # noqa: PLC0415 - engine is above kernels; only this test looks up
+    from pixelrun.engine import api  # engine is above kernels; only this test looks up
 
     assert set(backends.BACKENDS) == {"numpy", "wgpu", "cupy"}
     assert api.BACKENDS == (*backends.BACKENDS, "auto")

@@ -52,7 +52,7 @@ def test_host_input_is_ready_at_once_with_shape_and_dtype():
 
 def test_foreign_cuda_array_without_cupy_says_what_is_missing():
     try:
-        import cupy  # noqa: F401
+        import cupy  # noqa: F401 - only asks whether CuPy is installed
     except ImportError:
         pass
     else:

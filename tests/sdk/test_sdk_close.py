@@ -4,17 +4,16 @@ replaced by the caller."""
 
 from __future__ import annotations
 
-import threading
 import tracemalloc
 import warnings
 
 import numpy as np
 import pytest
+from sdk_helpers import GateSink
 
 import pixelrun as rr
 from pixelrun.engine import chunk as ch
 from pixelrun.engine.rrd import read_rrd
-from pixelrun.sinks import Sink
 
 
 def _frame():
@@ -62,24 +61,9 @@ def test_module_level_log_after_close_is_counted(tmp_path):
     rr.set_global_data_recording(None)
 
 
-class _Gate(Sink):
-    place = "gate sink"
-
-    def __init__(self):
-        self.gate = threading.Event()
-        self.rows = 0
-
-    def add_store(self, store):
-        pass
-
-    def write_chunk(self, store, chunk, batch, enc):
-        self.gate.wait(30)
-        self.rows += chunk.num_rows
-
-
 def test_close_is_bounded_and_counts_what_it_could_not_write():
     rec = rr.RecordingStream("slow", batcher_config=rr.BatcherConfig(flush_num_rows=1))
-    sink = _Gate()
+    sink = GateSink()
     rec._set_sinks([sink])
     for i in range(5):
         rec.set_time("i", sequence=i)

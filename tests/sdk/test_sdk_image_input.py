@@ -26,7 +26,10 @@ def _rows(mem) -> dict:
     out: dict = {}
     for c in read_rrd(mem.rrd_bytes()).chunks:
         bufs = c.components.get(ch.IMAGE_BUFFER)
-        fmts = ch.formats_from_column(c.components[ch.IMAGE_FORMAT]) if ch.IMAGE_FORMAT in c.components else [None] * c.num_rows
+        if ch.IMAGE_FORMAT in c.components:
+            fmts = ch.formats_from_column(c.components[ch.IMAGE_FORMAT])
+        else:
+            fmts = [None] * c.num_rows
         for i in range(c.num_rows):
             b = ch.buffer_row(bufs, i) if bufs is not None else None
             out.setdefault(c.entity_path, []).append((None if b is None else bytes(b), fmts[i]))
@@ -82,10 +85,14 @@ def test_squeeze_leading_then_trailing_unit_axes():
     "mode,make,expected_model,expected_dt,expected_bytes",
     [
         ("L", lambda: PILImage.frombytes("L", (2, 1), bytes([7, 9])), ColorModel.L, ChannelDatatype.U8, bytes([7, 9])),
-        ("RGB", lambda: PILImage.frombytes("RGB", (1, 1), bytes([1, 2, 3])), ColorModel.RGB, ChannelDatatype.U8, bytes([1, 2, 3])),
-        ("RGBA", lambda: PILImage.frombytes("RGBA", (1, 1), bytes([1, 2, 3, 4])), ColorModel.RGBA, ChannelDatatype.U8, bytes([1, 2, 3, 4])),
-        ("I;16", lambda: PILImage.frombytes("I;16", (1, 1), struct.pack("<H", 1000)), ColorModel.L, ChannelDatatype.U16, struct.pack("<H", 1000)),
-        ("F", lambda: PILImage.frombytes("F", (1, 1), struct.pack("<f", 0.5)), ColorModel.L, ChannelDatatype.F32, struct.pack("<f", 0.5)),
+        ("RGB", lambda: PILImage.frombytes("RGB", (1, 1), bytes([1, 2, 3])),
+         ColorModel.RGB, ChannelDatatype.U8, bytes([1, 2, 3])),
+        ("RGBA", lambda: PILImage.frombytes("RGBA", (1, 1), bytes([1, 2, 3, 4])),
+         ColorModel.RGBA, ChannelDatatype.U8, bytes([1, 2, 3, 4])),
+        ("I;16", lambda: PILImage.frombytes("I;16", (1, 1), struct.pack("<H", 1000)),
+         ColorModel.L, ChannelDatatype.U16, struct.pack("<H", 1000)),
+        ("F", lambda: PILImage.frombytes("F", (1, 1), struct.pack("<f", 0.5)),
+         ColorModel.L, ChannelDatatype.F32, struct.pack("<f", 0.5)),
     ],
 )
 def test_pil_images(mode, make, expected_model, expected_dt, expected_bytes):
@@ -231,7 +238,8 @@ BAD = [
     ("complex", lambda: rr.Image(np.zeros((2, 2), dtype=np.complex64)), "unsupported pixel dtype complex64"),
     ("strings", lambda: rr.Image("not an image"), "unsupported pixel dtype"),
     ("object", lambda: rr.Image(object()), "expected a numeric image array"),
-    ("rank1", lambda: rr.Image(np.zeros(5, np.uint8)), "expected an image of shape (H, W) or (H, W, C), got shape (5,)"),
+    ("rank1", lambda: rr.Image(np.zeros(5, np.uint8)),
+     "expected an image of shape (H, W) or (H, W, C), got shape (5,)"),
     ("rank4", lambda: rr.Image(np.zeros((2, 2, 2, 3), np.uint8)), "got shape (2, 2, 2, 3)"),
     ("2ch", lambda: rr.Image(np.zeros((2, 2, 2), np.uint8)), "cannot infer a color model for 2 channels"),
     ("model-mismatch", lambda: rr.Image(np.zeros((2, 2, 4), np.uint8), color_model="bgr"),
@@ -305,7 +313,8 @@ def test_logging_something_that_is_not_an_archetype():
 
 def test_send_columns_bad_rows_against_static_format():
     rec, mem = _stream()
-    rec.log("v", [rr.components.ImageFormat(2, 1, color_model="L", channel_datatype="U8"), rr.Image.indicator()], static=True)
+    rec.log("v", [rr.components.ImageFormat(2, 1, color_model="L", channel_datatype="U8"), rr.Image.indicator()],
+            static=True)
     bufs = [b"ab", b"abc", b"cd"]
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")

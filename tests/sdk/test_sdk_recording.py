@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sdk_helpers import GateSink
 
 import pixelrun as rr
 from pixelrun.batcher import BatcherConfig
 from pixelrun.engine import chunk as ch
 from pixelrun.engine.rrd import read_rrd
 from pixelrun.kernels.formats import ImageFormat
-from pixelrun.sinks import Sink
 
 ROOT = Path(__file__).resolve().parents[2]
 RERUN_BIN = ROOT / ".venv-rerun" / "bin" / "rerun"
@@ -159,25 +159,10 @@ def test_separate_chunks_per_entity_and_timeline_set():
     assert sig == [("/x", ("a", "b", "log_time"), 1), ("/x", ("a", "log_time"), 1), ("/y", ("a", "log_time"), 1)]
 
 
-class _GateSink(Sink):
-    """A sink that blocks until released, to observe back-pressure."""
-
-    def __init__(self):
-        self.gate = threading.Event()
-        self.rows = 0
-
-    def add_store(self, store):
-        pass
-
-    def write_chunk(self, store, chunk, batch, enc):
-        self.gate.wait(30)
-        self.rows += chunk.num_rows
-
-
 def test_back_pressure_bounds_in_flight_memory():
     rec = rr.RecordingStream("bp", batcher_config=BatcherConfig(
         flush_tick=0.001, flush_num_bytes=1, max_in_flight_bytes=3000))
-    sink = _GateSink()
+    sink = GateSink()
     rec._set_sinks([sink])
     rec.log("e", rr.Image(np.zeros((1, 2000), np.uint8)))  # admitted (nothing in flight)
     done = threading.Event()
@@ -300,7 +285,8 @@ def test_send_columns_large_batches_are_split_into_chunks():
 
 def test_static_send_columns_without_index():
     rec, mem = _stream()
-    rec.send_columns("s", columns=rr.Image.columns(format=rr.components.ImageFormat(1, 1, color_model="L", channel_datatype="U8")))
+    fmt = rr.components.ImageFormat(1, 1, color_model="L", channel_datatype="U8")
+    rec.send_columns("s", columns=rr.Image.columns(format=fmt))
     (c,) = [c for c in read_rrd(mem.rrd_bytes()).chunks if c.entity_path == "/s"]
     assert c.is_static
 

@@ -32,7 +32,8 @@ def test_save_to_an_unwritable_path_is_a_clear_error(tmp_path):
     with pytest.raises(rr.PixelrunSaveError) as e:
         rec.save(blocker / "sub" / "out.rrd")
     msg = str(e.value)
-    assert msg == f"cannot write the recording to {str(blocker / 'sub' / 'out.rrd')!r}: {str(blocker)!r} is not a folder"
+    assert msg == (f"cannot write the recording to {str(blocker / 'sub' / 'out.rrd')!r}: "
+                   f"{str(blocker)!r} is not a folder")
     assert isinstance(e.value, OSError)
     # short: the user's call and the SDK's save, nothing from inside the sinks
     frames = traceback.extract_tb(e.value.__traceback__)
@@ -83,7 +84,8 @@ def test_saving_again_to_the_same_path_loses_nothing(tmp_path):
     rec.close()
     got = read_rrd(path)
     assert got.problems == [] and got.has_footer
-    assert sorted(int(v) for c in got.chunks if c.entity_path == "/e" for v in c.timelines["i"].values) == list(range(8))
+    steps = sorted(int(v) for c in got.chunks if c.entity_path == "/e" for v in c.timelines["i"].values)
+    assert steps == list(range(8))
 
 
 def test_pixelrun_save_overriding_rr_save_names_both_paths(tmp_path, monkeypatch):
