@@ -28,6 +28,7 @@ drawn are left out with a `RenderWarning` (a ``pixelrun.PixelrunWarning``).
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 import weakref
 from typing import Iterator, Optional, Protocol, Sequence, Union
@@ -308,3 +309,17 @@ def render_times(
             yield t, render_layers(layers, background=bg, backend=name)
         except FRAME_ERRORS as exc:
             yield t, exc
+
+
+def folder_write_error(folder) -> Optional[str]:
+    """Why nothing can be written into an existing `folder` (None when a file can be).
+
+    Output paths are checked before any frame is rendered, by creating and removing a
+    probe file: permissions alone do not say (root, read-only mounts, quotas).
+    """
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".pixelrun-write-test-"):
+            pass
+    except OSError as exc:
+        return str(exc.strerror or exc)
+    return None

@@ -37,7 +37,6 @@ Codecs (`codec`):
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
@@ -130,11 +129,9 @@ def check_video_output(path: Union[str, "os.PathLike[str]"], codec: str = DEFAUL
     if not folder.is_dir():
         why = "is not a folder" if folder.exists() else "does not exist"
         raise VideoOutputError(f"cannot write {p}: its folder {folder}/ {why}")
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".pixelrun-write-test-"):
-            pass
-    except OSError as exc:
-        raise VideoOutputError(f"cannot write to {folder}/: {exc.strerror or exc}") from None
+    why = R.folder_write_error(folder)
+    if why:
+        raise VideoOutputError(f"cannot write to {folder}/: {why}")
     return p
 
 

@@ -39,7 +39,6 @@ import hashlib
 import os
 import re
 import sys
-import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
@@ -150,11 +149,9 @@ def writable_folder(folder: Path) -> Path:
             raise OutputError(f"cannot create the folder {shown}/: {exc.strerror or exc}") from None
     if not folder.is_dir():
         raise OutputError(f"cannot write to {shown}/: it is not a folder")
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".pixelrun-write-test-"):
-            pass
-    except OSError as exc:
-        raise OutputError(f"cannot write to {shown}/: {exc.strerror or exc}") from None
+    why = R.folder_write_error(folder)
+    if why:
+        raise OutputError(f"cannot write to {shown}/: {why}")
     return folder.resolve()
 
 
