@@ -373,20 +373,21 @@ def formats_from_column(col: pa.Array) -> list:
 
     Rows holding several instances use the last one (Rerun's mono-component rule).
     """
-    out: list = []
-    rows = col.to_pylist()
-    for row in rows:
-        if not row:
-            out.append(None)
-            continue
-        d = row[-1]
-        out.append(
-            ImageFormat(
-                d["width"], d["height"], pixel_format=d.get("pixel_format"),
-                color_model=d.get("color_model"), channel_datatype=d.get("channel_datatype"),
-            )
-        )
-    return out
+    return [format_from_struct(row[-1]) if row else None for row in col.to_pylist()]
+
+
+def format_from_struct(d) -> ImageFormat:
+    """One `Image:format` struct value (as a Python dict) as a kernels ImageFormat.
+
+    Raises ValueError for a damaged or foreign struct (not a dict, no width/height), so
+    callers report it like any other bad format.
+    """
+    if not isinstance(d, dict) or d.get("width") is None or d.get("height") is None:
+        raise ValueError(f"width and height are required, got {d!r}")
+    return ImageFormat(
+        d["width"], d["height"], pixel_format=d.get("pixel_format"),
+        color_model=d.get("color_model"), channel_datatype=d.get("channel_datatype"),
+    )
 
 
 def buffer_row(col: pa.Array, i: int) -> Optional[memoryview]:

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from pixelrun.engine.archetypes import IMAGE, undrawn_archetypes
-from pixelrun.engine.chunk import normalize_entity_path
+from pixelrun.engine.chunk import format_from_struct, normalize_entity_path
 from pixelrun.kernels.errors import RenderWarning, user_stacklevel
 from pixelrun.kernels.formats import ImageFormat, validate
 from pixelrun.kernels.layers import (  # noqa: F401 - Layer and the compositors' rules, re-exported
@@ -68,17 +68,7 @@ def _format(hit) -> Optional[ImageFormat]:
     inst = _last_instance(hit)
     if inst is None or not inst.is_valid:
         return None
-    d = inst.as_py()
-    if not isinstance(d, dict) or d.get("width") is None or d.get("height") is None:
-        # a damaged or foreign struct: reported by the caller like any bad format
-        raise ValueError(f"width and height are required, got {d!r}")
-    return ImageFormat(
-        d["width"],
-        d["height"],
-        pixel_format=d.get("pixel_format"),
-        color_model=d.get("color_model"),
-        channel_datatype=d.get("channel_datatype"),
-    )
+    return format_from_struct(inst.as_py())  # ValueError on damage: reported by the caller
 
 
 def _float(hit, default: float) -> float:

@@ -85,11 +85,6 @@ def _squeezed_shape(shape: tuple, channels: Optional[int] = None) -> tuple:
     return tuple(shape)
 
 
-def _squeeze(arr: np.ndarray, channels: Optional[int] = None) -> np.ndarray:
-    shape = _squeezed_shape(arr.shape, channels)
-    return arr.reshape(shape) if arr.shape != shape else arr
-
-
 class DeferredBytes:
     """The raw bytes of a GPU image whose device-to-host copy is still in flight.
 

@@ -316,10 +316,10 @@ class MemorySink(_StreamWriter):
         """The stream so far, completed with an End message and footer."""
         with self._lock:
             if self._closed:
-                return b"".join(bytes(p) if isinstance(p, pa.Buffer) else p for p in self._parts)
+                return b"".join(self._parts)
             self._start()
-            data = b"".join(bytes(p) if isinstance(p, pa.Buffer) else p for p in self._parts)
-            return data + self._enc.footer()
+            # one join (pa.Buffer parts are bytes-like: no bytes() copy of each payload)
+            return b"".join([*self._parts, self._enc.footer()])
 
     def for_child(self) -> Optional[Callable[[], Sink]]:
         # The child's copy of the memory is its own: it goes on writing there (with a
@@ -514,7 +514,8 @@ class TcpSink(Sink):
                 self._push(_Item([rrd.encode_store_info(store)], 0, static=True))
 
     def write_chunk(self, store, chunk, batch, enc) -> None:
-        parts = [bytes(p) if isinstance(p, pa.Buffer) else p for p in enc.parts]
+        # the encoded payload is already a buffer of its own: queue it, don't copy it
+        parts = enc.parts
         with self._cond:
             if chunk.is_static:
                 key = (store.store_key, chunk.entity_path, tuple(sorted(chunk.components)))

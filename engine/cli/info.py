@@ -19,11 +19,10 @@ import warnings
 import pyarrow as pa
 
 from pixelrun.engine.archetypes import archetype_of, undrawn_archetypes
-from pixelrun.engine.chunk import IMAGE_FORMAT, format_time, printable
+from pixelrun.engine.chunk import IMAGE_FORMAT, format_from_struct, format_time, printable
 from pixelrun.engine.cli.main import error_line
 from pixelrun.engine.store.source import not_rrd_reason
 from pixelrun.engine.store.store import ChunkStore, StoreWarning
-from pixelrun.kernels.formats import ImageFormat
 
 
 def human_bytes(n: int) -> str:
@@ -51,11 +50,7 @@ def _latest_format(store: ChunkStore, entity: str, timelines: list[str]) -> str:
         if hit is None or len(hit.values) == 0:
             continue
         try:
-            d = hit.values[len(hit.values) - 1].as_py()
-            return ImageFormat(
-                d["width"], d["height"], pixel_format=d.get("pixel_format"),
-                color_model=d.get("color_model"), channel_datatype=d.get("channel_datatype"),
-            ).describe()
+            return format_from_struct(hit.values[len(hit.values) - 1].as_py()).describe()
         except (ValueError, TypeError, KeyError, pa.ArrowException) as exc:  # damaged values
             return printable(f"invalid format ({exc})", 120)
     return ""

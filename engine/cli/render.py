@@ -235,9 +235,6 @@ class Progress:
         sys.stderr.flush()
 
 
-FRAME_ERRORS = R.FRAME_ERRORS  # errors one frame's rendering can raise on damaged data
-
-
 def _frames(store, args, timeline: str, times):
     """(time, rgba or the exception that stopped that frame) for every time point."""
     return R.render_times(store, times, entity=args.entity, timeline=timeline,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import struct
 from typing import Iterator, Optional
 
 import numpy as np
@@ -18,11 +17,11 @@ import numpy as np
 from pixelrun.engine import rrd
 from pixelrun.engine.rrd import ChunkMsg, RrdDecoder, StoreInfoMsg
 from pixelrun.engine.rrd.footer import read_file_index
+from pixelrun.engine.rrd.messages import MESSAGE_HEADER
 
 # Files are read in groups of whole messages of about this many bytes, into one reused
 # buffer (see ReadBuffer).
 READ_BLOCK = 32 << 20
-_HEAD = struct.Struct("<QQ")
 
 
 class ChunkSource:
@@ -116,7 +115,7 @@ def message_groups(fd: int, size: int, block: int = READ_BLOCK) -> Iterator[tupl
             if len(head) < rrd.MESSAGE_HEADER_SIZE:
                 end = -1
                 break
-            kind, length = _HEAD.unpack(head)
+            kind, length = MESSAGE_HEADER.unpack(head)
             nxt = end + rrd.MESSAGE_HEADER_SIZE + length
             if nxt > size:
                 end = -1

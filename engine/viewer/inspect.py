@@ -33,11 +33,10 @@ from pixelrun.kernels.formats import (
     ChannelDatatype,
     ColorModel,
     ImageFormat,
-    SampleAddress,
 )
 from pixelrun.kernels.reference import convert as reference
 
-__all__ = ["PixelReadout", "inspect_pixel", "sample_address", "ValueRangeCache"]
+__all__ = ["PixelReadout", "inspect_pixel", "ValueRangeCache"]
 
 
 @dataclass(frozen=True)
@@ -71,11 +70,6 @@ def _fmt_value(v) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
     return str(v)
-
-
-def sample_address(a: SampleAddress, x: int, y: int) -> int:
-    """The byte address of sample (x, y): the format table's one addressing rule."""
-    return a.address(x, y)
 
 
 class ValueRangeCache:
@@ -151,13 +145,13 @@ def inspect_pixel(
 def _yuv(buf: np.ndarray, fmt: ImageFormat, x: int, y: int):
     info = PIXEL_FORMATS[fmt.pixel_format]
     layout = info.yuv_layout(fmt.width, fmt.height)
-    Y = int(buf[sample_address(layout.y, x, y)])
+    Y = int(buf[layout.y.address(x, y)])
     if layout.u is None:  # Y8: chroma is the constant 128 and is not in the buffer
         raw = (("Y", Y),)
         U = V = None
     else:
-        U = int(buf[sample_address(layout.u, x, y)])
-        V = int(buf[sample_address(layout.v, x, y)])
+        U = int(buf[layout.u.address(x, y)])
+        V = int(buf[layout.v.address(x, y)])
         raw = (("Y", Y), ("U", U), ("V", V))
     # A 1 x 1 image of the same format with the same samples decodes to the same colour.
     one = ImageFormat(1, 1, pixel_format=fmt.pixel_format)

@@ -51,7 +51,6 @@ import collections
 import copy
 import logging
 import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -61,6 +60,7 @@ import numpy as np
 
 from pixelrun.engine import rrd
 from pixelrun.engine.chunk import Chunk
+from pixelrun.engine.rrd.messages import KIND_NAMES, MESSAGE_HEADER
 
 __all__ = [
     "DEFAULT_BIND",
@@ -99,13 +99,6 @@ GREETING = b"PIXELRUN-VIEWER/1\n"
 # small chunks never wait behind a huge frame; at most max_connections x this much.
 UNBUDGETED_MESSAGE_BYTES = 64 << 10
 
-_HDR = struct.Struct("<QQ")
-_KINDS = {
-    rrd.KIND_END: "End",
-    rrd.KIND_SET_STORE_INFO: "SetStoreInfo",
-    rrd.KIND_ARROW_MSG: "ArrowMsg",
-    rrd.KIND_BLUEPRINT_ACTIVATION: "BlueprintActivationCommand",
-}
 _FOOTER_MAGIC = rrd.FOURCC + rrd.FOOTER_ID  # bytes 20..28 of the 32-byte stream footer
 
 
@@ -437,8 +430,8 @@ class _UnitReader:
         return self._read_message()
 
     def _read_message(self) -> Optional[_Unit]:
-        kind, length = _HDR.unpack_from(self._pre)
-        if kind not in _KINDS:
+        kind, length = MESSAGE_HEADER.unpack_from(self._pre)
+        if kind not in KIND_NAMES:
             raise StreamError(
                 f"byte {self.offset}: unknown message kind {kind} (expected 0-3); the framing is "
                 "lost, nothing after this offset can be read"
@@ -446,7 +439,7 @@ class _UnitReader:
         limit = self.limits.max_message_bytes
         if length > limit:
             raise StreamError(
-                f"byte {self.offset}: {_KINDS[kind]} message claims {length} bytes, more than "
+                f"byte {self.offset}: {KIND_NAMES[kind]} message claims {length} bytes, more than "
                 f"the {limit}-byte limit; refused without reading it"
             )
         reserved = length if length > UNBUDGETED_MESSAGE_BYTES else 0
@@ -456,7 +449,7 @@ class _UnitReader:
             if self._cancelled():
                 return None
             raise _Busy(
-                f"byte {self.offset}: a {length}-byte {_KINDS[kind]} message waited "
+                f"byte {self.offset}: a {length}-byte {KIND_NAMES[kind]} message waited "
                 f"{self.limits.busy_wait_s:g} s for the {self._budget.capacity}-byte in-flight budget"
             )
         link.opened += time.monotonic() - waited_from  # nor is it the handshake's

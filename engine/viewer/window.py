@@ -622,14 +622,15 @@ class Viewer:
         buf.map_sync("READ")
         try:
             data = np.frombuffer(buf.read_mapped(), dtype=np.uint8).reshape(h, bpr)[:, : w * 4]
-            rgba = data.reshape(h, w, 4).copy()
+            pixels = data.reshape(h, w, 4)
+            # one copy out of the mapped buffer, the channel swap done on the way
+            rgba = np.empty((h, w, 4), dtype=np.uint8)
+            rgba[..., :3] = pixels[..., 2::-1] if texture.format.startswith("bgra") else pixels[..., :3]
         finally:
             buf.unmap()
             buf.destroy()
-        if texture.format.startswith("bgra"):
-            rgba = rgba[..., [2, 1, 0, 3]]
         rgba[..., 3] = 255  # the surface is presented opaque
-        return np.ascontiguousarray(rgba)
+        return rgba
 
     def _save_png(self, path: str, rgba: np.ndarray) -> None:
 

@@ -74,7 +74,7 @@ from pixelrun.kernels.wgpu.layouts import FRAME, TILE
 from pixelrun.kernels.wgpu.wgsl import load_wgsl
 
 __all__ = [
-    "Renderer", "RenderWarning", "DrawStats", "background_linear", "default_vram_budget", "zoom_shift",
+    "Renderer", "RenderWarning", "DrawStats", "default_vram_budget", "zoom_shift",
     "shared_renderer", "composite",
 ]
 
@@ -83,11 +83,6 @@ Color = tuple[int, int, int, int]
 _DEFAULT_BUDGET_MB = 1024
 _ACC_CAP = 1 << 30  # bytes of accumulation buffer a frame may hold at once
 _RECORD = 256  # bytes per parameter record (a multiple of every storage offset alignment)
-
-
-def background_linear(background: Color) -> np.ndarray:
-    """The background as the accumulator starts it (layers.premultiplied_background), f32."""
-    return premultiplied_background(background).astype(np.float32)
 
 
 @dataclass
@@ -473,7 +468,7 @@ class Renderer:
             width, height = canvas_size(list(layers))
         else:
             width, height = (int(v) for v in scene_size)
-        bg_lin = background_linear(background)
+        bg_lin = premultiplied_background(background).astype(np.float32)
         bg_bytes = np.asarray(background, dtype=np.float32) / 255.0
 
         # Plan every (target, band): its accumulator region and the tile dispatches.
@@ -663,7 +658,7 @@ class Renderer:
         self.device.queue.submit([enc.finish()])
         out = np.empty((height, width, 4), dtype=np.uint8)
         for tex, (x0, y0, w, h) in zip(textures, rects):
-            out[y0 : y0 + h, x0 : x0 + w] = read_texture(self.device, tex, w, h)
+            read_texture(self.device, tex, w, h, out=out[y0 : y0 + h, x0 : x0 + w])
             tex.destroy()
         return out
 

@@ -135,8 +135,12 @@ def wait_idle(device) -> None:
     dst.destroy()
 
 
-def read_texture(device, texture, width: int, height: int) -> np.ndarray:
-    """Copy an rgba8 texture back to the CPU, honouring the 256-byte row alignment."""
+def read_texture(device, texture, width: int, height: int, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Copy an rgba8 texture back to the CPU, honouring the 256-byte row alignment.
+
+    With ``out`` (a (height, width, 4) uint8 view, e.g. a tile's place in a larger
+    image) the pixels are written there directly: one copy out of the mapped buffer.
+    """
     row = width * 4
     padded = (row + 255) // 256 * 256
     usage = wgpu.BufferUsage.COPY_DST | wgpu.BufferUsage.MAP_READ
@@ -151,7 +155,11 @@ def read_texture(device, texture, width: int, height: int) -> np.ndarray:
     buf.map_sync(wgpu.MapMode.READ)
     try:
         data = np.frombuffer(buf.read_mapped(), dtype=np.uint8).reshape(height, padded)
-        out = data[:, :row].reshape(height, width, 4).copy()
+        pixels = data[:, :row].reshape(height, width, 4)
+        if out is None:
+            out = pixels.copy()
+        else:
+            out[...] = pixels
     finally:
         buf.unmap()
         buf.destroy()
@@ -468,9 +476,8 @@ class WgslConverter:
         """Assemble decoded tiles into one (H, W, 4) uint8 array on the CPU."""
         out = np.empty((height, width, 4), dtype=np.uint8)
         for t in tiles:
-            out[t.y0 : t.y0 + t.height, t.x0 : t.x0 + t.width] = read_texture(
-                self.device, t.texture, t.width, t.height
-            )
+            read_texture(self.device, t.texture, t.width, t.height,
+                         out=out[t.y0 : t.y0 + t.height, t.x0 : t.x0 + t.width])
         return out
 
     def to_display_rgba(
