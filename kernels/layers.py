@@ -10,7 +10,8 @@ language: kernels/wgpu/shaders/common.wgsl, kernels/cuda/pixelrun_common.cuh).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from pixelrun.kernels.formats import ImageFormat
 __all__ = [
     "DEFAULT_OPACITY",
     "DEFAULT_IMAGE_DRAW_ORDER",
+    "LayerKind",
     "Layer",
     "order_layers",
     "blend_opacity",
@@ -34,12 +36,35 @@ DEFAULT_OPACITY = 1.0
 DEFAULT_IMAGE_DRAW_ORDER = -10.0
 
 
+class LayerKind:
+    """How a layer's samples become colours (contract §3 for images; depth and
+    segmentation map one channel through a table instead)."""
+
+    IMAGE = "image"  # the colour-model / pixel-format rules; a colormap only when one is set
+    DEPTH = "depth"  # one channel -> colormap over `value_range` (Rerun's DepthImage)
+    SEGMENTATION = "segmentation"  # class id -> `class_colors[id]` (Rerun's SegmentationImage)
+
+
 @dataclass(frozen=True)
 class Layer:
     """One image to draw: raw bytes plus how to read them and how to blend them.
 
     row_id identifies the buffer's row (128-bit int) and keys GPU upload caches.
     buffer is a 1-D uint8 view of the raw bytes, never converted on the CPU.
+
+    The fields after draw_order say how samples become colours; their defaults are an
+    ordinary Image. They are part of a layer's identity for decode caches, so a
+    changed colormap or range is a new decode, never a stale one.
+    - kind: a LayerKind value.
+    - value_range: (lo, hi) in raw sample units: Image's pinned display range, or
+      DepthImage's depth_range. None: the heuristic of the contract.
+    - colormap: a Colormap value (kernels/colormaps.py) for single-channel images;
+      None: grey for images, DepthImage's default for depth.
+    - class_colors: segmentation only, an (N, 4) uint8 table of straight-alpha sRGB
+      colours indexed by class id, built by the engine from the annotation context;
+      ids >= N are transparent. class_colors_key identifies the table for caches.
+    - magnification: MagnificationFilter value (1 nearest, 2 linear) for sampling a
+      layer shown larger than its native size.
     """
 
     entity: str
@@ -48,6 +73,12 @@ class Layer:
     format: ImageFormat
     opacity: float = DEFAULT_OPACITY
     draw_order: float = DEFAULT_IMAGE_DRAW_ORDER
+    kind: str = LayerKind.IMAGE
+    value_range: Optional[tuple[float, float]] = None
+    colormap: Optional[int] = None
+    class_colors: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
+    class_colors_key: Optional[int] = None
+    magnification: int = 1
 
 
 def order_layers(layers: list[Layer]) -> list[Layer]:
