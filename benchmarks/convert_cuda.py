@@ -12,6 +12,11 @@ GB/s (input + output bytes per second) to the copy bandwidth measured once in th
 same run on a 1 GiB buffer. NV12, I420 and YUY2 are also run through CV-CUDA's
 cvtcolor (when `import cvcuda` works) on the same input in the same run.
 
+Depth -> colormap and segmentation -> colour (contract §8; groups DEPTH_U16, DEPTH_F32,
+SEG_U8, SEG_U16, a batch of frames on the device, each depth frame with its own default
+range): `convert_batch_gpu(..., kind=...)` against OpenCV on the CPU in the same run over
+the same frames (minMaxLoc + convertScaleAbs + applyColorMap(TURBO) + BGR -> RGBA for depth;
+cvtColor(GRAY2RGBA) + LUT for U8 ids; NumPy's table[ids] for U16 ids, as cv2.LUT is 8-bit only).
 Timings are wall-clock around launch + device synchronisation, medians of repeated
 runs with min and max (benchmarks/_bench.py). One command, e.g. on an H100:
 
@@ -143,6 +148,81 @@ def _cvcuda_fn(cupy, cvcuda, fmt: ImageFormat, src, dst):
     return run, ""
 
 
+TABLE_CASES = ("DEPTH_U16", "DEPTH_F32", "SEG_U8", "SEG_U16")
+
+
+def _table_case(cupy, case: str, width: int, height: int, n: int):
+    """(format, device frames (n, nbytes), host frames (n, H, W), to_display keywords, peer, peer fn)."""
+    import cv2
+
+    yy, xx = cupy.mgrid[0:height, 0:width]
+    shift = cupy.arange(n)[:, None, None]
+    colors = np.random.default_rng(0).integers(0, 256, (1000, 4), dtype=np.uint8)
+    colors[:, 3] = 255
+    if case.startswith("DEPTH"):
+        mm = (500 + 7 * xx + 3 * yy)[None] + 10 * shift  # a tilted plane moving per frame
+        frames = mm.astype(cupy.uint16) if case == "DEPTH_U16" else (mm / 1000.0).astype(cupy.float32)
+        kw = {"kind": "depth"}
+
+        def peer(host):
+            for v in host:
+                _, hi, _, _ = cv2.minMaxLoc(v)
+                g = cv2.convertScaleAbs(v, alpha=255.0 / max(hi, 1e-12))
+                cv2.cvtColor(cv2.applyColorMap(g, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGBA)
+
+        name = "OpenCV applyColorMap(TURBO) chain, CPU"
+    else:
+        ids = ((xx // 64) + 7 * (yy // 64))[None] + shift
+        if case == "SEG_U8":
+            frames, table = (ids % 200).astype(cupy.uint8), colors[:200]
+            lut4 = np.zeros((256, 1, 4), np.uint8)
+            lut4[:200, 0] = table
+
+            def peer(host):
+                for v in host:
+                    cv2.LUT(cv2.cvtColor(v, cv2.COLOR_GRAY2RGBA), lut4)
+
+            name = "OpenCV cvtColor+LUT, CPU"
+        else:
+            frames, table = (ids % 1000).astype(cupy.uint16), colors
+
+            def peer(host):
+                for v in host:
+                    table[v]
+
+            name = "NumPy table[ids], CPU"
+        kw = {"kind": "segmentation", "class_colors": table}
+    dt = {"DEPTH_U16": ChannelDatatype.U16, "DEPTH_F32": ChannelDatatype.F32,
+          "SEG_U8": ChannelDatatype.U8, "SEG_U16": ChannelDatatype.U16}[case]
+    fmt = ImageFormat(width, height, color_model=ColorModel.L, channel_datatype=dt)
+    frames = cupy.ascontiguousarray(frames)
+    return fmt, frames.reshape(n, -1).view(cupy.uint8), frames.get(), kw, name, peer
+
+
+def _table_rows(cupy, width: int, height: int, args, copy_bw: float) -> list:
+    """Depth and segmentation groups: OpenCV (CPU) as the peer, convert_batch_gpu on the same frames."""
+    try:
+        import cv2  # noqa: F401 - optional peer
+    except ImportError:
+        print("- depth/segmentation rows skipped: OpenCV (their peer) is not installed")
+        return []
+    rows = []
+    for case in TABLE_CASES:
+        if args.only and args.only.lower() not in case.lower():
+            continue
+        n = max(1, min(args.batch, int(args.max_gb * 1e9 // (12 * width * height))))
+        fmt, src, host, kw, peer_name, peer = _table_case(cupy, case, width, height, n)
+        moved = n * (fmt.byte_count() + 4 * fmt.num_pixels)
+        note = f"{n} frames"
+        rows.append(_timed(cupy, peer_name, partial(peer, host), case, args.repeat, moved, copy_bw,
+                           peer=True, note=note))
+        rows.append(_timed(cupy, "pixelrun convert_batch_gpu", partial(cupy_convert.convert_batch_gpu, src, fmt, **kw),
+                           case, args.repeat, moved, copy_bw, note=note))
+        src = host = None
+        cupy.get_default_memory_pool().free_all_blocks()
+    return rows
+
+
 def main() -> int:
     args = bench_args(__doc__, parser=_parser())
     ok, reason = cupy_convert.is_available()
@@ -200,6 +280,7 @@ def main() -> int:
                         rows.append(_timed(cupy, "CV-CUDA cvtcolor", fn, group, args.repeat, moved, copy_bw))
             src = dst = plan = copy = _keep = None  # release the device memory before the next format
             pool.free_all_blocks()
+        rows += _table_rows(cupy, width, height, args, copy_bw)
         print()
         print_table(
             rows,

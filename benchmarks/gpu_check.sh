@@ -96,7 +96,7 @@ declare -A CUDA_ONLY=([convert-cuda-1080p]=1 [convert-cuda-4k]=1)
 PYTEST=("$PY" -m pytest -p no:cacheprovider -q -rsfE)
 CUDA_TESTS=(tests/kernels/test_conformance.py tests/kernels/test_cupy_backend.py tests/engine/test_cupy_composite.py
             tests/sdk/test_gpu_input_async.py tests/kernels/test_cuda_ptx.py tests/kernels/test_cupy_host_harness.py
-            tests/kernels/test_cupy_glue_fake.py)
+            tests/kernels/test_cupy_glue_fake.py tests/kernels/test_depth_segmentation.py)
 WGSL_TESTS=(tests/kernels/test_conformance.py tests/kernels/test_wgsl.py tests/engine/test_gpu_convert.py
             tests/engine/test_gpu_device.py tests/engine/test_render.py)
 

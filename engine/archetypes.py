@@ -39,6 +39,7 @@ __all__ = [
     "ANNOTATION_CONTEXT",
     "ARCHETYPES",
     "DRAWABLE",
+    "SCENE_INPUTS",
     "COMPONENTS",
     "DRAWABLE_COLUMNS",
     "archetype_of",
@@ -184,7 +185,7 @@ IMAGE = _archetype(
 )
 
 # The image family as Rerun 0.41 writes it (fields in its order; checked against files
-# its SDK wrote). Read, written and listed; not drawn yet (not in DRAWABLE).
+# its SDK wrote).
 DEPTH_IMAGE = _archetype(
     "rerun.archetypes.DepthImage",
     -20.0,  # Rerun's default: depth below images
@@ -225,14 +226,19 @@ ANNOTATION_CONTEXT = _archetype(
 
 ARCHETYPES: tuple[Archetype, ...] = (IMAGE, DEPTH_IMAGE, SEGMENTATION_IMAGE, ENCODED_IMAGE, ANNOTATION_CONTEXT)
 
-# Archetypes the scene draws (and the store therefore keeps by default).
-DRAWABLE: tuple[Archetype, ...] = (IMAGE,)
+# Archetypes the scene draws, each as one layer per entity (engine/scene.py builds them;
+# the store keeps their components by default).
+DRAWABLE: tuple[Archetype, ...] = (IMAGE, DEPTH_IMAGE, SEGMENTATION_IMAGE, ENCODED_IMAGE)
+
+# Archetypes the scene reads without drawing them: an AnnotationContext colours the
+# SegmentationImages under it. Kept by the store, and not named "not drawn".
+SCENE_INPUTS: tuple[Archetype, ...] = (ANNOTATION_CONTEXT,) if SEGMENTATION_IMAGE in DRAWABLE else ()
 
 # Column name -> its component, over every archetype.
 COMPONENTS: dict[str, ComponentSpec] = {c.column: c for a in ARCHETYPES for c in a.components}
 
-# Every column of every drawable archetype.
-DRAWABLE_COLUMNS: frozenset[str] = frozenset(c for a in DRAWABLE for c in a.columns)
+# Every column the scene reads: those of the drawable archetypes and of SCENE_INPUTS.
+DRAWABLE_COLUMNS: frozenset[str] = frozenset(c for a in DRAWABLE + SCENE_INPUTS for c in a.columns)
 
 
 def archetype_of(column: str) -> Optional[str]:
@@ -246,7 +252,7 @@ def archetype_of(column: str) -> Optional[str]:
     return head if sep and head else None
 
 
-_DRAWABLE_NAMES = frozenset(a.short_name for a in DRAWABLE)
+_DRAWABLE_NAMES = frozenset(a.short_name for a in DRAWABLE + SCENE_INPUTS)
 
 
 def undrawn_archetypes(entity: str, columns) -> list[str]:

@@ -37,6 +37,11 @@ IMAGE_DRAW_ORDER = IMAGE.column("draw_order")
 
 TIMELINE_KINDS = ("sequence", "duration", "timestamp")
 
+# The fields `format_column` adds to Image:format for a format with padded rows or
+# big-endian samples.
+ROW_STRIDE_FIELD = pa.field("row_stride", pa.uint32())
+BIG_ENDIAN_FIELD = pa.field("big_endian", pa.bool_())
+
 # Timelines the SDK stamps on every row by itself (like Rerun's log_time/log_tick).
 AUTOMATIC_TIMELINES = ("log_time", "log_tick")
 
@@ -332,7 +337,15 @@ def format_column(formats: list) -> pa.Array:
         opt([None if f.pixel_format is not None else f.color_model for f in present]),
         opt([None if f.pixel_format is not None else f.channel_datatype for f in present]),
     ]
-    values = pa.StructArray.from_arrays(arrays, fields=list(IMAGE_FORMAT_STRUCT))
+    fields = list(IMAGE_FORMAT_STRUCT)
+    if any(f.row_stride is not None or f.big_endian for f in present):
+        # pixelrun's padded rows and byte order (ROS bags' `step`, `is_bigendian`): fields
+        # Rerun's struct lacks, so such a column stays in pixelrun's store (`pixelrun
+        # convert` writes tight little-endian rows)
+        arrays.append(pa.array([f.row_stride for f in present], type=pa.uint32()))
+        arrays.append(pa.array([f.big_endian for f in present], type=pa.bool_()))
+        fields += [ROW_STRIDE_FIELD, BIG_ENDIAN_FIELD]
+    values = pa.StructArray.from_arrays(arrays, fields=fields)
     return _wrap_rows(values, [f is not None for f in formats], len(formats))
 
 
@@ -387,6 +400,7 @@ def format_from_struct(d) -> ImageFormat:
     return ImageFormat(
         d["width"], d["height"], pixel_format=d.get("pixel_format"),
         color_model=d.get("color_model"), channel_datatype=d.get("channel_datatype"),
+        row_stride=d.get("row_stride"), big_endian=bool(d.get("big_endian")),
     )
 
 

@@ -8,8 +8,10 @@ modules and is imported only when chosen, so a machine without CUDA or without a
 adapter still has the others.
 
 Each `Backend` names
-- ``convert``: a module with ``to_display_rgba(buffer, fmt, value_range=None)``, optional
-  ``convert_batch(frames, fmt, value_range=None)`` and ``is_available() -> (bool, reason)``;
+- ``convert``: a module with ``to_display_rgba(buffer, fmt, value_range=None, *, kind="image",
+  colormap=None, class_colors=None)`` (the last three: contract §8's depth, colormapped and
+  segmentation images), optional ``convert_batch(frames, fmt, value_range=None, **same)`` and
+  ``is_available() -> (bool, reason)``;
 - ``composite``: ``"module:function"``, a function ``(layers, background) -> (H, W, 4)
   uint8`` drawing `pixelrun.kernels.layers.Layer`s at native size.
 `pixelrun.engine.api.render` and the conversion API below both dispatch through it.
@@ -24,7 +26,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from pixelrun.kernels.formats import ImageFormat
-from pixelrun.kernels.layers import Layer
+from pixelrun.kernels.layers import Layer, LayerKind
 
 __all__ = [
     "Backend",
@@ -148,10 +150,21 @@ def convert(
     fmt: ImageFormat,
     value_range: Optional[tuple[float, float]] = None,
     backend: str = "auto",
+    *,
+    kind: str = LayerKind.IMAGE,
+    colormap: Optional[int] = None,
+    class_colors: Optional[np.ndarray] = None,
 ) -> np.ndarray:
-    """Raw bytes (bytes, memoryview, uint8 array; CuPy for "cupy") -> (H, W, 4) uint8."""
+    """Raw bytes (bytes, memoryview, uint8 array; CuPy for "cupy") -> (H, W, 4) uint8.
+
+    kind ("image", "depth", "segmentation"), colormap (a `colormaps.Colormap` value) and
+    class_colors ((N, 4) uint8 sRGB, indexed by class id) map a one-channel image through a
+    table (contract §8); value_range is then the depth / display range.
+    """
     name = choose_backend(backend, buffer)
-    return backend_module(name).to_display_rgba(buffer, fmt, value_range=value_range)
+    return backend_module(name).to_display_rgba(
+        buffer, fmt, value_range=value_range, kind=kind, colormap=colormap, class_colors=class_colors
+    )
 
 
 def convert_batch(
@@ -159,20 +172,26 @@ def convert_batch(
     fmt: ImageFormat,
     value_range: Optional[tuple[float, float]] = None,
     backend: str = "auto",
+    *,
+    kind: str = LayerKind.IMAGE,
+    colormap: Optional[int] = None,
+    class_colors: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """N frames of one format -> (N, H, W, 4) uint8.
 
     On CUDA the whole column is one launch (`cuda.convert.convert_batch`); other
     backends convert frame by frame into one preallocated output.
     frames: an (N, nbytes) uint8 array (host or CUDA) or a sequence of byte buffers.
+    kind, colormap, class_colors: as for `convert` (each frame its own default depth range).
     """
+    table_args = {"kind": kind, "colormap": colormap, "class_colors": class_colors}
     n = len(frames)
     batch_bytes = n * fmt.byte_count()
     name = choose_backend(backend, frames, batch_bytes=batch_bytes)
     mod = backend_module(name)
     if hasattr(mod, "convert_batch"):
-        return mod.convert_batch(frames, fmt, value_range=value_range)
+        return mod.convert_batch(frames, fmt, value_range=value_range, **table_args)
     out = np.empty((n, fmt.height, fmt.width, 4), dtype=np.uint8)
     for i in range(n):  # per frame, not per pixel: each call is a whole-image kernel
-        out[i] = mod.to_display_rgba(frames[i], fmt, value_range=value_range)
+        out[i] = mod.to_display_rgba(frames[i], fmt, value_range=value_range, **table_args)
     return out

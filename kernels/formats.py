@@ -16,6 +16,15 @@ rows with the same arithmetic; backends implement that single rule instead of on
 decoder per format. Chroma plane sizes use ceil(W/2) and ceil(H/2) (contract §7: odd
 crops are real).
 
+Row stride. A pixel format may carry `row_stride` (ImageFormat.row_stride): the
+bytes from one row of the first plane to the next, at least a tight row (camera
+drivers pad rows to an alignment; ROS calls it `step`). It only changes row_bytes in
+the rule above: NV12/NV21 chroma rows use the same stride, planar 4:2:0/4:2:2 chroma
+rows half of it (rounded up), packed YUY2/UYVY rows the stride itself, Bayer mosaic
+rows the stride itself. Every backend reads YUV layouts from `yuv_layout`, so it
+honours the stride there without code of its own; the Bayer decoders take the stride
+(and the sample size: 8- or 16-bit mosaics) as a parameter.
+
 Precision contract (what "bit-exact for integer data" means for every backend):
 - Integer channel datatypes of at most 16 bits (U8, I8, U16, I16) are converted with
   exact integer arithmetic: with integer lo < hi, byte = floor((510*(v-lo) + (hi-lo)) /
@@ -29,6 +38,7 @@ Precision contract (what "bit-exact for integer data" means for every backend):
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from typing import Optional
@@ -86,7 +96,7 @@ class ChannelDatatype(enum.IntEnum):
 
 
 class PixelFormat(enum.IntEnum):
-    """Special pixel layouts (YUV, Bayer), all with 8-bit samples (Rerun's values)."""
+    """Special pixel layouts (YUV, Bayer): Rerun's values, then pixelrun's own (200+)."""
 
     Y_U_V12_LimitedRange = 20
     NV12 = 26
@@ -102,6 +112,15 @@ class PixelFormat(enum.IntEnum):
     BayerBGGR8 = 129
     BayerGBRG8 = 130
     BayerGRBG8 = 131
+    # pixelrun's own layouts (no Rerun 0.41 equivalent, values from 200 on): the camera
+    # layouts of ROS bags. `pixelrun convert` writes them in a form Rerun shows.
+    UYVY = 200  # ROS "yuv422": U0 Y0 V0 Y1 per pixel pair, BT.601 limited
+    NV21 = 201  # NV12 with V before U in the chroma plane
+    I420 = 202  # planar Y, U, V 4:2:0, BT.601 limited (Rerun's Y_U_V12 is BT.709)
+    BayerRGGB16 = 210  # 16-bit little-endian Bayer mosaics (linear light, value / 65535)
+    BayerBGGR16 = 211
+    BayerGBRG16 = 212
+    BayerGRBG16 = 213
 
 
 # --------------------------------------------------------------------------- datatypes
@@ -258,8 +277,10 @@ def _ceil_half(n: int) -> int:
 class PixelFormatInfo:
     """One row of the PixelFormat table.
 
-    family: 'planar' (Y_U_V*), 'nv12', 'yuy2', 'y8', 'bayer'.
+    family: 'planar' (Y_U_V*, I420), 'nv12', 'nv21', 'yuy2', 'uyvy', 'y8', 'bayer'.
     chroma: (shift_x, shift_y) of chroma subsampling for YUV families.
+    sample_bytes: bytes per Bayer sample (1, or 2: little-endian 16-bit, shown as
+    value / 65535); 1 for the YUV families.
     """
 
     format: PixelFormat
@@ -269,39 +290,57 @@ class PixelFormatInfo:
     range: Optional[YuvRange]
     bayer_pattern: Optional[str]  # e.g. "RGGB": the 2x2 tile's colours, row-major
     byte_rule: str  # human-readable, shown by `pixelrun formats`
+    sample_bytes: int = 1
+
+    @property
+    def sample_max(self) -> float:
+        """The largest sample value (what a Bayer sample is divided by)."""
+        return float((1 << (8 * self.sample_bytes)) - 1)
 
     @property
     def is_bayer(self) -> bool:
         return self.family == "bayer"
 
-    def planes(self, width: int, height: int) -> tuple[Plane, ...]:
+    def tight_row_bytes(self, width: int) -> int:
+        """Bytes of one unpadded row of the first plane."""
+        if self.family in ("yuy2", "uyvy"):
+            return 4 * _ceil_half(width)
+        return width * self.sample_bytes
+
+    def planes(self, width: int, height: int, row_stride: Optional[int] = None) -> tuple[Plane, ...]:
+        """The buffer's planes; `row_stride` (YUV families): bytes per first-plane row."""
         w, h = width, height
-        n = w * h
         cw, ch = _ceil_half(w), _ceil_half(h)
+        stride = self.tight_row_bytes(w) if row_stride is None else row_stride
+        n = stride * h
         if self.family == "planar":
             sx, sy = self.chroma
             pw, ph = (cw if sx else w), (ch if sy else h)
+            if row_stride is not None:
+                pw = _ceil_half(stride) if sx else stride
             return (
-                Plane("Y", 0, w, h),
+                Plane("Y", 0, stride, h),
                 Plane("U", n, pw, ph),
                 Plane("V", n + pw * ph, pw, ph),
             )
-        if self.family == "nv12":
-            return (Plane("Y", 0, w, h), Plane("UV", n, 2 * cw, ch))
-        if self.family == "yuy2":
-            return (Plane("YUYV", 0, 4 * cw, h),)
+        if self.family in ("nv12", "nv21"):
+            uv = "UV" if self.family == "nv12" else "VU"
+            # chroma rows: the same stride (never shorter than a tight chroma row: odd W)
+            return (Plane("Y", 0, stride, h), Plane(uv, n, max(2 * cw, stride), ch))
+        if self.family in ("yuy2", "uyvy"):
+            return (Plane("YUYV" if self.family == "yuy2" else "UYVY", 0, stride, h),)
         if self.family == "y8":
-            return (Plane("Y", 0, w, h),)
-        return (Plane("mosaic", 0, w, h),)
+            return (Plane("Y", 0, stride, h),)
+        return (Plane("mosaic", 0, stride, h),)
 
-    def byte_count(self, width: int, height: int) -> int:
-        return sum(p.size for p in self.planes(width, height))
+    def byte_count(self, width: int, height: int, row_stride: Optional[int] = None) -> int:
+        return sum(p.size for p in self.planes(width, height, row_stride))
 
-    def yuv_layout(self, width: int, height: int) -> YuvLayout:
+    def yuv_layout(self, width: int, height: int, row_stride: Optional[int] = None) -> YuvLayout:
         """The addressing rule for Y, U and V (not defined for Bayer)."""
         if self.family == "bayer":
             raise ValueError(f"{self.format.name} is a Bayer mosaic, not YUV")
-        planes = self.planes(width, height)
+        planes = self.planes(width, height, row_stride)
         sx, sy = self.chroma
         if self.family == "planar":
             y, u, v = planes
@@ -310,19 +349,21 @@ class PixelFormatInfo:
                 SampleAddress(u.offset, u.row_bytes, 1, sx, sy),
                 SampleAddress(v.offset, v.row_bytes, 1, sx, sy),
             )
-        if self.family == "nv12":
+        if self.family in ("nv12", "nv21"):
             y, uv = planes
+            u_at = 0 if self.family == "nv12" else 1  # NV21: V first
             return YuvLayout(
                 SampleAddress(0, y.row_bytes, 1, 0, 0),
-                SampleAddress(uv.offset, uv.row_bytes, 2, 1, 1),
-                SampleAddress(uv.offset + 1, uv.row_bytes, 2, 1, 1),
+                SampleAddress(uv.offset + u_at, uv.row_bytes, 2, 1, 1),
+                SampleAddress(uv.offset + 1 - u_at, uv.row_bytes, 2, 1, 1),
             )
-        if self.family == "yuy2":
+        if self.family in ("yuy2", "uyvy"):
             (row,) = planes
+            y0, u0, v0 = (0, 1, 3) if self.family == "yuy2" else (1, 0, 2)  # Y0 U Y1 V / U Y0 V Y1
             return YuvLayout(
-                SampleAddress(0, row.row_bytes, 2, 0, 0),
-                SampleAddress(1, row.row_bytes, 4, 1, 0),
-                SampleAddress(3, row.row_bytes, 4, 1, 0),
+                SampleAddress(y0, row.row_bytes, 2, 0, 0),
+                SampleAddress(u0, row.row_bytes, 4, 1, 0),
+                SampleAddress(v0, row.row_bytes, 4, 1, 0),
             )
         (y,) = planes  # y8: chroma is the constant 128
         return YuvLayout(SampleAddress(0, y.row_bytes, 1, 0, 0), None, None)
@@ -336,7 +377,7 @@ class PixelFormatInfo:
         return out
 
 
-def _pf(fmt, family, chroma, matrix, rng, rule, bayer=None) -> PixelFormatInfo:
+def _pf(fmt, family, chroma, matrix, rng, rule, bayer=None, sample_bytes=1) -> PixelFormatInfo:
     return PixelFormatInfo(
         fmt,
         family,
@@ -345,6 +386,7 @@ def _pf(fmt, family, chroma, matrix, rng, rule, bayer=None) -> PixelFormatInfo:
         YUV_RANGES[rng] if rng else None,
         bayer,
         rule,
+        sample_bytes,
     )
 
 
@@ -366,6 +408,13 @@ PIXEL_FORMATS: dict[PixelFormat, PixelFormatInfo] = {
         _pf(_P.BayerBGGR8, "bayer", (0, 0), None, None, "N", "BGGR"),
         _pf(_P.BayerGBRG8, "bayer", (0, 0), None, None, "N", "GBRG"),
         _pf(_P.BayerGRBG8, "bayer", (0, 0), None, None, "N", "GRBG"),
+        _pf(_P.UYVY, "uyvy", (1, 0), "BT.601", "limited", "4*cw*H"),
+        _pf(_P.NV21, "nv21", (1, 1), "BT.601", "limited", "N + 2*cw*ch"),
+        _pf(_P.I420, "planar", (1, 1), "BT.601", "limited", "N + 2*cw*ch"),
+        _pf(_P.BayerRGGB16, "bayer", (0, 0), None, None, "2*N", "RGGB", 2),
+        _pf(_P.BayerBGGR16, "bayer", (0, 0), None, None, "2*N", "BGGR", 2),
+        _pf(_P.BayerGBRG16, "bayer", (0, 0), None, None, "2*N", "GBRG", 2),
+        _pf(_P.BayerGRBG16, "bayer", (0, 0), None, None, "2*N", "GRBG", 2),
     )
 }
 
@@ -425,6 +474,11 @@ class ImageFormat:
     """Resolution plus either a PixelFormat, or a ColorModel and ChannelDatatype.
 
     When `pixel_format` is set it wins (as in Rerun) and the other two are ignored.
+    `row_stride` (None: tight rows) is the bytes from one row (of the first plane) to
+    the next (the module docstring's layout model); for colour images a multiple of the
+    sample size (up to 4). `big_endian` (colour images only): multi-byte samples are
+    stored most significant byte first. Both are pixelrun's own (ROS bags' `step` and
+    `is_bigendian`); Rerun 0.41's ImageFormat has neither.
     """
 
     width: int
@@ -432,6 +486,8 @@ class ImageFormat:
     pixel_format: Optional[PixelFormat] = None
     color_model: Optional[ColorModel] = None
     channel_datatype: Optional[ChannelDatatype] = None
+    row_stride: Optional[int] = None
+    big_endian: bool = False
 
     def __post_init__(self) -> None:
         for name in ("width", "height"):
@@ -445,6 +501,44 @@ class ImageFormat:
             object.__setattr__(self, "color_model", parse_color_model(self.color_model))
         if self.channel_datatype is not None:
             object.__setattr__(self, "channel_datatype", parse_datatype(self.channel_datatype))
+        if self.row_stride is not None:
+            self._check_row_stride()
+        object.__setattr__(self, "big_endian", bool(self.big_endian))
+        if self.big_endian and self.pixel_format is not None:
+            raise ValueError(f"ImageFormat.big_endian applies to colour images, not to {self.pixel_format.name}")
+
+    def _check_row_stride(self) -> None:
+        v = self.row_stride
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+            raise ValueError(f"ImageFormat.row_stride must be an integer, got {v!r}")
+        object.__setattr__(self, "row_stride", int(v))
+        tight = self.tight_row_bytes()
+        if self.row_stride < tight:
+            raise ValueError(f"ImageFormat.row_stride {self.row_stride} is less than one row of "
+                             f"{self.describe()} ({tight} bytes)")
+        if self.pixel_format is None:
+            align = min(DATATYPES[self.datatype].size, 4)
+            if self.row_stride % align:
+                raise ValueError(f"ImageFormat.row_stride {self.row_stride} of {self.describe()} is not a multiple "
+                                 f"of {align} (the samples' alignment)")
+
+    def tight_row_bytes(self) -> int:
+        """Bytes of one unpadded row (of the first plane)."""
+        if self.pixel_format is not None:
+            return PIXEL_FORMATS[self.pixel_format].tight_row_bytes(self.width)
+        return self.width * COLOR_MODELS[self.model].channels * DATATYPES[self.datatype].size
+
+    def color_samples(self, buf: np.ndarray) -> np.ndarray:
+        """(H, W, channels) samples of a colour image's bytes (1-D uint8 of `byte_count()`),
+        native byte order, padding left out: a view when the rows are tight and
+        little-endian, else one copy. What the NumPy paths read instead of the raw bytes."""
+        assert self.pixel_format is None
+        info = DATATYPES[self.datatype]
+        h, w, c = self.height, self.width, COLOR_MODELS[self.model].channels
+        row = self.tight_row_bytes()
+        rows = buf if self.row_stride is None else buf[: self.row_stride * h].reshape(h, self.row_stride)[:, :row]
+        dtype = info.numpy.newbyteorder(">") if self.big_endian else info.numpy
+        return np.ascontiguousarray(rows).view(dtype).reshape(h, w, c).astype(info.numpy, copy=False)
 
     @property
     def is_pixel_format(self) -> bool:
@@ -474,12 +568,35 @@ class ImageFormat:
     def byte_count(self) -> int:
         """Exact number of bytes this format needs (contract §2 and 3)."""
         if self.pixel_format is not None:
-            return PIXEL_FORMATS[self.pixel_format].byte_count(self.width, self.height)
+            return PIXEL_FORMATS[self.pixel_format].byte_count(self.width, self.height, self.row_stride)
+        if self.row_stride is not None:
+            return self.row_stride * self.height
         return (
             self.num_pixels
             * COLOR_MODELS[self.model].channels
             * DATATYPES[self.datatype].size
         )
+
+    def tight(self, buf: np.ndarray) -> tuple[np.ndarray, "ImageFormat"]:
+        """(bytes, format) of the same image with tight rows and little-endian samples:
+        `buf` itself when it already is, else one copy. For code that indexes pixels as
+        y * W + x (the viewer's readouts), not for drawing: the backends read padded
+        rows and byte order in place."""
+        if self.row_stride is None and not self.big_endian:
+            return buf, self
+        plain = dataclasses.replace(self, row_stride=None, big_endian=False)
+        if self.pixel_format is None:
+            return self.color_samples(buf).reshape(-1).view(np.uint8), plain
+        info = PIXEL_FORMATS[self.pixel_format]
+        src = info.planes(self.width, self.height, self.row_stride)
+        dst = info.planes(self.width, self.height)
+        return np.concatenate([buf[s.offset : s.offset + s.size].reshape(s.rows, s.row_bytes)[:, : d.row_bytes]
+                               .reshape(-1) for s, d in zip(src, dst)]), plain
+
+    def yuv_layout(self) -> YuvLayout:
+        """The Y, U, V addressing rule of this YUV-family format (row stride included)."""
+        assert self.pixel_format is not None
+        return PIXEL_FORMATS[self.pixel_format].yuv_layout(self.width, self.height, self.row_stride)
 
     def describe(self) -> str:
         """Short human name, e.g. 'NV12 1920x1080' or 'RGB/U16 640x480'."""
@@ -487,7 +604,9 @@ class ImageFormat:
             kind = self.pixel_format.name
         else:
             kind = f"{self.model.name}/{self.datatype.name}"
-        return f"{kind} {self.width}x{self.height}"
+        stride = f" (rows of {self.row_stride} bytes)" if self.row_stride is not None else ""
+        order = " big-endian" if self.big_endian else ""
+        return f"{kind}{order} {self.width}x{self.height}{stride}"
 
 
 def byte_count(fmt: ImageFormat) -> int:
@@ -510,6 +629,11 @@ def validate(buffer_len: int, fmt: ImageFormat) -> Optional[str]:
         rule = PIXEL_FORMATS[fmt.pixel_format].byte_rule
         cw, ch = _ceil_half(fmt.width), _ceil_half(fmt.height)
         how = f"{rule} with N={fmt.num_pixels}, cw={cw}, ch={ch}"
+        if fmt.row_stride is not None:
+            planes = PIXEL_FORMATS[fmt.pixel_format].planes(fmt.width, fmt.height, fmt.row_stride)
+            how = " + ".join(f"{p.name} {p.rows} rows of {p.row_bytes}" for p in planes)
+    elif fmt.row_stride is not None:
+        how = f"{fmt.height} rows of {fmt.row_stride} bytes"
     else:
         c = COLOR_MODELS[fmt.model].channels
         s = DATATYPES[fmt.datatype].size

@@ -21,8 +21,12 @@ __all__ = [
     "DEFAULT_OPACITY",
     "DEFAULT_IMAGE_DRAW_ORDER",
     "LayerKind",
+    "MAGNIFICATION_NEAREST",
+    "MAGNIFICATION_LINEAR",
     "Layer",
     "order_layers",
+    "layer_decode_args",
+    "decode_key",
     "blend_opacity",
     "check_background",
     "premultiplied_background",
@@ -34,6 +38,10 @@ __all__ = [
 
 DEFAULT_OPACITY = 1.0
 DEFAULT_IMAGE_DRAW_ORDER = -10.0
+
+# Layer.magnification: Rerun 0.41's MagnificationFilter values (Bicubic, 3, is drawn as nearest)
+MAGNIFICATION_NEAREST = 1
+MAGNIFICATION_LINEAR = 2
 
 
 class LayerKind:
@@ -79,6 +87,30 @@ class Layer:
     class_colors: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
     class_colors_key: Optional[int] = None
     magnification: int = 1
+
+
+def layer_decode_args(layer: Layer) -> dict:
+    """The keyword arguments every backend's ``to_display_rgba`` takes from a layer (contract
+    §8): value_range, kind, colormap, class_colors. One place, so no compositor forgets one."""
+    return {
+        "value_range": layer.value_range,
+        "kind": layer.kind,
+        "colormap": layer.colormap,
+        "class_colors": layer.class_colors,
+    }
+
+
+def decode_key(layer: Layer) -> tuple:
+    """What a decoded texture depends on besides the bytes (row_id): a decode cache keyed by
+    (row_id, decode_key) never shows a stale colormap, range or class-colour table.
+    class_colors is keyed by class_colors_key (the engine's id of the table), or by the
+    table's bytes when no key is given."""
+    colors = layer.class_colors
+    colors_key = layer.class_colors_key
+    if colors is not None and colors_key is None:
+        colors_key = hash(np.ascontiguousarray(colors, dtype=np.uint8).tobytes())
+    rng = None if layer.value_range is None else tuple(float(v) for v in layer.value_range)
+    return (layer.format, layer.kind, rng, layer.colormap, colors_key)
 
 
 def order_layers(layers: list[Layer]) -> list[Layer]:

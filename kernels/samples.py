@@ -109,12 +109,14 @@ def encode_yuv(rgb: np.ndarray, pixel_format: PixelFormat) -> bytes:
 
 
 def encode_bayer(rgb: np.ndarray, pixel_format: PixelFormat) -> bytes:
-    """Mosaic (H, W, 3) display values in [0, 1] into a Bayer format (linear samples)."""
+    """Mosaic (H, W, 3) display values in [0, 1] into a Bayer format (linear samples,
+    8-bit or little-endian 16-bit as the format says)."""
     info = PIXEL_FORMATS[pixel_format]
     h, w, _ = rgb.shape
-    linear = _to_u8(srgb_decode(rgb) * 255.0)
+    dtype = np.dtype("<u2") if info.sample_bytes == 2 else np.dtype(np.uint8)
+    linear = np.clip(np.rint(srgb_decode(rgb) * info.sample_max), 0, info.sample_max).astype(dtype)
     yy, xx = np.mgrid[0:h, 0:w]
-    mosaic = np.zeros((h, w), dtype=np.uint8)
+    mosaic = np.zeros((h, w), dtype=dtype)
     for channel, colour in enumerate("RGB"):
         for tx, ty in info.bayer_offsets()[colour]:
             here = ((xx & 1) == tx) & ((yy & 1) == ty)

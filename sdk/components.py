@@ -17,6 +17,7 @@ import numpy as np
 from pixelrun.engine.archetypes import IMAGE
 from pixelrun.image_input import _bytes_view, as_byte_rows
 from pixelrun.kernels import formats
+from pixelrun.kernels.colormaps import Colormap  # the one definition, with its tables
 
 __all__ = [
     "ImageBuffer", "ImageBufferBatch", "ImageFormat", "Opacity", "DrawOrder", "ComponentColumn",
@@ -141,23 +142,6 @@ class DrawOrder(_Float32Component):
 
 
 # ------------------------------------------------------------ the image family's types
-
-
-class Colormap(enum.IntEnum):
-    """Rerun 0.41's colormaps (``rr.components.Colormap``; uint8 in files, 1-based)."""
-
-    Grayscale = 1
-    Inferno = 2
-    Magma = 3
-    Plasma = 4
-    Turbo = 5  # DepthImage's default
-    Viridis = 6
-    CyanToYellow = 7
-    Spectral = 8
-    Twilight = 9
-    RvizMap = 10
-    RvizCostmap = 11
-    Costmap = 12
 
 
 class MagnificationFilter(enum.IntEnum):

@@ -18,6 +18,7 @@ import numpy as np
 
 from pixelrun import gpu_input
 from pixelrun.buffer_pool import POOL
+from pixelrun.engine.encoded import guess_media_type  # noqa: F401 - one sniffing rule for SDK and viewer
 from pixelrun.kernels import formats
 from pixelrun.kernels.formats import COLOR_MODELS, ColorModel, ImageFormat
 
@@ -270,16 +271,3 @@ def array_to_single_channel(image: Any, what: str) -> tuple[Any, ImageFormat]:
     except ValueError as exc:
         raise ValueError(f"{what} expects a 2-D (H, W) array of values: {exc}") from None
     return buf, ImageFormat(fmt.width, fmt.height, channel_datatype=fmt.channel_datatype)
-
-
-# Media types EncodedImage recognizes from the first bytes (Rerun's viewer guesses the same way).
-_MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"))
-
-
-def guess_media_type(data: Any) -> Optional[str]:
-    """``image/jpeg`` or ``image/png`` from a blob's magic bytes, else None."""
-    head = bytes(memoryview(data)[:8]) if not isinstance(data, np.ndarray) else data[:8].tobytes()
-    for magic, media_type in _MAGIC:
-        if head.startswith(magic):
-            return media_type
-    return None

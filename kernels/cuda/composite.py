@@ -39,7 +39,15 @@ from pixelrun.kernels.cuda import convert as cupy_convert
 from pixelrun.kernels.cuda.convert import Launch, is_available
 from pixelrun.kernels.errors import user_stacklevel
 from pixelrun.kernels.formats import validate
-from pixelrun.kernels.layers import Layer, blend_opacity, canvas_size, order_layers, premultiplied_background
+from pixelrun.kernels.layers import (
+    Layer,
+    blend_opacity,
+    canvas_size,
+    decode_key,
+    layer_decode_args,
+    order_layers,
+    premultiplied_background,
+)
 from pixelrun.kernels.reference.composite import CompositeWarning
 
 __all__ = ["composite", "composite_gpu", "render_many", "plan_composite", "is_available"]
@@ -113,9 +121,10 @@ class _DecodedCache:
 
 
 def _key(layer: Layer):
-    # The row id names the bytes; the format is part of the key because a static
-    # ImageFormat may change while the buffer row stays the same.
-    return (layer.row_id, layer.format)
+    # The row id names the bytes; decode_key adds the format (a static ImageFormat may
+    # change while the buffer row stays the same) and what the colours depend on (kind,
+    # range, colormap, class colours: a changed colormap is a new decode, never a stale one).
+    return (layer.row_id, decode_key(layer))
 
 
 def _cupy():
@@ -136,17 +145,25 @@ def _decode_missing(layers: Iterable[Layer], cache: _DecodedCache) -> None:
     groups: dict = {}
     for layer in layers:
         key = _key(layer)
-        if cache.get(key) is not None or key in groups.get(layer.format, {}):
+        if cache.get(key) is not None or key in groups.get(key[1], {}):
             continue
         msg = validate(int(np.asarray(layer.buffer).size), layer.format)
         if msg is not None:
             warnings.warn(f"layer left out of the composite: {layer.entity}: {msg}", CompositeWarning,
                           stacklevel=user_stacklevel())
             continue
-        groups.setdefault(layer.format, {})[key] = layer
-    for fmt, members in groups.items():
+        groups.setdefault(key[1], {})[key] = layer
+    for members in groups.values():  # one batch per (format, kind, range, colormap, colours)
         keys = list(members)
-        rgba = cupy_convert.convert_batch_gpu([members[k].buffer for k in keys], fmt)
+        first = members[keys[0]]
+        try:
+            rgba = cupy_convert.convert_batch_gpu([members[k].buffer for k in keys], first.format,
+                                                  **layer_decode_args(first))
+        except ValueError as exc:  # e.g. a multi-channel depth image: every layer of the group
+            for k in keys:
+                warnings.warn(f"layer left out of the composite: {members[k].entity}: {exc}", CompositeWarning,
+                              stacklevel=user_stacklevel())
+            continue
         for i, key in enumerate(keys):
             cache.put(key, rgba[i])
 

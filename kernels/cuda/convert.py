@@ -29,6 +29,7 @@ by g++ (tests/kernels/cuda_host_harness.h), against the NumPy reference.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -46,7 +47,14 @@ from pixelrun.kernels.formats import (
     ImageFormat,
     validate,
 )
-from pixelrun.kernels.reference.convert import uses_integer_formula
+from pixelrun.kernels.layers import LayerKind
+from pixelrun.kernels.reference.convert import (
+    check_single_channel,
+    uses_integer_formula,
+    uses_table,
+    value_range_for,
+)
+from pixelrun.kernels.table_plan import MODE_PALETTE, table_plan
 
 __all__ = [
     "is_available",
@@ -57,6 +65,7 @@ __all__ = [
     "Launch",
     "plan_conversion",
     "frame_value_ranges",
+    "frame_table_ranges",
     "cuda_source",
     "CUDA_DIR",
     "CUDA_SOURCES",
@@ -68,7 +77,7 @@ CUDA_DIR = Path(__file__).parent
 CUDA_HEADER = "pixelrun_common.cuh"
 # Every translation unit of the RawModule, in order; composite.cu serves
 # pixelrun.kernels.cuda.composite.
-CUDA_SOURCES = ("yuv.cu", "color.cu", "bayer.cu", "composite.cu")
+CUDA_SOURCES = ("yuv.cu", "color.cu", "bayer.cu", "composite.cu", "table.cu")
 
 # Threads per block. YUV threads make 4 pixels each (see yuv.cu); 128 threads = 512
 # pixels per block keeps a 1080p row in 4 blocks and leaves the scheduler room.
@@ -97,6 +106,9 @@ _COLOR_KERNELS = {
     ChannelDatatype.F32: "pr_color_f32",
     ChannelDatatype.F64: "pr_color_f64",
 }
+
+# table.cu's kernels (depth, colormapped and segmentation images, contract §8)
+_TABLE_KERNELS = {dt: name.replace("pr_color_", "pr_table_") for dt, name in _COLOR_KERNELS.items()}
 
 ValueRange = Optional[tuple[float, float]]
 
@@ -211,8 +223,11 @@ def frame_value_ranges(xp, src, fmt: ImageFormat, value_range: ValueRange = None
     Returns {"mode": int, "lo_d", "lo_i", "span_i", "inv", "t0": arrays of length N}.
     The automatic range (contract §3.1) is one batched reduction over every frame at once
     (min/max of the finite colour samples, alpha excluded), then the rule applied with
-    `where`, so nothing leaves the device.
+    `where`, so nothing leaves the device. Padded rows and big-endian samples are
+    gathered tight first (`_tight_samples`).
     """
+    if fmt.row_stride is not None or fmt.big_endian:
+        src, fmt = _tight_samples(xp, src, fmt)
     info = DATATYPES[fmt.datatype]
     model = COLOR_MODELS[fmt.model]
     n = int(src.shape[0])
@@ -289,7 +304,7 @@ def frame_value_ranges(xp, src, fmt: ImageFormat, value_range: ValueRange = None
 def _plan_yuv(src, dst, fmt: ImageFormat) -> list[Launch]:
     info = PIXEL_FORMATS[fmt.pixel_format]
     w, h = fmt.width, fmt.height
-    layout = info.yuv_layout(w, h)
+    layout = fmt.yuv_layout()
     m, r = info.matrix, info.range
     no_chroma = (0, 0, 0, 0, 0)
     u = layout.u.as_tuple() if layout.u is not None else no_chroma
@@ -329,7 +344,9 @@ def _plan_bayer(src, dst, fmt: ImageFormat) -> list[Launch]:
     gx = _cdiv(w, BAYER_BLOCK)
     out = []
     for a, b in _frame_chunks(src.shape[0]):
-        args = (src[a:b], dst[a:b], _i32(w), _i32(h), np.int64(src.shape[1]), *map(_i32, _bayer_tile(fmt)))
+        (plane,) = PIXEL_FORMATS[fmt.pixel_format].planes(w, h, fmt.row_stride)
+        args = (src[a:b], dst[a:b], _i32(w), _i32(h), np.int64(src.shape[1]), *map(_i32, _bayer_tile(fmt)),
+                _i32(plane.row_bytes), _i32(PIXEL_FORMATS[fmt.pixel_format].sample_bytes))
         out.append(Launch("pr_bayer_to_rgba", (gx, h, b - a), (BAYER_BLOCK, 1, 1), args))
     return out
 
@@ -352,6 +369,65 @@ def _plan_color(xp, src, dst, fmt: ImageFormat, value_range: ValueRange) -> list
     return out
 
 
+def frame_table_ranges(xp, src, fmt: ImageFormat, kind: str, value_range: ValueRange) -> list:
+    """Each frame's resolved range for a depth or colormapped image (the reference's
+    `table_range`, per frame): an explicit range as given; a depth image's default
+    [0, largest finite sample] from one batched reduction on the device (only N numbers
+    come back); a colormapped Image's contract §3.1 range, computed on the host."""
+    n = int(src.shape[0])
+    if value_range is not None:
+        return [_check_value_range(value_range)] * n
+    info = DATATYPES[fmt.datatype]
+    samples = src.view(info.numpy).reshape(n, -1)
+    if kind != LayerKind.DEPTH:
+        host = samples.get() if hasattr(samples, "get") else np.asarray(samples)
+        return [value_range_for(host[i], fmt.datatype) for i in range(n)]
+    if info.is_float:
+        finite = xp.isfinite(samples)
+        mx = xp.where(finite, samples, -np.inf).max(axis=1).astype(np.float64)
+        hi = xp.where(finite.any(axis=1), mx, float(np.finfo(info.numpy).max))
+        his = [float(v) for v in (hi.get() if hasattr(hi, "get") else hi).tolist()]
+    else:
+        mx = samples.max(axis=1)
+        his = [int(v) for v in (mx.get() if hasattr(mx, "get") else mx).tolist()]
+    return [(0, hi) if hi > 0 else None for hi in his]
+
+
+def _plan_table(xp, src, dst, fmt: ImageFormat, kind: str, value_range: ValueRange,
+                colormap: Optional[int], class_colors) -> list[Launch]:
+    """Launches of table.cu for depth, colormapped and segmentation frames (contract §8)."""
+    check_single_channel(fmt, kind)
+    n = int(src.shape[0])
+    if kind == LayerKind.SEGMENTATION:
+        ranges = [None] * n
+    else:
+        ranges = frame_table_ranges(xp, src, fmt, kind, value_range)
+    distinct = {r: None for r in ranges}  # in order, each range planned once
+    for r in distinct:
+        distinct[r] = table_plan(fmt, kind, r, colormap, class_colors)
+    plans = [distinct[r] for r in ranges]
+    first = plans[0]
+    if first.mode == MODE_PALETTE and len(distinct) > 1:  # palettes differ per frame
+        table = xp.asarray(np.stack([p.words for p in plans]))
+        stride = first.words.size
+    else:
+        table = xp.asarray(first.words)
+        stride = 0
+    lo = xp.asarray(np.array([p.lo for p in plans], np.float32))
+    inv = xp.asarray(np.array([p.inv_span for p in plans], np.float32))
+    pixels = fmt.num_pixels
+    gx = max(1, min(_cdiv(pixels, COLOR_BLOCK), COLOR_MAX_BLOCKS))
+    out = []
+    for a, b in _frame_chunks(n, MAX_GRID_Y):  # frames ride on gridDim.y, as for colour
+        args = (
+            src[a:b], dst[a:b], np.int64(src.shape[1]), np.int64(pixels), _i32(first.mode),
+            table[a * stride:] if stride else table, np.int64(stride), _i32(first.n), _i32(first.first),
+            lo[a:b], inv[a:b],
+        )
+        out.append(Launch(_TABLE_KERNELS[fmt.datatype], (gx, b - a, 1), (COLOR_BLOCK, 1, 1), args))
+    return out
+
+
 def _frame_chunks(n: int, limit: Optional[int] = None):
     """Frame ranges of at most `limit` frames (default MAX_GRID_Z: frames on gridDim.z)."""
     limit = MAX_GRID_Z if limit is None else limit
@@ -359,13 +435,28 @@ def _frame_chunks(n: int, limit: Optional[int] = None):
         yield a, min(n, a + limit)
 
 
-def plan_conversion(xp, src, dst, fmt: ImageFormat, value_range: ValueRange = None) -> list[Launch]:
+def plan_conversion(
+    xp,
+    src,
+    dst,
+    fmt: ImageFormat,
+    value_range: ValueRange = None,
+    *,
+    kind: str = LayerKind.IMAGE,
+    colormap: Optional[int] = None,
+    class_colors: Optional[np.ndarray] = None,
+) -> list[Launch]:
     """Launches converting src (N, nbytes) uint8 frames into dst (N, H, W, 4) uint8.
 
     `xp` is the array module of src and dst (numpy or cupy); both must be
     C-contiguous, src 8-byte aligned (colour samples are read as their own type).
-    value_range is ignored for pixel formats, like the reference.
+    value_range is ignored for pixel formats, like the reference. kind, colormap,
+    class_colors: as the reference's `to_display_rgba` (contract §8).
     """
+    if fmt.pixel_format is None and (fmt.row_stride is not None or fmt.big_endian):
+        src, fmt = _tight_samples(xp, src, fmt)
+    if uses_table(fmt, kind, colormap):
+        return _plan_table(xp, src, dst, fmt, kind, value_range, colormap, class_colors)
     if fmt.height > MAX_GRID_Y and fmt.is_pixel_format:
         raise ValueError(f"{fmt.describe()}: the CUDA backend handles at most {MAX_GRID_Y} rows")
     if fmt.is_pixel_format and fmt.byte_count() >= 1 << 31:
@@ -376,6 +467,22 @@ def plan_conversion(xp, src, dst, fmt: ImageFormat, value_range: ValueRange = No
     if PIXEL_FORMATS[fmt.pixel_format].is_bayer:
         return _plan_bayer(src, dst, fmt)
     return _plan_yuv(src, dst, fmt)
+
+
+def _tight_samples(xp, src, fmt: ImageFormat):
+    """Colour frames with padded rows or big-endian samples as tight little-endian frames,
+    gathered on the device (one strided copy, with the byte swap, by `xp`): the colour and
+    table kernels and the range reductions address samples by their type. Pixel formats
+    never come here (their kernels take the stride themselves)."""
+    n, h = src.shape[0], fmt.height
+    size = DATATYPES[fmt.datatype].size
+    row = fmt.tight_row_bytes()
+    stride = fmt.row_stride if fmt.row_stride is not None else row
+    rows = src[:, : stride * h].reshape(n, h, stride)[:, :, :row]
+    if fmt.big_endian and size > 1:
+        rows = rows.reshape(n, h, row // size, size)[..., ::-1]
+    tight = xp.ascontiguousarray(rows).reshape(n, h * row)
+    return tight, dataclasses.replace(fmt, row_stride=None, big_endian=False)
 
 
 def launch(plan: Sequence[Launch]) -> None:
@@ -459,19 +566,20 @@ def _frames_on_device(cupy, frames, fmt: ImageFormat):
     return dev
 
 
-def _convert_device(cupy, src, fmt: ImageFormat, value_range: ValueRange):
+def _convert_device(cupy, src, fmt: ImageFormat, value_range: ValueRange, table_args: dict):
     dst = cupy.empty((src.shape[0], fmt.height, fmt.width, 4), dtype=cupy.uint8)
-    launch(plan_conversion(cupy, src, dst, fmt, value_range))
+    launch(plan_conversion(cupy, src, dst, fmt, value_range, **table_args))
     return dst
 
 
 # ------------------------------------------------------------------------------ entry
 
 
-def to_display_rgba_gpu(buffer: Buffer, fmt: ImageFormat, value_range: ValueRange = None):
+def to_display_rgba_gpu(buffer: Buffer, fmt: ImageFormat, value_range: ValueRange = None, **table_args):
     """Decode one image's raw bytes on the GPU; the (H, W, 4) uint8 result is a CuPy array.
 
     buffer: host bytes or a CUDA array holding exactly `fmt.byte_count()` bytes.
+    table_args: kind, colormap, class_colors, as the reference's (contract §8).
     Raises ValueError with formats.validate's message on a wrong byte count.
     """
     cupy = _cupy()
@@ -482,27 +590,38 @@ def to_display_rgba_gpu(buffer: Buffer, fmt: ImageFormat, value_range: ValueRang
         host = _host_bytes_view(buffer)
         _check_frames([host.size], fmt, batch=False)
         src = cupy.asarray(host)
-    return _convert_device(cupy, src.reshape(1, -1), fmt, value_range)[0]
+    return _convert_device(cupy, src.reshape(1, -1), fmt, value_range, table_args)[0]
 
 
-def to_display_rgba(buffer: Buffer, fmt: ImageFormat, value_range: ValueRange = None) -> np.ndarray:
-    """Decode one image's raw bytes on the GPU and return the (H, W, 4) uint8 NumPy array."""
-    return to_display_rgba_gpu(buffer, fmt, value_range).get()
+def to_display_rgba(
+    buffer: Buffer,
+    fmt: ImageFormat,
+    value_range: ValueRange = None,
+    *,
+    kind: str = LayerKind.IMAGE,
+    colormap: Optional[int] = None,
+    class_colors: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """Decode one image's raw bytes on the GPU and return the (H, W, 4) uint8 NumPy array.
+    kind, colormap, class_colors: as the reference's (contract §8)."""
+    return to_display_rgba_gpu(buffer, fmt, value_range, kind=kind, colormap=colormap,
+                               class_colors=class_colors).get()
 
 
-def convert_batch_gpu(frames, fmt: ImageFormat, value_range: ValueRange = None):
+def convert_batch_gpu(frames, fmt: ImageFormat, value_range: ValueRange = None, **table_args):
     """N frames of one format -> (N, H, W, 4) uint8 CuPy array, in one kernel launch.
 
     frames: a sequence of buffers (host bytes or CUDA arrays), or an (N, nbytes)
     array on the host or the device. value_range, when given, applies to every frame;
-    otherwise each frame gets its own automatic range (contract §3.1).
+    otherwise each frame gets its own automatic range (contract §3.1; depth: §8).
+    table_args: kind, colormap, class_colors, as the reference's (contract §8).
     Raises ValueError naming the frame whose byte count is wrong.
     """
     cupy = _cupy()
     src = _frames_on_device(cupy, frames, fmt)
-    return _convert_device(cupy, src, fmt, value_range)
+    return _convert_device(cupy, src, fmt, value_range, table_args)
 
 
-def convert_batch(frames, fmt: ImageFormat, value_range: ValueRange = None) -> np.ndarray:
+def convert_batch(frames, fmt: ImageFormat, value_range: ValueRange = None, **table_args) -> np.ndarray:
     """`convert_batch_gpu` with the (N, H, W, 4) result copied back to a NumPy array."""
-    return convert_batch_gpu(frames, fmt, value_range).get()
+    return convert_batch_gpu(frames, fmt, value_range, **table_args).get()

@@ -98,3 +98,48 @@ __device__ __forceinline__ float pr_half_to_float(pr_u16 h) {
     }
     return sign ? -v : v;
 }
+
+// How to read one sample of each datatype.
+//   value(): as double (exact for every type);  fvalue(): as float (exact up to 16 bits
+//   and for F16/F32);  ivalue(): as int64 (integer types only).
+// needs_double: (v - lo) must be taken in double to stay within float32 rounding of
+// the result (32/64-bit integers and F64); the others subtract in float.
+template <typename T>
+struct PrSample {
+    static const bool is_float = false;
+    static const bool narrow = sizeof(T) <= 2;  // exact-formula types
+    static const bool needs_double = sizeof(T) > 2;
+    __device__ __forceinline__ static double value(T v) { return (double)v; }
+    __device__ __forceinline__ static float fvalue(T v) { return (float)v; }
+    __device__ __forceinline__ static pr_i64 ivalue(T v) { return (pr_i64)v; }
+};
+
+struct pr_f16 {
+    pr_u16 bits;
+};
+
+template <typename F>
+struct PrFloatSample {
+    static const bool is_float = true;
+    static const bool narrow = false;
+    static const bool needs_double = sizeof(F) > 4;
+    __device__ __forceinline__ static double value(F v) { return (double)v; }
+    __device__ __forceinline__ static float fvalue(F v) { return (float)v; }
+    __device__ __forceinline__ static pr_i64 ivalue(F) { return 0; }
+};
+
+template <>
+struct PrSample<float> : PrFloatSample<float> {};
+
+template <>
+struct PrSample<double> : PrFloatSample<double> {};
+
+template <>
+struct PrSample<pr_f16> {
+    static const bool is_float = true;
+    static const bool narrow = false;
+    static const bool needs_double = false;
+    __device__ __forceinline__ static float fvalue(pr_f16 v) { return pr_half_to_float(v.bits); }
+    __device__ __forceinline__ static double value(pr_f16 v) { return (double)fvalue(v); }
+    __device__ __forceinline__ static pr_i64 ivalue(pr_f16) { return 0; }
+};

@@ -12,6 +12,11 @@ Decisions where the contract is silent (documented here so every backend can mat
   (only possible when W or H is 1) is 0.
 - A NaN alpha sample (float types) gives alpha 0; +-Inf alpha clamps like any value.
 - An explicit `value_range` must have lo < hi (finite); anything else is a ValueError.
+
+Depth, colormapped and segmentation images (contract §8) map one channel through a
+table: `sample_rgba` is that mapping for any array of samples, used here on the pixels
+and by the GPU backends on every value of a <= 16-bit type to build their palettes, so
+the integer path is one formula everywhere.
 """
 
 from __future__ import annotations
@@ -22,23 +27,35 @@ from typing import Optional, Union
 import numpy as np
 
 from pixelrun.kernels.buffers import as_byte_view
+from pixelrun.kernels.colormaps import (
+    DEFAULT_DEPTH_COLORMAP,
+    colormap_table,
+    table_index,
+    table_index_exact,
+)
 from pixelrun.kernels.formats import (
     COLOR_MODELS,
     DATATYPES,
     PIXEL_FORMATS,
     ChannelDatatype,
+    ColorModel,
     ImageFormat,
     SampleAddress,
     check,
 )
 
 # q and the sRGB transfer functions are the compositors' too: one definition, in layers.py
-from pixelrun.kernels.layers import q, srgb_decode, srgb_encode
+from pixelrun.kernels.layers import LayerKind, q, srgb_decode, srgb_encode
 
 __all__ = [
     "to_display_rgba",
     "is_available",
     "value_range_for",
+    "table_range",
+    "sample_rgba",
+    "check_single_channel",
+    "uses_table",
+    "class_table",
     "uses_integer_formula",
     "srgb_encode",
     "srgb_decode",
@@ -94,7 +111,7 @@ def _gather(buf: np.ndarray, a: SampleAddress, width: int, height: int) -> np.nd
 def _decode_yuv(buf: np.ndarray, fmt: ImageFormat) -> np.ndarray:
     info = PIXEL_FORMATS[fmt.pixel_format]
     w, h = fmt.width, fmt.height
-    layout = info.yuv_layout(w, h)
+    layout = fmt.yuv_layout()
     m, r = info.matrix, info.range
     y = (_gather(buf, layout.y, w, h) - r.y_offset) / r.y_scale
     if layout.u is None:  # Y8: chroma is the constant 128, i.e. u = v = 0
@@ -120,7 +137,10 @@ def _box3(a: np.ndarray) -> np.ndarray:
 def _decode_bayer(buf: np.ndarray, fmt: ImageFormat) -> np.ndarray:
     info = PIXEL_FORMATS[fmt.pixel_format]
     w, h = fmt.width, fmt.height
-    mosaic = buf[: w * h].reshape(h, w).astype(np.float64)
+    size = info.sample_bytes
+    (plane,) = info.planes(w, h, fmt.row_stride)  # rows `row_bytes` apart (a row stride)
+    rows = buf[: plane.size].reshape(h, plane.row_bytes)[:, : w * size]
+    mosaic = np.ascontiguousarray(rows).view("<u2" if size == 2 else np.uint8).astype(np.float64)
     yy, xx = np.mgrid[0:h, 0:w]
     out = np.empty((h, w, 4), dtype=np.uint8)
     for channel, colour in enumerate("RGB"):
@@ -131,7 +151,7 @@ def _decode_bayer(buf: np.ndarray, fmt: ImageFormat) -> np.ndarray:
         count = _box3(here.astype(np.float64))
         mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
         value = np.where(here, mosaic, mean)  # each pixel keeps its own sample
-        out[..., channel] = q(srgb_encode(value / 255.0))
+        out[..., channel] = q(srgb_encode(value / info.sample_max))
     out[..., 3] = 255
     return out
 
@@ -197,7 +217,7 @@ def _decode_color(buf: np.ndarray, fmt: ImageFormat, value_range: ValueRange) ->
     model = COLOR_MODELS[fmt.model]
     info = DATATYPES[fmt.datatype]
     h, w = fmt.height, fmt.width
-    pixels = np.frombuffer(buf, dtype=info.numpy).reshape(h, w, model.channels)
+    pixels = fmt.color_samples(buf)  # (H, W, C): padded rows and byte order (formats.py) honoured
     colour = pixels[..., list(model.rgb_index)]  # (H, W, 3), already in R, G, B order
     if value_range is None:
         lo, hi = value_range_for(pixels[..., sorted(set(model.rgb_index))], fmt.datatype)
@@ -243,22 +263,143 @@ def _decode_color(buf: np.ndarray, fmt: ImageFormat, value_range: ValueRange) ->
     return out
 
 
+# --------------------------------------------- depth, colormaps, segmentation (contract §8)
+
+_KINDS = (LayerKind.IMAGE, LayerKind.DEPTH, LayerKind.SEGMENTATION)
+
+
+def uses_table(fmt: ImageFormat, kind: str = LayerKind.IMAGE, colormap: Optional[int] = None) -> bool:
+    """Whether an image maps its one channel through a table (contract §8) instead of §2-3:
+    depth and segmentation always, an Image when a colormap is set and it has one channel
+    (Rerun ignores an Image's colormap otherwise). ValueError for an unknown kind."""
+    if kind not in _KINDS:
+        raise ValueError(f"unknown layer kind {kind!r}: expected one of {', '.join(_KINDS)}")
+    if kind != LayerKind.IMAGE:
+        return True
+    return colormap is not None and fmt.pixel_format is None and fmt.model == ColorModel.L
+
+
+def check_single_channel(fmt: ImageFormat, kind: str) -> None:
+    """Depth and segmentation images have one channel (ColorModel L) and no pixel format,
+    as in Rerun; ValueError saying what came otherwise."""
+    if fmt.pixel_format is not None or fmt.model != ColorModel.L:
+        raise ValueError(f"a {kind} image must have one channel (ColorModel L, no pixel format), "
+                         f"got {fmt.describe()}")
+
+
+def table_range(samples: np.ndarray, datatype: ChannelDatatype, kind: str, value_range: ValueRange):
+    """The (lo, hi) a depth or colormapped image is mapped over, or None when it is degenerate.
+
+    An explicit value_range is checked (finite, lo < hi) and used as given. Otherwise a
+    depth image takes Rerun's default [0, largest finite sample] (no finite sample: the
+    datatype's largest value); with no positive sample there is no range and every pixel
+    shows the colormap at t = 0. A colormapped Image takes contract §3.1's range.
+    """
+    if value_range is not None:
+        return _check_value_range(value_range)
+    if kind != LayerKind.DEPTH:
+        return value_range_for(samples, datatype)
+    info = DATATYPES[datatype]
+    if info.is_float:
+        finite = samples[np.isfinite(samples)]
+        hi = float(finite.max()) if finite.size else float(np.finfo(info.numpy).max)
+    else:
+        hi = int(samples.max()) if samples.size else 0
+    return (0, hi) if hi > 0 else None
+
+
+def class_table(class_colors) -> np.ndarray:
+    """A segmentation image's class colours as an (N, 4) uint8 table (None: empty, every id
+    transparent); ValueError saying what came for anything else."""
+    if class_colors is None:
+        return np.zeros((0, 4), np.uint8)
+    table = np.asarray(class_colors)
+    if table.ndim != 2 or table.shape[1] != 4 or table.dtype != np.uint8:
+        raise ValueError(f"class_colors must be an (N, 4) uint8 array of sRGB RGBA, got {table.dtype} "
+                         f"array of shape {table.shape}")
+    return table
+
+
+def sample_rgba(
+    samples: np.ndarray,
+    datatype: ChannelDatatype,
+    kind: str,
+    value_range: Optional[tuple[float, float]],
+    colormap: Optional[int] = None,
+    class_colors: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """Samples of any shape -> (..., 4) uint8 straight-alpha sRGB, contract §8.
+
+    Segmentation: class id -> class_colors[id]; ids outside the table (and NaN, for float
+    samples, whose id is floor(v + 0.5)) are transparent. Otherwise: t over value_range (a
+    resolved range from `table_range`; None: t = 0) -> the colormap's table (colormaps.py;
+    depth's default is Turbo). NaN gives t = 0 and +-Inf clamp, as Rerun shows them.
+    """
+    samples = np.asarray(samples)
+    info = DATATYPES[datatype]
+    if kind == LayerKind.SEGMENTATION:
+        table = class_table(class_colors)
+        if info.is_float:
+            with np.errstate(invalid="ignore"):
+                f = np.floor(samples.astype(np.float64) + 0.5)
+            ids = np.where(np.isfinite(f) & (f >= 0) & (f < table.shape[0]), f, -1).astype(np.int64)
+        else:
+            ids = samples.astype(np.int64)
+        valid = (ids >= 0) & (ids < table.shape[0])
+        out = np.zeros(samples.shape + (4,), np.uint8)
+        out[valid] = table[ids[valid]]
+        return out
+    cmap = DEFAULT_DEPTH_COLORMAP if colormap is None else colormap
+    table = colormap_table(cmap)
+    if value_range is None:
+        idx = np.zeros(samples.shape, np.intp)
+    elif uses_integer_formula(datatype, value_range):
+        idx = table_index_exact(samples, int(value_range[0]), int(value_range[1]))
+    else:
+        lo, hi = float(value_range[0]), float(value_range[1])
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            idx = table_index((samples.astype(np.float64) - lo) / (hi - lo))
+    return table[idx]
+
+
+def _decode_table(buf: np.ndarray, fmt: ImageFormat, value_range: ValueRange, kind: str,
+                  colormap: Optional[int], class_colors: Optional[np.ndarray]) -> np.ndarray:
+    check_single_channel(fmt, kind)
+    samples = fmt.color_samples(buf)[..., 0]  # padded rows and byte order honoured (formats.py)
+    rng = None if kind == LayerKind.SEGMENTATION else table_range(samples, fmt.datatype, kind, value_range)
+    return sample_rgba(samples, fmt.datatype, kind, rng, colormap, class_colors)
+
+
 # ------------------------------------------------------------------------------ entry
 
 
-def to_display_rgba(buffer: Buffer, fmt: ImageFormat, value_range: ValueRange = None) -> np.ndarray:
+def to_display_rgba(
+    buffer: Buffer,
+    fmt: ImageFormat,
+    value_range: ValueRange = None,
+    *,
+    kind: str = LayerKind.IMAGE,
+    colormap: Optional[int] = None,
+    class_colors: Optional[np.ndarray] = None,
+) -> np.ndarray:
     """Decode one image's raw bytes into display RGBA8 (sRGB colour, straight alpha).
 
     buffer: bytes, bytearray, memoryview or a uint8 array holding exactly
         `fmt.byte_count()` bytes (little-endian samples, row-major, interleaved).
     fmt: the ImageFormat (a PixelFormat, or a ColorModel and ChannelDatatype).
     value_range: explicit (lo, hi) for colour images, overriding contract §3.1's rule;
-        ignored for pixel formats.
+        ignored for pixel formats; a depth image's depth range.
+    kind, colormap, class_colors: a `Layer`'s fields of those names (contract §8): a depth
+        or segmentation image, or an Image with a colormap, maps its one channel through
+        a table (`sample_rgba`).
     Returns an (H, W, 4) uint8 array. Raises ValueError (formats.validate's message)
-    when the byte count does not match.
+    when the byte count does not match, or saying why a depth/segmentation image is not
+    one channel.
     """
     buf = as_byte_view(buffer)
     check(buf.size, fmt)
+    if uses_table(fmt, kind, colormap):
+        return _decode_table(buf, fmt, value_range, kind, colormap, class_colors)
     if fmt.pixel_format is None:
         return _decode_color(buf, fmt, value_range)
     if PIXEL_FORMATS[fmt.pixel_format].is_bayer:

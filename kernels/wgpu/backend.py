@@ -19,9 +19,18 @@ def is_available() -> tuple[bool, str]:
 
 
 def to_display_rgba(
-    buffer, fmt: ImageFormat, value_range: Optional[tuple[float, float]] = None
+    buffer,
+    fmt: ImageFormat,
+    value_range: Optional[tuple[float, float]] = None,
+    *,
+    kind: str = "image",
+    colormap: Optional[int] = None,
+    class_colors: Optional[np.ndarray] = None,
 ) -> np.ndarray:
-    """Raw bytes -> (H, W, 4) uint8 display RGBA, decoded on the GPU (contract §2-3)."""
+    """Raw bytes -> (H, W, 4) uint8 display RGBA, decoded on the GPU (contract §2-3; depth,
+    colormaps and segmentation: §8, arguments as the reference's)."""
     from pixelrun.kernels.wgpu.convert import converter_for  # noqa: PLC0415 - imports wgpu
 
-    return converter_for(gpu.get_device()).to_display_rgba(buffer, fmt, value_range)
+    return converter_for(gpu.get_device()).to_display_rgba(
+        buffer, fmt, value_range, kind=kind, colormap=colormap, class_colors=class_colors
+    )

@@ -18,7 +18,9 @@ API (the window viewer and headless render both use it)::
   handled so the stored bytes equal those of a non-sRGB target (and of the headless
   render). ``scale`` (a number or (sx, sy)) and ``offset`` map scene units to target
   pixels: target = scene * scale + offset; sampling is nearest (the texel under each
-  pixel centre). Target pixels outside the scene show ``background``;
+  pixel centre), or linear for a layer with ``magnification`` 2 while it is magnified
+  (contract §8.4; ``reference.composite.composite_view`` is the oracle). Target pixels
+  outside the scene show ``background``;
   ``scene_size=(w, h)`` overrides the scene rectangle (default: the union of the layers).
 - Cost follows the target, not the scene: compositing happens per target pixel (an
   accumulation buffer the size of the target, or of a band of its rows), and each layer
@@ -60,14 +62,18 @@ import wgpu
 
 from pixelrun.kernels.errors import RenderWarning, user_stacklevel
 from pixelrun.kernels.layers import (
+    MAGNIFICATION_LINEAR,
     Layer,
     blend_opacity,
     canvas_size,
     check_background,
+    decode_key,
+    layer_decode_args,
     order_layers,
     premultiplied_background,
     srgb_decode,
 )
+from pixelrun.kernels.table_plan import plan_for
 from pixelrun.kernels.wgpu import device as gpu
 from pixelrun.kernels.wgpu.convert import DecodedTile, converter_for, read_texture, tile_grid
 from pixelrun.kernels.wgpu.layouts import FRAME, TILE
@@ -287,8 +293,10 @@ class Renderer:
         # The row id names the data; the buffer's address and size are added so that
         # hand-built layers reusing a row id for different bytes are not confused (a
         # store hands out views of the same chunk memory, so its keys stay stable).
+        # decode_key adds what the colours depend on besides the bytes (kind, range,
+        # colormap, class colours), so a changed colormap is a new decode, never a stale one.
         buf = np.asarray(layer.buffer)
-        return (layer.row_id, layer.format, buf.__array_interface__["data"][0], buf.nbytes)
+        return (layer.row_id, decode_key(layer), buf.__array_interface__["data"][0], buf.nbytes)
 
     def _store(self, key: tuple, tiles: list[DecodedTile]) -> _Entry:
         entry = _Entry(tiles, [t.texture.create_view() for t in tiles], _texture_bytes(tiles))
@@ -298,10 +306,13 @@ class Renderer:
 
     def _decode(self, layer: Layer, encoder) -> list[DecodedTile]:
         conv = self.converter
+        # depth / colormapped / segmentation layers: their table lookup (contract §8)
+        plan = plan_for(layer.buffer, layer.format, **layer_decode_args(layer))
         raw = conv.upload(layer.buffer, layer.format, entity=layer.entity)
         # wgpu keeps the raw buffer alive until the recorded work has run; dropping our
         # reference lets it go once that is done (the display textures are what we keep)
-        return conv.decode(raw, layer.format, max_tile=self.max_tile, encoder=encoder)
+        return conv.decode(raw, layer.format, layer.value_range, plan=plan, max_tile=self.max_tile,
+                           encoder=encoder)
 
     def _entry(self, layer: Layer, shift: int, encoder) -> _Entry:
         """The cached textures of `layer` at reduced level `shift` (0: full resolution),
@@ -501,10 +512,10 @@ class Renderer:
                 clear_x0=cx0, clear_y0=cy0, clear_w=cw, clear_h=ch, bg_lin=bg_lin, bg_bytes=bg_bytes,
             )
             rec += 1
-            for (x0, ty0, w, h), tile, _, shift, opacity in dispatches:
+            for (x0, ty0, w, h), tile, _, shift, opacity, filt in dispatches:
                 TILE.pack_into(
                     words[rec], x0=x0, y0=ty0, w=w, h=h, tx0=tile.x0, ty0=tile.y0,
-                    tw=tile.width, th=tile.height, shift=shift, opacity=opacity,
+                    tw=tile.width, th=tile.height, shift=shift, opacity=opacity, sampling=filt,
                 )
                 stats.blended_pixels += w * h
                 rec += 1
@@ -533,19 +544,25 @@ class Renderer:
         return (x_a, y_a, x_b - x_a, y_b - y_a)
 
     def _dispatches(self, prepared, t: _Target, band) -> list:
-        """(target rect, tile, view, shift, opacity) for each layer tile that can show in the band."""
+        """(target rect, tile, view, shift, opacity, filter) for each layer tile that can show in the band.
+
+        filter 1 (linear) for a layer asking for MagnificationFilter.Linear (magnification 2)
+        while it is magnified (more than one target pixel per texel, as Rerun switches to its
+        magnification filter) and drawn at full resolution; else 0 (nearest)."""
         tw, _ = t.size
         y0, bh = band
         (sx, sy), (ox, oy) = t.scale, t.offset
         out = []
+        magnified = min(sx, sy) > 1.0
         for layer, entry, shift in prepared:
             opacity = blend_opacity(layer.opacity)
+            filt = 1 if (layer.magnification == MAGNIFICATION_LINEAR and magnified and shift == 0) else 0
             for tile, view in zip(entry.tiles, entry.views, strict=True):
                 x_a, x_b = _covered(tile.x0, tile.x0 + tile.width, sx, ox, tw)
                 y_a, y_b = _covered(tile.y0, tile.y0 + tile.height, sy, oy, y0 + bh)
                 y_a = max(y_a, y0)
                 if x_b > x_a and y_b > y_a:
-                    out.append(((x_a, y_a, x_b - x_a, y_b - y_a), tile, view, shift, opacity))
+                    out.append(((x_a, y_a, x_b - x_a, y_b - y_a), tile, view, shift, opacity, filt))
         return out
 
     def _accumulate(self, enc, t: _Target, clear_px: int, frame, region, dispatches, params, rec) -> None:
@@ -565,7 +582,7 @@ class Renderer:
         cpass.end()
         # One pass per dispatch: layers overlap in `acc`, and a pass boundary is where every
         # backend (GL included) is sure to order the writes.
-        for i, ((_, _, w, h), _, view, _, _) in enumerate(dispatches):
+        for i, ((_, _, w, h), _, view, _, _, _) in enumerate(dispatches):
             group = self.device.create_bind_group(
                 layout=self._layer_layout,
                 entries=[

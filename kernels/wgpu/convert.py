@@ -46,8 +46,10 @@ from pixelrun.kernels.formats import (
     SampleAddress,
     check,
 )
+from pixelrun.kernels.layers import LayerKind
 from pixelrun.kernels.reference import convert as reference
-from pixelrun.kernels.wgpu.layouts import BAYER_PARAMS, COLOR_PARAMS, RANGE, YUV_PARAMS
+from pixelrun.kernels.table_plan import TablePlan, plan_for
+from pixelrun.kernels.wgpu.layouts import BAYER_PARAMS, COLOR_PARAMS, RANGE, TABLE_PARAMS, YUV_PARAMS
 from pixelrun.kernels.wgpu.wgsl import load_wgsl
 
 __all__ = [
@@ -74,7 +76,7 @@ _MAX_PARTIALS_CPU = 64
 _DECODE_WG = (16, 4)  # decode workgroup size (x, y), as in the shaders' @workgroup_size
 # Pixels per decode invocation, along x (each shader's PX; a divisor of 64, the row stride
 # in words being a multiple of 64, so an invocation never writes past its row).
-_DECODE_PX = {"color.wgsl": 4, "yuv.wgsl": 8, "bayer.wgsl": 4}
+_DECODE_PX = {"color.wgsl": 4, "yuv.wgsl": 8, "bayer.wgsl": 4, "table.wgsl": 4}
 _ROW_ALIGN = 256  # copy_buffer_to_texture's bytes_per_row alignment
 _RANGE_BYTES = RANGE.size  # color.wgsl's Range struct
 
@@ -192,7 +194,7 @@ class WgslConverter:
         self.pipeline_layout = device.create_pipeline_layout(bind_group_layouts=[self.layout])
         self._modules = {
             name: device.create_shader_module(label=name, code=load_wgsl(name))
-            for name in ("color.wgsl", "yuv.wgsl", "bayer.wgsl")
+            for name in ("color.wgsl", "yuv.wgsl", "bayer.wgsl", "table.wgsl")
         }
         self._pipelines: dict[tuple, "wgpu.GPUComputePipeline"] = {}
         # A range buffer and a 16-byte partials buffer for shaders that ignore them.
@@ -229,7 +231,19 @@ class WgslConverter:
             "GI": model.rgb_index[1],
             "BI": model.rgb_index[2],
             "AI": model.alpha_index,
+            **WgslConverter._layout_constants(fmt),
         }
+
+    @staticmethod
+    def _layout_constants(fmt: ImageFormat) -> dict:
+        """samples.wgsl's ROW_STRIDE / BIG_ENDIAN, only when the format has them (so a
+        tight little-endian image keeps its one pipeline)."""
+        out = {}
+        if fmt.row_stride is not None:
+            out["ROW_STRIDE"] = fmt.row_stride
+        if fmt.big_endian:
+            out["BIG_ENDIAN"] = 1
+        return out
 
     # ----------------------------------------------------------------- upload
 
@@ -297,7 +311,7 @@ class WgslConverter:
     @staticmethod
     def _yuv_params(fmt: ImageFormat, rect) -> np.ndarray:
         info = PIXEL_FORMATS[fmt.pixel_format]
-        layout = info.yuv_layout(fmt.width, fmt.height)
+        layout = fmt.yuv_layout()
         r, m = info.range, info.matrix
         zero = SampleAddress(0, 0, 0, 0, 0)
 
@@ -319,7 +333,8 @@ class WgslConverter:
         for channel, colour in enumerate("RGB"):
             for tx, ty in info.bayer_offsets()[colour]:
                 tile[tx + 2 * ty] = channel
-        return BAYER_PARAMS.pack(**WgslConverter._tile_fields(fmt, rect), tile=tile)
+        (plane,) = info.planes(fmt.width, fmt.height, fmt.row_stride)
+        return BAYER_PARAMS.pack(**WgslConverter._tile_fields(fmt, rect), tile=tile, row_stride=plane.row_bytes)
 
     def _explicit_range(self, fmt: ImageFormat, value_range) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """Range-buffer words and (for the exact integer path) thresholds, on the CPU."""
@@ -352,13 +367,16 @@ class WgslConverter:
         fmt: ImageFormat,
         value_range: ValueRange = None,
         *,
+        plan: Optional[TablePlan] = None,
         max_tile: Optional[int] = None,
         encoder=None,
     ) -> list[DecodedTile]:
         """Decode an uploaded raw buffer into display-RGBA8 textures (one per tile).
 
         raw: the storage buffer from ``upload``. value_range: explicit (lo, hi) for
-        colour images (ignored for pixel formats). max_tile: largest tile side (default
+        colour images (ignored for pixel formats). plan: a depth / colormapped /
+        segmentation image's table lookup (``table_plan.plan_for``, contract §8), which
+        replaces the colour rules. max_tile: largest tile side (default
         and upper bound: the device's max texture size). encoder: record into it and
         leave submitting to the caller; by default the work is submitted here.
         """
@@ -371,7 +389,24 @@ class WgslConverter:
         own_encoder = encoder is None
         enc = dev.create_command_encoder() if own_encoder else encoder
 
-        if fmt.pixel_format is None:
+        if plan is not None:
+            info = DATATYPES[fmt.datatype]
+            consts, partials, n_partials = None, self._dummy_partials, 0
+            # the table is bound where colour images bind their range
+            range_buf = dev.create_buffer_with_data(data=plan.words, usage=wgpu.BufferUsage.STORAGE)
+            module, layout = "table.wgsl", TABLE_PARAMS
+            decode_consts = {
+                "DT_BYTES": info.size,
+                "DT_KIND": 2 if info.is_float else (1 if info.is_signed else 0),
+                "MODE": plan.mode,
+                **self._layout_constants(fmt),
+            }
+            params = [
+                TABLE_PARAMS.pack(**self._tile_fields(fmt, r), n=plan.n, first=plan.first, lo=plan.lo,
+                                  inv_span=plan.inv_span)
+                for r in rects
+            ]
+        elif fmt.pixel_format is None:
             consts = self._color_constants(fmt)
             n = fmt.width * fmt.height
             n_partials = 0
@@ -405,7 +440,7 @@ class WgslConverter:
             if PIXEL_FORMATS[fmt.pixel_format].is_bayer:
                 module, layout = "bayer.wgsl", BAYER_PARAMS
                 params = [self._bayer_params(fmt, r) for r in rects]
-                decode_consts = consts
+                decode_consts = {"SAMPLE_BYTES": PIXEL_FORMATS[fmt.pixel_format].sample_bytes}
             else:
                 module, layout = "yuv.wgsl", YUV_PARAMS
                 params = [self._yuv_params(fmt, r) for r in rects]
@@ -481,12 +516,23 @@ class WgslConverter:
         return out
 
     def to_display_rgba(
-        self, buffer, fmt: ImageFormat, value_range: ValueRange = None, *, max_tile: Optional[int] = None
+        self,
+        buffer,
+        fmt: ImageFormat,
+        value_range: ValueRange = None,
+        *,
+        kind: str = LayerKind.IMAGE,
+        colormap: Optional[int] = None,
+        class_colors: Optional[np.ndarray] = None,
+        max_tile: Optional[int] = None,
     ) -> np.ndarray:
-        """Upload, decode and read back: raw bytes -> (H, W, 4) uint8 display RGBA."""
+        """Upload, decode and read back: raw bytes -> (H, W, 4) uint8 display RGBA.
+
+        kind, colormap, class_colors: as the reference's ``to_display_rgba`` (contract §8)."""
+        plan = plan_for(buffer, fmt, value_range, kind, colormap, class_colors)
         raw = self.upload(buffer, fmt)
         try:
-            tiles = self.decode(raw, fmt, value_range, max_tile=max_tile)
+            tiles = self.decode(raw, fmt, value_range, plan=plan, max_tile=max_tile)
             out = self.read_tiles(tiles, fmt.width, fmt.height)
         finally:
             raw.destroy()

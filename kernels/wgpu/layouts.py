@@ -20,7 +20,7 @@ from typing import Mapping, Union
 import numpy as np
 
 __all__ = ["Struct", "Array", "STRUCTS", "FRAME", "TILE", "COLOR_PARAMS", "RANGE", "YUV_PARAMS",
-           "ADDR", "BAYER_PARAMS"]
+           "ADDR", "BAYER_PARAMS", "TABLE_PARAMS"]
 
 # WGSL type -> (align, size, component count, NumPy view dtype of its words)
 _SCALARS = {"u32": np.uint32, "i32": np.int32, "f32": np.float32}
@@ -219,8 +219,22 @@ YUV_PARAMS = Struct("YuvParams", [
 BAYER_PARAMS = Struct("BayerParams", [
     *_TILE_FIELDS,
     _OUT_STRIDE,
-    ("_pad1", "u32", ""),
+    ("row_stride", "u32", "bytes from one mosaic row to the next (padded rows)"),
     ("tile", "vec4<u32>", "colour (0 R, 1 G, 2 B) at tile position (x & 1) + 2 (y & 1)"),
+])
+
+TABLE_PARAMS = Struct("TableParams", [
+    *_TILE_FIELDS,
+    _OUT_STRIDE,
+    ("n", "u32", "table entries in use (kernels/table_plan.py)"),
+    ("first", "i32", "MODE_PALETTE: the type's smallest value (table[0])"),
+    ("lo", "f32", "MODE_FLOAT: t = (v - lo) * inv_span"),
+    ("inv_span", "f32", "0: no range, t = 0"),
+    ("_pad0", "u32", ""),
+    ("_pad1", "u32", ""),
+    ("_pad2", "u32", ""),
+    ("_pad3", "u32", ""),
+    ("_pad4", "u32", ""),
 ])
 
 # ---------------------------------------------------------------- composite.wgsl
@@ -253,12 +267,12 @@ TILE = Struct("Tile", [
     ("tw", "u32", ""),
     ("th", "u32", ""),
     ("shift", "u32", "reduced level: texture texel = (scene texel - origin) >> shift"),
-    ("_pad0", "u32", ""),
+    ("sampling", "u32", "0 nearest, 1 linear (MagnificationFilter.Linear on a magnified layer)"),
     ("opacity", "f32", "already clamped to 0..1 on the CPU"),
     ("_pad1", "f32", ""),
 ])
 
 # name in a shader's `#struct NAME` line -> declaration
 STRUCTS: dict[str, Struct] = {
-    s.name: s for s in (COLOR_PARAMS, RANGE, ADDR, YUV_PARAMS, BAYER_PARAMS, FRAME, TILE)
+    s.name: s for s in (COLOR_PARAMS, RANGE, ADDR, YUV_PARAMS, BAYER_PARAMS, TABLE_PARAMS, FRAME, TILE)
 }

@@ -116,7 +116,8 @@ def test_sdk_image_follows_the_table():
 
 
 def test_store_keeps_every_drawable_component_by_default():
-    assert IMAGE_COMPONENTS == frozenset(c for a in archetypes.DRAWABLE for c in a.columns)
+    read = archetypes.DRAWABLE + archetypes.SCENE_INPUTS  # what the scene draws, and what it reads for them
+    assert IMAGE_COMPONENTS == frozenset(c for a in read for c in a.columns)
     assert IMAGE in archetypes.DRAWABLE
     assert ChunkStore()._keep == IMAGE_COMPONENTS
 
@@ -139,8 +140,11 @@ class _SpyStore:
 def test_scene_asks_the_store_for_the_tables_components():
     spy = _SpyStore()
     assert scene.scene_at(spy, "t", 0) == []
-    assert spy.asked == [("entities", "Image:buffer"),
-                         ("latest_at", IMAGE.required_columns + IMAGE.optional_columns)]
+    # every drawable archetype, each for the entities holding its first required
+    # component, with all of its components in the table's order
+    assert spy.asked == [q for a in archetypes.DRAWABLE
+                         for q in (("entities", a.required_columns[0]), ("latest_at", a.columns))]
+    assert spy.asked[:2] == [("entities", "Image:buffer"), ("latest_at", IMAGE.columns)]
 
 
 def test_scene_defaults_draw_order_from_the_table():

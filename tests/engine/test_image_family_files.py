@@ -4,8 +4,10 @@ One script logs a depth image, a JPEG, a segmentation mask with its annotation c
 and an RGB image; it runs unchanged under Rerun's SDK and under pixelrun (the module is
 its first argument). Rerun's file must open in pixelrun with every entity and byte; ours
 must pass `rerun rrd verify` and hold the same columns, types and values as Rerun's.
-Entities pixelrun does not draw yet are listed by `pixelrun info` and named once by
-render. Skipped, with the reason, when .venv-rerun is absent.
+Rerun's file draws every entity here (depth, JPEG, segmentation coloured by Rerun's
+context). Entities of archetypes pixelrun does not draw (Points2D, Boxes2D, TextLog, from
+a second Rerun-written file) are listed by `pixelrun info` and named once by render and
+the viewer. Skipped, with the reason, when .venv-rerun is absent.
 """
 
 from __future__ import annotations
@@ -57,8 +59,22 @@ rr.log("cam/seg", rr.SegmentationImage(np.array([[0, 1, 2], [2, 1, 0]], np.uint8
 DEPTH = (np.arange(6, dtype="<u2") * 1000).tobytes()
 MASK = bytes([0, 1, 2, 2, 1, 0])
 RGB = bytes(range(18))
-UNDRAWN = {"/cam": "AnnotationContext", "/cam/depth": "DepthImage", "/cam/jpeg": "EncodedImage",
-           "/cam/seg": "SegmentationImage"}
+ARCHETYPES = {"/cam": "AnnotationContext", "/cam/rgb": "Image", "/cam/depth": "DepthImage",
+              "/cam/jpeg": "EncodedImage", "/cam/seg": "SegmentationImage"}
+
+# Rerun-only: archetypes pixelrun reads, lists and names, but does not draw.
+UNDRAWN_SCRIPT = """
+import sys
+import numpy as np
+import rerun as rr
+rr.init("undrawn", recording_id="rec-undrawn")
+rr.save(sys.argv[1])
+rr.log("cam/rgb", rr.Image(np.zeros((2, 3, 3), np.uint8)), static=True)
+rr.log("cam/points", rr.Points2D([[0, 0], [1, 1]]), static=True)
+rr.log("cam/boxes", rr.Boxes2D(mins=[[0, 0]], sizes=[[1, 1]]), static=True)
+rr.log("log", rr.TextLog("hello"), static=True)
+"""
+UNDRAWN = {"/cam/points": "Points2D", "/cam/boxes": "Boxes2D", "/log": "TextLog"}
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +90,8 @@ def files(tmp_path_factory):
         subprocess.run([python, "-c", SCRIPT, module, str(path), str(jpeg)], check=True, env=ENV, timeout=120)
         out[who] = path
     out["jpeg"] = jpeg.read_bytes()
+    out["undrawn"] = d / "undrawn.rrd"
+    subprocess.run([str(RERUN_PY), "-c", UNDRAWN_SCRIPT, str(out["undrawn"])], check=True, env=ENV, timeout=120)
     return out
 
 
@@ -107,19 +125,47 @@ def test_rerun_file_opens_with_every_entity_and_byte(files):
 
 
 def test_info_lists_every_entity_with_its_archetypes(files, capsys):
-    s = info.summarize(str(files["rerun"]))
-    by = {e["entity"]: e for e in s["entities"]}
+    by = {e["entity"]: e for e in info.summarize(str(files["rerun"]))["entities"]}
+    for ent, arch in ARCHETYPES.items():
+        assert by[ent]["archetypes"] == [arch] and by[ent]["not_drawn"] == [], ent
+    assert pixelrun_main(["info", str(files["rerun"])]) == 0
+    assert "not drawn" not in capsys.readouterr().out
+    by = {e["entity"]: e for e in info.summarize(str(files["undrawn"]))["entities"]}
     for ent, arch in UNDRAWN.items():
         assert by[ent]["archetypes"] == [arch] and by[ent]["not_drawn"] == [arch], ent
-    assert by["/cam/rgb"]["archetypes"] == ["Image"] and by["/cam/rgb"]["not_drawn"] == []
-    assert pixelrun_main(["info", str(files["rerun"])]) == 0
+    assert pixelrun_main(["info", str(files["undrawn"])]) == 0
     text = capsys.readouterr().out
     for ent, arch in UNDRAWN.items():
         assert re.search(rf"\| {re.escape(ent)} +\|.*\| {arch} \(not drawn yet\) +\|", text), ent
 
 
-def test_render_names_each_undrawn_entity_once_and_draws_the_image(files):
+def test_rerun_family_file_draws_every_entity(files):
     store = api.open_store(files["rerun"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing left out, nothing named "not drawn"
+        first = api.render(store, backend="numpy")
+        again = api.render(store, backend="numpy")
+        layers = api.layers_at(store, timeline="step")
+    assert first.shape == (4, 6, 4) and np.array_equal(first, again)  # the JPEG is 6x4, the others 3x2
+    got = {l.entity: l for l in layers}
+    assert [l.entity for l in layers] == ["/cam/depth", "/cam/jpeg", "/cam/rgb", "/cam/seg"]  # -20, -10, -10, 0
+    depth, seg = got["/cam/depth"], got["/cam/seg"]
+    assert (depth.kind, depth.colormap, depth.value_range, depth.draw_order) == ("depth", 6, (0.0, 5000.0), -20.0)
+    assert (seg.kind, seg.opacity, seg.draw_order) == ("segmentation", np.float32(0.6), 0.0)  # as logged
+    # Rerun's AnnotationContext on /cam colours /cam/seg: car red, person green at alpha 128 (stored as the
+    # straight colour that blends as Rerun's sRGB-premultiplied (0, 128, 0, 128): test_image_family_depth_seg)
+    assert seg.class_colors[1].tolist() == [255, 0, 0, 255] and seg.class_colors[2].tolist() == [0, 175, 0, 128]
+    alone = api.render(store, entity="cam/seg", backend="numpy")  # no other image: its logged 0.6 still
+    assert alone[0, 1].tolist() == [255, 0, 0, round(0.6 * 255)]
+    rgb = api.render(store, entity="cam/rgb", backend="numpy")
+    assert rgb[..., :3].reshape(-1).tobytes() == RGB
+    jpeg = api.render(store, entity="cam/jpeg", backend="numpy")
+    want = np.asarray(PILImage.open(io.BytesIO(files["jpeg"])).convert("RGB"))
+    assert np.array_equal(jpeg[..., :3], want) and (jpeg[..., 3] == 128).all()  # logged opacity 0.5
+
+
+def test_render_names_each_undrawn_entity_once_and_draws_the_image(files):
+    store = api.open_store(files["undrawn"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         first = api.render(store, backend="numpy")
@@ -127,15 +173,14 @@ def test_render_names_each_undrawn_entity_once_and_draws_the_image(files):
     named = sorted(str(w.message) for w in caught if issubclass(w.category, RenderWarning))
     assert named == sorted(f"left out of the render: {e}: {a} is not drawn yet" for e, a in UNDRAWN.items())
     assert first.shape == (2, 3, 4) and np.array_equal(first, again)
-    assert first[..., :3].reshape(-1).tobytes() == RGB
     with warnings.catch_warnings(record=True) as caught:  # a subtree: only its entities
         warnings.simplefilter("always")
-        api.render(files["rerun"], entity="cam/rgb", backend="numpy")
+        api.render(files["undrawn"], entity="cam/rgb", backend="numpy")
     assert [str(w.message) for w in caught] == []
-    # an entity holding only what is not drawn yet: said so, not "not in this recording"
-    with pytest.raises(api.NotFoundError, match=r"nothing to draw at or under 'cam/depth': "
-                       r"/cam/depth: DepthImage is not drawn yet \(entities drawn: /cam/rgb\)"):
-        api.render(files["rerun"], entity="cam/depth", backend="numpy")
+    # an entity holding only what is not drawn: said so, not "not in this recording"
+    with pytest.raises(api.NotFoundError, match=r"nothing to draw at or under 'cam/points': "
+                       r"/cam/points: Points2D is not drawn yet \(entities drawn: /cam/rgb\)"):
+        api.render(files["undrawn"], entity="cam/points", backend="numpy")
 
 
 def test_pixelrun_file_holds_what_rerun_writes_and_passes_verify(files):
@@ -176,11 +221,16 @@ def test_value_range_extension_passes_verify(tmp_path):
 
 
 def test_viewer_lists_undrawn_entities_once_and_keeps_them_shown(files):
-    store = ChunkStore(memory_limit=None)  # what `pixelrun view` keeps: the drawable components
-    store.ingest_file(files["rerun"])
+    store = ChunkStore(memory_limit=None)  # what `pixelrun view` keeps: the components the scene reads
+    store.ingest_file(files["undrawn"])
     data = ViewerData(store)
     data.layers()
     data.layers()  # every frame asks again: each entity is named once, and stays listed
     want = [f"{e}: {a} is not drawn yet" for e, a in sorted(UNDRAWN.items())]
     assert data.undrawn == want
     assert data.scene_problems[-len(want):] == want
+    family = ChunkStore(memory_limit=None)
+    family.ingest_file(files["rerun"])
+    family_view = ViewerData(family)
+    family_view.sync_playback()  # the viewer's first frame: a timeline and its latest time
+    assert len(family_view.layers()) == 4 and family_view.undrawn == [] and family_view.scene_problems == []

@@ -191,7 +191,36 @@ def _large_cases() -> list[Case]:
     return out
 
 
+def _row_stride_cases() -> list[Case]:
+    """Pixel formats (YUV and Bayer) with padded rows (ImageFormat.row_stride): odd and
+    aligned padding; the padding bytes are random too, so a backend that reads them differs."""
+    out = []
+    for pf, info in PIXEL_FORMATS.items():
+        for (w, h), pad in [((3, 5), 1), ((7, 2), 3), ((33, 17), 64 - 33 % 64)]:
+            fmt = ImageFormat(w, h, pixel_format=pf, row_stride=info.tight_row_bytes(w) + pad)
+            cid = f"stride-{pf.name}-{w}x{h}-{fmt.row_stride}"
+            data = _rng(cid).integers(0, 256, size=fmt.byte_count(), dtype=np.uint8)
+            out.append(Case(cid, data.tobytes(), fmt, None, False))
+    # colour images: padded rows (a whole number of samples, up to 4-byte alignment) and
+    # big-endian samples; the sample values are random within the type, padding random
+    for model in ColorModel:
+        for dt in ChannelDatatype:
+            size = DATATYPES[dt].size
+            for (w, h), big in [((3, 5), False), ((7, 2), size > 1)]:
+                c = COLOR_MODELS[model].channels
+                stride = w * c * size + 3 * min(size, 4) + (4 if size == 1 else 0)
+                fmt = ImageFormat(w, h, color_model=model, channel_datatype=dt, row_stride=stride, big_endian=big)
+                cid = f"stride-{model.name}_{dt.name}-{w}x{h}-{stride}{'-be' if big else ''}"
+                rng = _rng(cid)
+                vals = _random_values(rng, dt, (h, w * c)).astype(DATATYPES[dt].numpy)
+                rows = vals.astype(vals.dtype.newbyteorder(">" if big else "<")).view(np.uint8)
+                data = rng.integers(0, 256, size=(h, stride), dtype=np.uint8)
+                data[:, : rows.shape[1]] = rows
+                out.append(Case(cid, data.tobytes(), fmt, None, _is_exact(dt, None)))
+    return out
+
+
 CASES: list[Case] = (_pixel_format_cases() + _color_random_cases() + _color_special_cases()
-                     + _sample_cases() + _large_cases())
+                     + _sample_cases() + _large_cases() + _row_stride_cases())
 
 assert len({c.id for c in CASES}) == len(CASES), "conformance case ids must be unique"

@@ -168,7 +168,7 @@ def test_frame_value_ranges_agree_with_reference_rule(case):
     model = COLOR_MODELS[fmt.model]
     src = np.frombuffer(case.data, dtype=np.uint8).reshape(1, -1).copy()
     rp = frame_value_ranges(np, src, fmt)
-    px = np.frombuffer(case.data, dtype=info.numpy).reshape(-1, model.channels)
+    px = fmt.color_samples(np.frombuffer(case.data, dtype=np.uint8)).reshape(-1, model.channels)
     lo, hi = reference.value_range_for(px[:, sorted(set(model.rgb_index))], fmt.datatype)
     if rp["mode"] == cupy_convert.MODE_EXACT:
         assert (int(rp["lo_i"][0]), int(rp["lo_i"][0] + rp["span_i"][0])) == (lo, hi)

@@ -34,6 +34,9 @@ RERUN_PIXEL_FORMATS = {
     "Y_U_V12_FullRange": 44, "Y_U_V16_LimitedRange": 49, "Y_U_V16_FullRange": 50,
     "BayerRGGB8": 128, "BayerBGGR8": 129, "BayerGBRG8": 130, "BayerGRBG8": 131,
 }
+# pixelrun's own camera layouts (ROS bags), outside Rerun's values
+PIXELRUN_PIXEL_FORMATS = {"UYVY": 200, "NV21": 201, "I420": 202, "BayerRGGB16": 210, "BayerBGGR16": 211,
+                          "BayerGBRG16": 212, "BayerGRBG16": 213}
 CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4, "BGR": 3, "BGRA": 4}
 SAMPLE_BYTES = {"U8": 1, "I8": 1, "U16": 2, "I16": 2, "U32": 4, "I32": 4, "U64": 8, "I64": 8,
                 "F16": 2, "F32": 4, "F64": 8}
@@ -46,10 +49,12 @@ def spec_pixel_format_bytes(name: str, w: int, h: int) -> int:
         return 3 * n
     if name.startswith("Y_U_V16"):
         return n + 2 * cw * h
-    if name.startswith("Y_U_V12") or name == "NV12":
+    if name.startswith("Y_U_V12") or name in ("NV12", "NV21", "I420"):
         return n + 2 * cw * ch
-    if name == "YUY2":
+    if name in ("YUY2", "UYVY"):
         return 4 * cw * h
+    if name.startswith("Bayer") and name.endswith("16"):
+        return 2 * n
     return n  # Y8_*, Bayer*
 
 
@@ -65,7 +70,7 @@ def all_formats(w: int, h: int):
 def test_enum_values_are_reruns():
     assert {m.name: m.value for m in ColorModel} == RERUN_COLOR_MODELS
     assert {d.name: d.value for d in ChannelDatatype} == RERUN_DATATYPES
-    assert {p.name: p.value for p in PixelFormat} == RERUN_PIXEL_FORMATS
+    assert {p.name: p.value for p in PixelFormat} == {**RERUN_PIXEL_FORMATS, **PIXELRUN_PIXEL_FORMATS}
     assert set(PIXEL_FORMATS) == set(PixelFormat) and set(COLOR_MODELS) == set(ColorModel)
     assert set(DATATYPES) == set(ChannelDatatype)
 
@@ -133,9 +138,10 @@ def test_matrices_and_ranges_per_spec():
         if pf.name.startswith("Bayer"):
             assert info.matrix is None
             continue
-        want = "BT.601" if pf in (PixelFormat.NV12, PixelFormat.YUY2) else "BT.709"
+        bt601 = (PixelFormat.NV12, PixelFormat.YUY2, PixelFormat.UYVY, PixelFormat.NV21, PixelFormat.I420)
+        want = "BT.601" if pf in bt601 else "BT.709"
         assert info.matrix.name == want, pf.name
-        limited = "Limited" in pf.name or pf in (PixelFormat.NV12, PixelFormat.YUY2)
+        limited = "Limited" in pf.name or pf in bt601
         assert info.range.name == ("limited" if limited else "full"), pf.name
 
 

@@ -18,7 +18,7 @@ def _q(x):
 @pytest.mark.parametrize("w,h", [(1, 1), (3, 5), (7, 2), (5, 1), (64, 48)])
 def test_every_format_once_with_exact_byte_count(w, h):
     samples = all_samples(w, h)
-    assert len(samples) == 14 + 5 * 11
+    assert len(samples) == len(PixelFormat) + 5 * 11
     assert len({s.name for s in samples}) == len(samples)
     for s in samples:
         assert (s.width, s.height) == (w, h) == (s.format.width, s.format.height)
@@ -37,7 +37,7 @@ def test_lookup_by_name_pair_and_enum():
     f = sample(("BGR", "F32"), 4, 2).format
     assert (f.color_model, f.channel_datatype) == (ColorModel.BGR, ChannelDatatype.F32)
     with pytest.raises(ValueError, match="unknown pixel format"):
-        sample("NV21")
+        sample("NV16")
 
 
 def test_gradient_corners():

@@ -1,6 +1,8 @@
 // Bayer mosaics (contract §2): each pixel keeps its own sample; each missing colour is the
 // mean of that colour's samples in the 3x3 neighbourhood cut to the image; samples are
-// linear light, so the byte is q(srgb_encode(mean / 255)). A colour with no sample in
+// linear light, so the byte is q(srgb_encode(mean / max)), max 255 for 8-bit mosaics and
+// 65535 for 16-bit ones (little-endian samples, SAMPLE_BYTES 2). Rows are
+// params.row_stride bytes apart (padded rows are skipped). A colour with no sample in
 // the neighbourhood (only when W or H is 1) is 0, as in the reference.
 // The 2x2 tile's colours come from kernels/formats.py as a uniform.
 // Output: packed RGBA8 words (R in the low byte), PX pixels per invocation along x, rows
@@ -14,27 +16,38 @@
 @group(0) @binding(1) var<storage, read> raw: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out_buf: array<u32>;
 
+override SAMPLE_BYTES: u32 = 1u; // 1: 8-bit mosaic, 2: 16-bit little-endian (a pipeline constant)
+
 // pixels per invocation (wgsl_convert.py's _DECODE_PX): divides 64, so an invocation's
-// words never cross a row; at most 4, so row_bytes' 3 words hold the PX + 2 columns
+// words never cross a row; at most 4, so row_bytes' 4 words hold the PX + 2 columns
+// (at most 12 bytes, starting anywhere in the first word)
 const PX: u32 = 4u;
 const PX2: u32 = PX + 2u; // columns of their neighbourhoods
 
-// The row's bytes x - 1 .. x + PX: the 3 words that hold them, and the first byte's
-// position in the first word (indices clamped to the buffer: bytes outside the image are
-// never used).
-struct RowBytes { w0: u32, w1: u32, w2: u32, sh: u32, }
+// The row's samples x - 1 .. x + PX: the 4 words that hold their bytes, and the first
+// byte's position in the first word (indices clamped to the buffer: bytes outside the
+// image are never used).
+struct RowBytes { w0: u32, w1: u32, w2: u32, w3: u32, sh: u32, }
 
-fn row_bytes(ny: i32, x: i32, w: i32, row_ok: bool, last: i32) -> RowBytes {
-    let a0 = select(0, ny * w + x - 1, row_ok); // >= -1
+fn row_bytes(ny: i32, x: i32, row_ok: bool, last: i32) -> RowBytes {
+    let a0 = select(0, ny * i32(params.row_stride) + (x - 1) * i32(SAMPLE_BYTES), row_ok); // >= -2
     let wi = (a0 + 4) / 4 - 1;                   // floor(a0 / 4), >= -1
     return RowBytes(raw[u32(clamp(wi, 0, last))], raw[u32(clamp(wi + 1, 0, last))],
-                    raw[u32(clamp(wi + 2, 0, last))], u32(a0 - 4 * wi));
+                    raw[u32(clamp(wi + 2, 0, last))], raw[u32(clamp(wi + 3, 0, last))], u32(a0 - 4 * wi));
 }
 
 fn byte_of(r: RowBytes, j: u32) -> u32 {
     let k = r.sh + j;
-    let word = select(select(r.w2, r.w1, k < 8u), r.w0, k < 4u);
+    let word = select(select(select(r.w3, r.w2, k < 12u), r.w1, k < 8u), r.w0, k < 4u);
     return (word >> ((k & 3u) * 8u)) & 0xffu;
+}
+
+// Sample j (0 = column x - 1) of the row: one byte, or two little-endian bytes.
+fn sample_of(r: RowBytes, j: u32) -> u32 {
+    if (SAMPLE_BYTES == 2u) {
+        return byte_of(r, 2u * j) | (byte_of(r, 2u * j + 1u) << 8u);
+    }
+    return byte_of(r, j);
 }
 
 // Invocation (gx, gy) writes pixels PX gx .. PX gx + PX - 1 of tile row gy. out_stride is a
@@ -62,9 +75,9 @@ fn decode(@builtin(global_invocation_id) gid: vec3<u32>) {
     let last = i32(arrayLength(&raw)) - 1;
     let up_ok = y >= 1;
     let dn_ok = y + 1 < h;
-    let up = row_bytes(y - 1, x, w, up_ok, last);
-    let mid = row_bytes(y, x, w, true, last);
-    let dn = row_bytes(y + 1, x, w, dn_ok, last);
+    let up = row_bytes(y - 1, x, up_ok, last);
+    let mid = row_bytes(y, x, true, last);
+    let dn = row_bytes(y + 1, x, dn_ok, last);
     var osum: array<f32, PX2>; // rows y - 1 and y + 1
     var ocnt: array<f32, PX2>;
     var msum: array<f32, PX2>; // row y
@@ -74,9 +87,9 @@ fn decode(@builtin(global_invocation_id) gid: vec3<u32>) {
         let col_ok = nx >= 0 && nx < w;
         let u_ok = up_ok && col_ok;
         let d_ok = dn_ok && col_ok;
-        osum[j] = select(0.0, f32(byte_of(up, j)), u_ok) + select(0.0, f32(byte_of(dn, j)), d_ok);
+        osum[j] = select(0.0, f32(sample_of(up, j)), u_ok) + select(0.0, f32(sample_of(dn, j)), d_ok);
         ocnt[j] = select(0.0, 1.0, u_ok) + select(0.0, 1.0, d_ok);
-        msum[j] = select(0.0, f32(byte_of(mid, j)), col_ok);
+        msum[j] = select(0.0, f32(sample_of(mid, j)), col_ok);
         mcnt[j] = select(0.0, 1.0, col_ok);
     }
     let ro = 2u * (u32(y + 1) & 1u); // tile row of rows y - 1, y + 1
@@ -99,7 +112,8 @@ fn decode(@builtin(global_invocation_id) gid: vec3<u32>) {
                 + select(z, vec3<f32>(mcnt[i + 1u]), c_mc);
         var mean = select(vec3<f32>(0.0), sum / max(cnt, vec3<f32>(1.0)), cnt > vec3<f32>(0.0));
         // each pixel keeps its own sample
-        mean = select(mean, vec3<f32>(f32(byte_of(mid, i + 1u))), c_mc);
-        out_buf[o + i] = pack_rgba(q4(vec4<f32>(srgb_encode(mean / 255.0), 1.0)));
+        mean = select(mean, vec3<f32>(f32(sample_of(mid, i + 1u))), c_mc);
+        let sample_max = select(255.0, 65535.0, SAMPLE_BYTES == 2u);
+        out_buf[o + i] = pack_rgba(q4(vec4<f32>(srgb_encode(mean / sample_max), 1.0)));
     }
 }

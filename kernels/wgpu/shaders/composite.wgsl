@@ -5,7 +5,8 @@
 // target rows:
 //   clear   (compute): acc = background, premultiplied, linear
 //   blend   (compute): for one layer tile and the target pixels it can cover, the
-//                      scene texel under each pixel centre (scale/offset, nearest) is
+//                      scene texel under each pixel centre (scale/offset, nearest; or
+//                      linear, tile.sampling 1, between the four nearest texel centres) is
 //                      read from the tile's texture (or its reduced level) and
 //                      acc = c a + acc (1 - a), c = srgb_decode(rgb), a = alpha * opacity
 //   vs/fs   (render):  encodes acc to straight-alpha sRGB bytes (the background outside
@@ -61,13 +62,39 @@ fn blend(@builtin(global_invocation_id) gid: vec3<u32>) {
     let hi = lo + vec2<f32>(f32(tile.tw), f32(tile.th));
     if (any(s < lo) || any(s >= hi)) { return; }
     let dims = textureDimensions(tile_tex);
-    let t = min((vec2<u32>(s) - vec2<u32>(tile.tx0, tile.ty0)) >> vec2<u32>(tile.shift), dims - 1u);
-    let texel = textureLoad(tile_tex, t, 0);
-    let a = texel.a * tile.opacity;
+    var src: vec4<f32>; // premultiplied, linear
+    if (tile.sampling == 1u) {
+        // linear: Rerun's bilinear rule in texel space (texel centres at +0.5): the four
+        // texels around the pixel centre, clamped to the edge, mixed as premultiplied
+        // linear colours. (At a seam between tiles of a huge image the clamp is the tile's.)
+        let u = (vec2<f32>(p) + 0.5 - frame.offset) / frame.scale - lo - 0.5;
+        let base = floor(u);
+        let f = u - base;
+        let c00 = premultiplied(texel_at(base, dims));
+        let c10 = premultiplied(texel_at(base + vec2<f32>(1.0, 0.0), dims));
+        let c01 = premultiplied(texel_at(base + vec2<f32>(0.0, 1.0), dims));
+        let c11 = premultiplied(texel_at(base + vec2<f32>(1.0, 1.0), dims));
+        src = mix(mix(c00, c10, f.x), mix(c01, c11, f.x), f.y);
+    } else {
+        let t = min((vec2<u32>(s) - vec2<u32>(tile.tx0, tile.ty0)) >> vec2<u32>(tile.shift), dims - 1u);
+        src = premultiplied(textureLoad(tile_tex, t, 0));
+    }
+    let a = src.a * tile.opacity;
+    let idx = (p.y - frame.band_y0) * frame.width + p.x;
+    acc[idx] = vec4<f32>(src.rgb * tile.opacity, a) + acc[idx] * (1.0 - a);
+}
+
+// A display texel (straight-alpha sRGB bytes) as premultiplied linear light.
+fn premultiplied(texel: vec4<f32>) -> vec4<f32> {
     let b = vec3<u32>(texel.rgb * 255.0 + 0.5); // the texel's bytes (unorm8 is b / 255)
     let c = vec3<f32>(decode_lut[b.x], decode_lut[b.y], decode_lut[b.z]);
-    let idx = (p.y - frame.band_y0) * frame.width + p.x;
-    acc[idx] = vec4<f32>(c * a, a) + acc[idx] * (1.0 - a);
+    return vec4<f32>(c * texel.a, texel.a);
+}
+
+// The tile's texel at (possibly out of range) tile-local coordinates, clamped to its edge.
+fn texel_at(t: vec2<f32>, dims: vec2<u32>) -> vec4<f32> {
+    let c = vec2<u32>(clamp(t, vec2<f32>(0.0), vec2<f32>(dims - 1u)));
+    return textureLoad(tile_tex, c, 0);
 }
 
 // ---------------------------------------------------------------- reduced levels
