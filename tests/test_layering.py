@@ -33,6 +33,10 @@ LAZY_OK = {
     "pandas": "optional input type (timestamps) of the SDK",
     "pyarrow.compute": "imported on first use by the SDK's time columns",
     "av": "PyAV, the optional pixelrun[video] extra; only video output needs it",
+    "ray": "the optional pixelrun[ray] extra; only fleet datasets and render --ray need it",
+    "mcap": "the optional pixelrun[mcap] extra; only reading .mcap files needs it",
+    "mcap_ros2": "the pixelrun[mcap] extra (ROS 2 CDR messages)",
+    "mcap_protobuf": "the pixelrun[mcap] extra (Foxglove protobuf messages)",
 }
 
 # Project modules that import one of the above at their top, so importing them is as heavy.
@@ -41,6 +45,8 @@ LAZY_PROJECT = {
     "pixelrun.kernels.cuda": "imports cupy",
     "pixelrun.engine.viewer.window": "imports glfw, rendercanvas and imgui",
     "pixelrun.engine.viewer.panels": "imports imgui",
+    "pixelrun.engine.fleet.dataset": "imports ray",
+    "pixelrun.engine.fleet.cluster": "imports ray",
 }
 
 

@@ -6,6 +6,16 @@
     pixelrun render REC.rrd --entity cam/left -o left.png --backend numpy
     pixelrun render REC.rrd --all-times -o clip.mp4 [--fps 30 --crf 18 --codec h264]  # video
 
+Several recordings at once, on Ray (``pip install 'pixelrun[ray]'``; engine/fleet/):
+
+    pixelrun render A.rrd B.rrd fleet/ --all-times -o DIR --ray               # a local Ray
+    pixelrun render A.rrd B.rrd --all-times -o DIR --ray auto --video mp4     # the cluster; a video each
+
+Each recording gets DIR/NAME/ (its PNGs, named as for one recording) or DIR/NAME.mp4,
+NAME its file name's stem made safe (`safe_filename`, a hash added when two are the
+same). Frames are rendered on Ray workers and written here, with one progress bar for
+the fleet; a recording that fails is named with why, and the others finish.
+
 With --all-times and an OUT ending in .mp4 or .mkv, the frames go into one video instead
 (engine/video.py: one frame per time point in order at a constant --fps, composited over
 an opaque --background, default black, padded with it to an even size for H.264, never
@@ -51,6 +61,7 @@ from PIL import Image
 from pixelrun.engine import api as R
 from pixelrun.engine.chunk import printable
 from pixelrun.engine.cli.main import warnings_as_lines
+from pixelrun.engine.fleet.frames import check_recordings, expand_paths
 from pixelrun.engine.store.store import StoreWarning
 from pixelrun.engine.video import CODECS, DEFAULT_CRF, VIDEO_EXTENSIONS, check_video_options, render_video
 
@@ -222,7 +233,8 @@ class Progress:
     def __init__(self, total: int, enabled: bool) -> None:
         self.total, self.done, self.enabled = total, 0, enabled
 
-    def step(self, label: str) -> None:
+    def step(self, label: str, last: Optional[bool] = None) -> None:
+        """One more frame done; `last` (default: done == total) ends the line."""
         self.done += 1
         if not self.enabled:
             return
@@ -230,7 +242,8 @@ class Progress:
         filled = int(width * self.done / max(self.total, 1))
         bar = "#" * filled + "." * (width - filled)
         sys.stderr.write(f"\rrendering [{bar}] {self.done}/{self.total} {label}   ")
-        if self.done == self.total:
+        end = self.done == self.total if last is None else last
+        if end:
             sys.stderr.write("\n")
         sys.stderr.flush()
 
@@ -327,8 +340,195 @@ def _render_video(store, args, timeline: str, prog: str) -> tuple[int, int]:
     return info.frames - info.failed, info.failed
 
 
+# ------------------------------------------------------------------ --ray: many recordings
+
+
+def fleet_names(paths) -> dict[str, str]:
+    """Recording path -> the name of its folder (or video) under -o: the file name's
+    stem made safe; when two are the same, 8 hex digits of each one's full path added."""
+    stems = {p: safe_filename(Path(p).stem or "recording") for p in paths}
+    seen: dict[str, int] = {}
+    for st in stems.values():
+        seen[st] = seen.get(st, 0) + 1
+    return {p: st if seen[st] == 1 else f"{st}-{hashlib.sha1(os.path.abspath(p).encode()).hexdigest()[:8]}"
+            for p, st in stems.items()}
+
+
+def _fleet_args(args) -> tuple[list[str], Optional[dict]]:
+    """The recordings (folders expanded) and the video options of a --ray run, checked
+    before any work (OutputError saying what is wrong; the video options are checked
+    once the output folder exists)."""
+    recordings = list(args.recording)
+    if args.ray not in (None, "local", "auto") and "://" not in args.ray and (
+            args.ray.endswith(".rrd") or os.path.exists(args.ray)):
+        recordings.insert(0, args.ray)  # `--ray A.rrd B.rrd`: --ray took a recording as its address
+        args.ray = "local"
+    if args.ray is None:
+        given = "several recordings" if len(recordings) > 1 else ("--video" if args.video else "--ray-workers")
+        raise OutputError(f"{given}: rendering a fleet runs on Ray; add --ray (a local Ray) or --ray ADDRESS")
+    if not args.all_times:
+        raise OutputError("--ray renders every time point of every recording: add --all-times")
+    out = Path(args.output)
+    if "{" in args.output or out.suffix.lower() in (*SUPPORTED_EXTENSIONS, *VIDEO_EXTENSIONS):
+        raise OutputError(f"with --ray, -o is a folder (a folder of PNGs, or a video with --video, per recording "
+                          f"goes in it), got {args.output}")
+    if args.ray_workers is not None and args.ray_workers < 1:
+        raise OutputError(f"--ray-workers must be at least 1, got {args.ray_workers}")
+    given = [o for o, v in (("--fps", args.fps), ("--crf", args.crf), ("--codec", args.codec)) if v is not None]
+    if given and not args.video:
+        raise OutputError(f"{', '.join(given)} apply to video output: add --video mp4 (or mkv)")
+    video = None
+    if args.video:
+        video = {"suffix": "." + args.video, "fps": 30 if args.fps is None else args.fps,
+                 "crf": DEFAULT_CRF if args.crf is None else args.crf, "codec": args.codec or "h264"}
+    return expand_paths(recordings), video
+
+
+class _Recording:
+    """What the driver knows of one recording of a --ray run."""
+
+    def __init__(self, path: str, name: str) -> None:
+        self.path, self.name = path, name
+        self.plan: Optional[OutputPlan] = None
+        self.timeline = ""
+        self.times: list[int] = []
+        self.width = 1
+        self.written = self.failed = self.problems = 0
+        self.error: Optional[str] = None
+        self.part = None  # the video being received
+        self.video_info: Optional[dict] = None
+
+
+def _fleet_event(rec: _Recording, kind: str, payload, root: Path, video: Optional[dict], progress: Progress,
+                 prog: str) -> None:
+    """Apply one event of a recording's tasks (engine/fleet/work.py) here: write, count, say."""
+    if rec.error is not None:
+        return  # a recording that failed (a shard, or its output) says nothing more
+    label = f"{rec.name} {printable(rec.timeline, 80)}"
+    brk = "\n" if progress.enabled and progress.done else ""  # off the progress line
+    if kind == "times":
+        progress.total += payload["mine"]
+        if not rec.times:
+            rec.timeline, rec.times = payload["timeline"], payload["times"]
+            rec.width = time_width(rec.times)
+            if video is None:
+                rec.plan = OutputPlan(str(root / rec.name) + os.sep, all_times=True)
+    elif kind == "problem":
+        rec.problems += 1
+        if rec.problems <= MAX_PROBLEM_LINES:
+            said = payload if payload.startswith(rec.path) else f"{rec.path}: {payload}"
+            print(f"{brk}{prog}: {said}", file=sys.stderr)
+    elif kind == "frame":
+        t, png = payload
+        path = rec.plan.path(rec.timeline, t, rec.width)
+        path.write_bytes(png)
+        rec.written += 1
+        progress.step(f"{label}={t}", last=False)
+    elif kind in ("frame_failed", "empty", "encoded"):
+        t = payload[0] if kind == "frame_failed" else payload
+        if kind == "frame_failed":
+            rec.failed += 1
+            gap = "; a background frame is in its place" if video else ""
+            print(f"{brk}{prog}: {rec.path}: {label}={t}: not rendered: {payload[1]}{gap}", file=sys.stderr)
+        elif kind == "empty":
+            rec.problems += 1
+            print(f"{brk}{prog}: {rec.path}: nothing to draw at {label}={t}; no PNG written", file=sys.stderr)
+        progress.step(f"{label}={t}", last=False)
+    elif kind == "video":
+        if rec.part is None:
+            rec.part = open(root / f".{rec.name}{video['suffix']}.part", "wb")  # closed at video_done / failed
+        rec.part.write(payload)
+    elif kind == "video_done":
+        part = Path(rec.part.name)
+        rec.part.close()
+        rec.part = None
+        final = root / f"{rec.name}{video['suffix']}"
+        if final.resolve().parent != root:
+            raise OutputError(f"refusing to write {final}: it would land outside {root}")
+        part.replace(final)
+        rec.video_info = payload
+        rec.written = payload["frames"] - payload["failed"]
+    elif kind == "failed":
+        rec.error = payload
+        if rec.part is not None:
+            rec.part.close()
+            Path(rec.part.name).unlink(missing_ok=True)
+            rec.part = None
+        print(f"{brk}{prog}: {rec.path}: not rendered: {printable(str(payload), 600)}", file=sys.stderr)
+
+
+def _run_fleet(args, prog: str) -> int:
+    """pixelrun render A.rrd B.rrd ... --all-times -o DIR --ray [ADDRESS] (module docstring)."""
+    try:
+        import pixelrun.engine.fleet.cluster as cluster  # noqa: PLC0415 - optional dependency (imports ray)
+    except ImportError as exc:
+        print(f"{prog}: --ray needs Ray ({exc}): pip install 'pixelrun[ray]'", file=sys.stderr)
+        return 1
+    try:
+        recordings, video = _fleet_args(args)
+        root = writable_folder(Path(args.output))
+        if video:  # codec, fps, crf and background, as for one video (the name is each recording's)
+            check_video_options(root / f"check{video['suffix']}", codec=video["codec"], fps=video["fps"],
+                                crf=video["crf"], background=args.background)
+    except (ValueError, OSError) as exc:
+        print(f"{prog}: {printable(' '.join(str(exc).split()), 600)}", file=sys.stderr)
+        return 1
+    paths, bad = check_recordings(recordings)
+    for why in bad:
+        print(f"{prog}: {why}: not rendered", file=sys.stderr)
+    names = fleet_names(paths)
+    recs = {p: _Recording(p, names[p]) for p in paths}
+    progress = Progress(0, enabled=not args.quiet)
+    kwargs = dict(entity=args.entity, timeline=args.timeline, background=args.background, backend=args.backend,
+                  video=video)
+    try:
+        for path, kind, payload in cluster.run_fleet(paths, kwargs, address=args.ray, workers=args.ray_workers,
+                                                     split=video is None):
+            try:
+                _fleet_event(recs[path], kind, payload, root, video, progress, prog)
+            except (ValueError, OSError) as exc:  # this recording's output cannot be written: the rest go on
+                _fleet_event(recs[path], "failed", f"cannot write its output: {exc}", root, video, progress, prog)
+    except RuntimeError as exc:  # Ray could not be started or reached
+        print(f"{prog}: {printable(' '.join(str(exc).split()), 600)}", file=sys.stderr)
+        return 1
+    finally:
+        for rec in recs.values():
+            if rec.part is not None:
+                rec.part.close()
+                Path(rec.part.name).unlink(missing_ok=True)
+    if progress.enabled and progress.done:
+        sys.stderr.write("\n")
+    failed = list(bad)
+    frames = trouble = 0
+    for rec in recs.values():
+        trouble += rec.problems + rec.failed
+        if rec.error is None and not rec.written:
+            rec.error = f"no image to draw on timeline {printable(rec.timeline)!r}" if rec.timeline else "no image"
+            print(f"{prog}: {rec.path}: not rendered: {rec.error}", file=sys.stderr)
+        if rec.error is not None:
+            failed.append(rec.path)
+            continue
+        frames += rec.written
+        span = f"{printable(rec.timeline, 80)} {rec.times[0]}..{rec.times[-1]}"
+        if rec.video_info is not None:
+            v = rec.video_info
+            print(f"wrote {root / (rec.name + video['suffix'])} ({v['encoder']} {v['pix_fmt']} {v['width']}x"
+                  f"{v['height']}, {v['frames']} frames for {span})")
+        else:
+            print(f"wrote {rec.written} PNG(s) for {span} in {rec.plan.folder}")
+    total = len(recs) + len(bad)
+    print(f"rendered {total - len(failed)} of {total} recording(s), {frames} frame(s), in {root}")
+    if failed:
+        print(f"{prog}: {len(failed)} recording(s) not rendered: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 1 if (args.strict and trouble) else 0
+
+
 def run(args) -> int:
     prog = "pixelrun render"
+    if args.ray is not None or len(args.recording) > 1 or args.video or args.ray_workers is not None:
+        return _run_fleet(args, prog)
+    args.recording = args.recording[0]
     try:
         video = _is_video(args)  # before any work
         plan = None if video else OutputPlan(args.output, args.all_times)
@@ -376,7 +576,7 @@ def run(args) -> int:
 
 def register(p: argparse.ArgumentParser) -> None:
     """Add render's arguments to its parser (engine/cli/main.py makes it)."""
-    p.add_argument("recording", help=".rrd file")
+    p.add_argument("recording", nargs="+", help=".rrd file (several, or folders of them, with --ray)")
     p.add_argument("-o", "--output", required=True,
                    help="PNG file (or folder/pattern, or an .mp4/.mkv video, with --all-times)")
     p.add_argument("--entity", help="render only this entity's subtree")
@@ -397,4 +597,11 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when anything in the recording was damaged or left out")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="render every recording on Ray (with --all-times; -o is a folder): a local Ray, "
+                        "or ADDRESS: auto (the cluster this machine is in) or ray://HOST:10001")
+    p.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                   help="with --ray: the most recordings (or shards) rendered at once; a local Ray gets N CPUs")
+    p.add_argument("--video", choices=tuple(e.lstrip(".") for e in VIDEO_EXTENSIONS), default=None,
+                   help="with --ray: one video per recording (DIR/NAME.mp4) instead of PNG folders")
     p.set_defaults(func=run)
