@@ -29,6 +29,7 @@ COMMANDS = {
     "render": ("pixelrun.engine.cli.render", "render a recording's view to PNG (headless)"),
     "info": ("pixelrun.engine.cli.info", "entities, components, timelines, rows and bytes of .rrd recordings"),
     "view": ("pixelrun.engine.cli.view", "open the viewer window (live data and/or .rrd files)"),
+    "convert": ("pixelrun.engine.cli.convert", "write an MCAP file's (ROS 2 bag's) image topics as a Rerun .rrd"),
 }
 
 

@@ -15,6 +15,8 @@ from typing import Iterator, Optional
 import numpy as np
 
 from pixelrun.engine import rrd
+from pixelrun.engine.mcap.db3 import SQLITE_MAGIC
+from pixelrun.engine.mcap.reader import MCAP_MAGIC
 from pixelrun.engine.rrd import ChunkMsg, RrdDecoder, StoreInfoMsg
 from pixelrun.engine.rrd.footer import read_file_index
 from pixelrun.engine.rrd.messages import MESSAGE_HEADER
@@ -186,7 +188,7 @@ def not_rrd_reason(path) -> Optional[str]:
         head = f.read(rrd.SNIFF_BYTES)
     if size == 0:
         return f"not an .rrd file: {path} (it is empty)"
-    if rrd.looks_like_rrd(head, size):
+    if rrd.looks_like_rrd(head, size) or head.startswith((MCAP_MAGIC, SQLITE_MAGIC)):  # bags: engine/mcap
         return None
     return f"not an .rrd file: {path} (it starts with {head[:8]!r}, an .rrd starts with {rrd.FOURCC!r})"
 

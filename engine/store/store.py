@@ -50,6 +50,7 @@ import pyarrow as pa
 
 from pixelrun.engine.archetypes import DRAWABLE_COLUMNS
 from pixelrun.engine.chunk import Chunk, normalize_entity_path
+from pixelrun.engine.mcap import McapSource, is_bag
 from pixelrun.engine.store.index import SortedIndex
 from pixelrun.engine.store.memory import (
     DEFAULT_MEMORY_LIMIT,
@@ -747,14 +748,17 @@ class ChunkStore:
             more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
             warnings.warn(StoreWarning(f"{source}: read in part: {first}{more}"), stacklevel=user_stacklevel())
 
-    def ingest_file(self, path, read_size: int = 0) -> IngestReport:
+    def ingest_file(self, path, read_size: int = 0, topics: Optional[Iterable[str]] = None) -> IngestReport:
         """Read a .rrd file in groups of whole messages: every complete message is kept;
-        problems warn.
+        problems warn. A bag (MCAP, .db3) gives its image messages; `topics` (bags
+        only): just these topics' (None: every topic).
 
         The memory limit applies while reading, so a file larger than the limit loads
         its newest data. Only an unreadable file raises (OSError).
         """
 
+        if is_bag(path):  # a ROS 2 bag (MCAP or .db3) / Foxglove recording: its images (engine/mcap)
+            return self._ingest_mcap(path, topics)
         f, size = open_file(path)
         src = ChunkSource.for_file(f.fileno(), size)
         report = IngestReport()
@@ -770,6 +774,16 @@ class ChunkStore:
                 buf.release_if_referenced(chunks)
                 self._ingest_source_part(chunks, problems, notes, report, src)
         self._ingest_source_part([], src.finish(), [], report)
+        self._warn(str(path), report)
+        return report
+
+    def _ingest_mcap(self, path, topics: Optional[Iterable[str]] = None) -> IngestReport:
+        """An MCAP file's (or rosbag2 .db3's) image messages, chunk by chunk (the memory limit applies)."""
+        src = McapSource(path, topics=topics, memory_limit=self.memory_limit)
+        report = IngestReport()
+        for chunks in src.batches():
+            self._ingest_source_part(chunks, [], [], report, src)
+        self._ingest_source_part([], src.problems, src.notes, report)
         self._warn(str(path), report)
         return report
 
