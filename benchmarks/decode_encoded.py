@@ -10,6 +10,13 @@ JPEG (quality 90) and as PNG, the bytes held in memory. Groups:
   (backend wgpu: on a machine without a GPU that is Mesa's lavapipe, a CPU), and
   pixelrun's cached frame (a DecodedCache hit: what scrubbing back costs) + conversion.
 - "PNG -> pixels": as the first group, for the lossless case.
+- GPU rows, on a machine with CuPy, a CUDA device and nvImageCodec (pixelrun's nvjpeg
+  extra) only: "nvImageCodec decode" in the first group (pixels left on the device),
+  and in the second "pixelrun nvImageCodec decode + cupy convert" (what the CuPy backend
+  does with a JPEG EncodedImage: engine/encoded.py decode_on_device, then the CUDA
+  conversion, the RGBA on the device) next to "pixelrun Pillow decode + cupy convert"
+  (the CPU decode it replaces). Each GPU row ends with a device synchronize. Elsewhere
+  the table says "not measured: no CUDA device" and why.
 The ratio column is time / OpenCV's time in the same group (below 1: faster).
 
 Usage: python3 benchmarks/decode_encoded.py [--quick] [--repeat N] [--size WxH]
@@ -30,6 +37,7 @@ from _bench import bench_args, measure, print_table
 
 from pixelrun.engine import encoded
 from pixelrun.kernels import backends
+from pixelrun.kernels.cuda import convert as cupy_convert
 
 
 def _frame(w: int, h: int) -> np.ndarray:
@@ -66,6 +74,13 @@ def main() -> None:
     gpu = backends.choose_backend("auto")  # wgpu when an adapter exists
     threads = cv2.getNumThreads()
 
+    decoder, why_not = encoded.gpu_decoder()
+    if decoder is not None:
+        import cupy  # optional dependency, present once gpu_decoder() found a device
+
+        def sync():
+            cupy.cuda.Device().synchronize()
+
     rows = []
     for label, data, media in (("JPEG -> pixels", jpeg, "image/jpeg"), ("PNG -> pixels", png, "image/png")):
         arr = np.frombuffer(data, np.uint8)
@@ -75,6 +90,9 @@ def main() -> None:
                             group=label, repeat=args.repeat))
         rows.append(measure("pixelrun encoded.decode", lambda arr=arr, media=media: encoded.decode(arr, media),
                             group=label, repeat=args.repeat))
+        if decoder is not None and media == "image/jpeg":
+            rows.append(measure("nvImageCodec decode (GPU, pixels on the device)",
+                                lambda data=data: (decoder.decode(data), sync()), group=label, repeat=args.repeat))
 
     label = "JPEG -> display RGBA"
     arr = np.frombuffer(jpeg, np.uint8)
@@ -98,8 +116,22 @@ def main() -> None:
         return backends.convert(buf, fmt, backend=gpu)
 
     rows.append(measure(f"pixelrun cached frame + {gpu} convert", cached_path, group=label, repeat=args.repeat))
+    if decoder is not None:
+        def gpu_path(decode):
+            buf, fmt = decode()
+            out = cupy_convert.to_display_rgba_gpu(buf, fmt)
+            sync()
+            return out
+
+        rows.append(measure("pixelrun nvImageCodec decode + cupy convert",
+                            lambda: gpu_path(lambda: encoded.decode_on_device(jpeg, "image/jpeg", decoder)),
+                            group=label, repeat=args.repeat))
+        rows.append(measure("pixelrun Pillow decode + cupy convert",
+                            lambda: gpu_path(lambda: encoded.decode(arr, "image/jpeg")), group=label,
+                            repeat=args.repeat))
     print(f"frame {w}x{h}: JPEG q90 {len(jpeg)} bytes, PNG {len(png)} bytes")
-    print_table(rows, title=f"EncodedImage decode, {w}x{h}")
+    footer = None if decoder is not None else f"_GPU rows (nvImageCodec): not measured: no CUDA device ({why_not})._"
+    print_table(rows, title=f"EncodedImage decode, {w}x{h}", footer=footer)
 
 
 if __name__ == "__main__":

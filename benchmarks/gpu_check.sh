@@ -40,7 +40,9 @@ PACK=0
 CPU_FACTOR="${CPU_FACTOR:-4}"
 
 # Wheels the device image lacks (versions as tested here; keep one version of each).
-DEP_WHEELS=(wheel==0.45.1 wgpu==0.32.0 cffi==2.0.0 pycparser==3.0 glfw==2.11.0 rendercanvas==2.7.2 imgui-bundle==1.93.0 lz4==4.4.5)
+DEP_WHEELS=(wheel==0.45.1 wgpu==0.32.0 cffi==2.0.0 pycparser==3.0 glfw==2.11.0 rendercanvas==2.7.2 imgui-bundle==1.93.0 lz4==4.4.5
+            # GPU JPEG decoding (pixelrun's nvjpeg extra; tests/engine/test_encoded_gpu.py): 31 + 5 MiB, .whl ~57 MiB
+            nvidia-nvimgcodec-cu12==0.9.0.20 nvidia-nvjpeg-cu12==12.4.0.76)
 GL_DEBS=(libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
 
 usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
@@ -96,7 +98,7 @@ declare -A CUDA_ONLY=([convert-cuda-1080p]=1 [convert-cuda-4k]=1)
 PYTEST=("$PY" -m pytest -p no:cacheprovider -q -rsfE)
 CUDA_TESTS=(tests/kernels/test_conformance.py tests/kernels/test_cupy_backend.py tests/engine/test_cupy_composite.py
             tests/sdk/test_gpu_input_async.py tests/kernels/test_cuda_ptx.py tests/kernels/test_cupy_host_harness.py
-            tests/kernels/test_cupy_glue_fake.py tests/kernels/test_depth_segmentation.py)
+            tests/kernels/test_cupy_glue_fake.py tests/kernels/test_depth_segmentation.py tests/engine/test_encoded_gpu.py)
 WGSL_TESTS=(tests/kernels/test_conformance.py tests/kernels/test_wgsl.py tests/engine/test_gpu_convert.py
             tests/engine/test_gpu_device.py tests/engine/test_render.py)
 
@@ -194,6 +196,9 @@ step_install() {
         ls "$WHEELS" 2>/dev/null || echo "(no $WHEELS here yet: --build-wheels makes it)"
     fi
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" "${wheels[@]}"
+    # nvImageCodec's wheel ships an (empty) nvidia/__init__.py: as a regular package first on the path it
+    # would hide the image's other nvidia.* packages (CUDA libraries of torch/CuPy); a namespace merges them
+    rm -f "$WORK/site/nvidia/__init__.py"
     "$PY" - <<'EOF'
 import os
 import sys

@@ -210,10 +210,12 @@ def layers_at(
     entity: Optional[str] = None,
     timeline: Optional[str] = None,
     time: Optional[int] = None,
+    decode_device: str = "cpu",
 ) -> list[Layer]:
-    """The scene's layers at a time point; undrawable images are reported as RenderWarnings."""
+    """The scene's layers at a time point; undrawable images are reported as RenderWarnings.
+    decode_device "cuda": EncodedImage JPEGs decoded on the GPU, for the cupy backend (scene_at)."""
     problems: list[str] = []
-    layers = scene_at(store, timeline, time, entity, problems=problems)
+    layers = scene_at(store, timeline, time, entity, problems=problems, decode_device=decode_device)
     for msg in problems:
         warnings.warn(f"left out of the render: {msg}", RenderWarning, stacklevel=user_stacklevel())
     try:  # each entity of an archetype not drawn yet is named once per store
@@ -257,10 +259,16 @@ def render(
         timeline = default_timeline(store)
     else:
         check_timeline(store, timeline)
-    layers = layers_at(store, entity=entity, timeline=timeline, time=time)
+    name = resolve_backend(backend)
+    layers = layers_at(store, entity=entity, timeline=timeline, time=time, decode_device=_decode_device(name))
     if not layers and time is not None:
         _check_time(store, timeline, time, entity)
-    return render_layers(layers, background=background, backend=backend)
+    return render_layers(layers, background=background, backend=name)
+
+
+def _decode_device(backend: str) -> str:
+    # the CuPy backend takes device buffers: its EncodedImage JPEGs are decoded on the GPU
+    return "cuda" if backend == "cupy" else "cpu"
 
 
 def time_points(store: _store.ChunkStore, timeline: str, entity: Optional[str] = None) -> np.ndarray:
@@ -294,7 +302,8 @@ def render_times(
     if name == "cupy":
         from pixelrun.kernels.cuda.composite import render_many  # noqa: PLC0415 - imports cupy
 
-        scenes = (layers_at(store, entity=entity, timeline=timeline, time=int(t)) for t in times)
+        scenes = (layers_at(store, entity=entity, timeline=timeline, time=int(t), decode_device="cuda")
+                  for t in times)
         try:
             for t, rgba in zip(times, render_many(scenes, background=bg)):
                 done += 1
@@ -305,7 +314,7 @@ def render_times(
             done += 1
     for t in times[done:]:
         try:
-            layers = layers_at(store, entity=entity, timeline=timeline, time=int(t))
+            layers = layers_at(store, entity=entity, timeline=timeline, time=int(t), decode_device=_decode_device(name))
             yield t, render_layers(layers, background=bg, backend=name)
         except FRAME_ERRORS as exc:
             yield t, exc

@@ -232,12 +232,16 @@ def _encoded_layer(q: _Query, ctx: "_SceneContext") -> Optional[Layer]:
         return None  # cleared
     media_type = _value(q.hits["media_type"])
     hb = q.hits["blob"]
-    cache = encoded.decoded_cache(ctx.store)
+    gpu = ctx.gpu_decoder()
+    cache = encoded.decoded_cache(ctx.store, "cpu" if gpu is None else "cuda")
     key = (hb.row_id, media_type)
     got = cache.get(key)
     if got is None:
         try:
-            got = encoded.decode(blob, media_type)
+            if gpu is None:
+                got = encoded.decode(blob, media_type)
+            else:  # a JPEG decoded on the device: the Layer's buffer is a CuPy array
+                got = encoded.decode_on_device(blob, media_type, gpu, q.entity)
             cache.put(key, got, int(got[0].nbytes))
         except encoded.DecodeError as exc:
             got = str(exc)
@@ -291,6 +295,8 @@ def auto_class_colors(n: int) -> np.ndarray:
 
 
 _AUTO_COLORS: list = []  # the 65536-entry table, built on first use
+_GPU_FALLBACK_SAID: list = []  # why EncodedImage is not decoded on the GPU, once said
+_DECODE_DEVICES = ("cpu", "cuda")
 
 
 def _auto_colors(n: int) -> np.ndarray:
@@ -304,11 +310,25 @@ class _SceneContext:
     """What one scene_at call shares between entities: the store and time point, the
     annotation contexts resolved so far, and the store's class-colour tables."""
 
-    def __init__(self, store, timeline: Optional[str], time: Optional[int], tables: dict) -> None:
+    def __init__(self, store, timeline: Optional[str], time: Optional[int], tables: dict,
+                 decode_device: str = "cpu") -> None:
         self.store, self.timeline, self.time = store, timeline, time
+        self.decode_device = decode_device
         self._holders: Optional[set] = None
         self._resolved: dict = {}
         self._tables = tables
+
+    def gpu_decoder(self) -> Optional[encoded.GpuJpegDecoder]:
+        """nvImageCodec's decoder when this scene is built for the CUDA device and one
+        can run here; else None (Pillow decodes). Why not is said once per process."""
+        if self.decode_device != "cuda":
+            return None
+        decoder, why = encoded.gpu_decoder()
+        if decoder is None and not _GPU_FALLBACK_SAID:
+            _GPU_FALLBACK_SAID.append(why)
+            warnings.warn(encoded.GpuDecodeWarning(f"EncodedImage frames are decoded by Pillow on the CPU: {why}"),
+                          stacklevel=user_stacklevel())
+        return decoder
 
     def annotation_context(self, entity: str):
         """The AnnotationContext hit that applies to `entity` at this time point: the
@@ -415,6 +435,7 @@ def scene_at(
     time: Optional[int],
     entity: Optional[str] = None,
     problems: Optional[list] = None,
+    decode_device: str = "cpu",
 ) -> list[Layer]:
     """The layers to draw at `time` on `timeline` (contract §4), in draw order.
 
@@ -432,11 +453,18 @@ def scene_at(
     entity: appended to `problems` when a list is given, else issued as a
     SceneWarning. Everything else is still drawn. Entities of archetypes the scene
     does not draw are named by `undrawn_notices`.
+
+    decode_device "cuda" (for the CuPy backend only): JPEG EncodedImages are decoded by
+    nvImageCodec on the GPU and their layers' buffers are CuPy arrays (kernels/layers.py);
+    where nvImageCodec or a CUDA device is missing, or a frame fails there, Pillow decodes
+    (a GpuDecodeWarning says why). "cpu" (default): every buffer is a NumPy view.
     """
+    if decode_device not in _DECODE_DEVICES:
+        raise ValueError(f"decode_device must be one of {_DECODE_DEVICES}, got {decode_device!r}")
     layers: list[Layer] = []
     caches = _caches(store)
     cache = caches["layers"]
-    ctx = _SceneContext(store, timeline, time, caches["class_colors"])
+    ctx = _SceneContext(store, timeline, time, caches["class_colors"], decode_device)
     for arch in DRAWABLE:
         build = _BUILDERS[arch.name]
         required = arch.required_columns
@@ -449,6 +477,8 @@ def scene_at(
             if arch is SEGMENTATION_IMAGE:  # its colours depend on the context row too
                 context = ctx.annotation_context(ent)
                 key += (context.row_id if context is not None else None,)
+            elif arch is ENCODED_IMAGE:  # a layer decoded on the device is not one for the CPU
+                key += (decode_device,)
             cached = cache.get((arch.name, ent))
             if cached is not None and cached[0] == key:
                 for msg in cached[2]:  # drawn with a default: said on every frame, as when first built

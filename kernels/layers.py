@@ -58,7 +58,10 @@ class Layer:
     """One image to draw: raw bytes plus how to read them and how to blend them.
 
     row_id identifies the buffer's row (128-bit int) and keys GPU upload caches.
-    buffer is a 1-D uint8 view of the raw bytes, never converted on the CPU.
+    buffer is a 1-D uint8 view of the raw bytes, never converted on the CPU: a NumPy
+    view, or -- only in scenes built for the CuPy backend (scene_at(decode_device="cuda"))
+    -- a 1-D uint8 CuPy array on the device (a JPEG EncodedImage decoded by nvImageCodec),
+    which only the CuPy compositor reads.
 
     The fields after draw_order say how samples become colours; their defaults are an
     ordinary Image. They are part of a layer's identity for decode caches, so a

@@ -37,6 +37,7 @@ LAZY_OK = {
     "mcap": "the optional pixelrun[mcap] extra; only reading .mcap files needs it",
     "mcap_ros2": "the pixelrun[mcap] extra (ROS 2 CDR messages)",
     "mcap_protobuf": "the pixelrun[mcap] extra (Foxglove protobuf messages)",
+    "nvidia": "nvImageCodec (nvidia-nvimgcodec-cu12), optional: JPEG decoding on the GPU for the CuPy backend",
 }
 
 # Project modules that import one of the above at their top, so importing them is as heavy.

@@ -2,7 +2,8 @@
 
 For each file: the recordings it names, its timelines with their time ranges, and per
 entity the rows (static ones counted apart), the bytes held after decoding, the
-components, and for images the latest format. Everything in the file is listed, not
+components, and for images the latest format (depth and segmentation images too; an
+EncodedImage's media type and the size its header gives, pixels not decoded). Everything in the file is listed, not
 only images. Problems (truncation, corrupt messages with their byte offsets and
 entities, a damaged footer) are printed to stderr, one line each, and make the exit
 code 1 (info is the command that checks a file); the rest of the file is still shown.
@@ -18,9 +19,12 @@ import warnings
 
 import pyarrow as pa
 
-from pixelrun.engine.archetypes import archetype_of, undrawn_archetypes
-from pixelrun.engine.chunk import IMAGE_FORMAT, format_from_struct, format_time, printable
+from pixelrun.engine import encoded
+from pixelrun.engine.archetypes import DRAWABLE, IMAGE, Archetype, archetype_of, undrawn_archetypes
+from pixelrun.engine.chunk import format_from_struct, format_time, printable
 from pixelrun.engine.cli.main import error_line
+from pixelrun.engine.mcap import is_mcap
+from pixelrun.engine.mcap import summary as mcap_summary
 from pixelrun.engine.store.source import not_rrd_reason
 from pixelrun.engine.store.store import ChunkStore, StoreWarning
 
@@ -43,17 +47,46 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(head), sep, *(line(r) for r in rows)])
 
 
-def _latest_format(store: ChunkStore, entity: str, timelines: list[str]) -> str:
-    """The image format shown last (static, else the latest on any timeline), described."""
+def _latest(store: ChunkStore, entity: str, column: str, timelines: list[str]):
+    """The last instance of a component shown last (static, else the latest on any timeline), or None."""
     for tl in [None, *timelines]:
-        hit = store.latest_at(entity, IMAGE_FORMAT, tl, None).get(IMAGE_FORMAT)
+        hit = store.latest_at(entity, [column], tl, None).get(column)
         if hit is None or len(hit.values) == 0:
             continue
-        try:
-            return format_from_struct(hit.values[len(hit.values) - 1].as_py()).describe()
-        except (ValueError, TypeError, KeyError, pa.ArrowException) as exc:  # damaged values
-            return printable(f"invalid format ({exc})", 120)
+        inst = hit.values[len(hit.values) - 1]
+        return inst if inst.is_valid else None
+    return None
+
+
+def _describe(store: ChunkStore, entity: str, arch: Archetype, timelines: list[str]) -> str:
+    """One drawable archetype's latest image, described without decoding pixels: a raw
+    image's format ("L/U16 160x120", then "depth" / "segmentation" for the one-channel
+    archetypes), an encoded image's media type and header size ("image/jpeg 160x120")."""
+    fields = {c.field for c in arch.components}
+    kind = "" if arch is IMAGE else " " + arch.short_name.removesuffix("Image").lower()
+    try:
+        if "format" in fields:
+            inst = _latest(store, entity, arch.column("format"), timelines)
+            return "" if inst is None else format_from_struct(inst.as_py()).describe() + kind
+        if "blob" in fields:
+            blob = _latest(store, entity, arch.column("blob"), timelines)
+            if blob is None:
+                return ""
+            media = _latest(store, entity, arch.column("media_type"), timelines) if "media_type" in fields else None
+            data = blob.values.to_numpy(zero_copy_only=False) if isinstance(blob, pa.ListScalar) else blob.as_py()
+            media_type, width, height = encoded.header(data, None if media is None else media.as_py())
+            return f"{media_type} {width}x{height}"
+    except encoded.DecodeError as exc:
+        return printable(f"{arch.short_name}: {exc}", 120)
+    except (ValueError, TypeError, KeyError, pa.ArrowException) as exc:  # damaged values
+        return printable(f"invalid {arch.short_name} ({exc})", 120)
     return ""
+
+
+def _image_column(store: ChunkStore, entity: str, components, timelines: list[str]) -> str:
+    """The "image" column: each drawable archetype (archetypes.DRAWABLE) the entity holds, described."""
+    found = [_describe(store, entity, a, timelines) for a in DRAWABLE if a.required_columns[0] in components]
+    return "; ".join(d for d in found if d)
 
 
 def summarize(path: str) -> dict:
@@ -74,7 +107,7 @@ def summarize(path: str) -> dict:
                 "components": list(e.components),
                 "archetypes": sorted({a for a in map(archetype_of, e.components) if a is not None}),
                 "not_drawn": undrawn_archetypes(e.path, e.components),
-                "image": _latest_format(store, e.path, list(timelines)) if IMAGE_FORMAT in e.components else "",
+                "image": _image_column(store, e.path, e.components, list(timelines)),
             }
         )
     return {
@@ -133,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"pixelrun info: {reason}", file=sys.stderr)
                 status = 1
                 continue
-            s = summarize(path)
+            # an MCAP file with a summary section answers from it alone (engine/mcap/summary.py)
+            s = (mcap_summary.summarize(path) if is_mcap(path) else None) or summarize(path)
         except OSError as exc:
             print(f"pixelrun info: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
             status = 1
@@ -148,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
             for p in s["problems"]:
                 print(f"{path}: {printable(p, 600)}", file=sys.stderr)
         if not args.json:
-            print(render_text(s))
+            print(mcap_summary.render_text(s) if s.get("format") == "mcap" else render_text(s))
             print()
     if args.json:
         print(json.dumps(summaries if len(args.files) > 1 else (summaries[0] if summaries else None), indent=1))

@@ -147,7 +147,9 @@ def _decode_missing(layers: Iterable[Layer], cache: _DecodedCache) -> None:
         key = _key(layer)
         if cache.get(key) is not None or key in groups.get(key[1], {}):
             continue
-        msg = validate(int(np.asarray(layer.buffer).size), layer.format)
+        buf = layer.buffer  # a NumPy view, or a CuPy array (an EncodedImage decoded on the GPU)
+        msg = validate(int(buf.size if hasattr(buf, "__cuda_array_interface__") else np.asarray(buf).size),
+                       layer.format)
         if msg is not None:
             warnings.warn(f"layer left out of the composite: {layer.entity}: {msg}", CompositeWarning,
                           stacklevel=user_stacklevel())

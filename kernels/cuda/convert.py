@@ -546,10 +546,12 @@ def _frames_on_device(cupy, frames, fmt: ImageFormat):
     frames = list(frames)
     if not frames:
         raise ValueError("convert_batch needs at least one frame")
-    if all(_is_device_array(f) for f in frames):
-        parts = [_device_bytes(cupy, f) for f in frames]
+    if any(_is_device_array(f) for f in frames):
+        # device frames stay there; host ones in a mixed batch (e.g. frames a GPU decoder
+        # fell back on the CPU for) are uploaded one by one
+        parts = [_device_bytes(cupy, f) if _is_device_array(f) else _host_bytes_view(f) for f in frames]
         _check_frames([p.size for p in parts], fmt, batch=True)
-        return cupy.stack(parts)
+        return cupy.stack([p if _is_device_array(p) else cupy.asarray(p) for p in parts])
     host = [_host_bytes_view(f) for f in frames]
     _check_frames([h.size for h in host], fmt, batch=True)
     # One pinned staging buffer and one copy for the whole batch.
