@@ -22,6 +22,13 @@ the headless render, 4 against a window-sized scene, 5 against the limit itself:
    should cost about what the window-sized frame costs.
 5. Memory: `pixelrun view --memory-limit L` fed 1080p NV12 as fast as a program logs
    for S seconds; its RSS empty, at its peak, and the growth against L.
+6. Views (issue 15): 1, 4 and 9 programs each log 1080p NV12 at 30 Hz to their own
+   subtree (`/camK/image`: one view each, Rerun's layout rule); the viewer's drawn
+   frames per second and the first view's updates per second. Floor, in this process
+   in the same run: decoding and compositing one new 1080p NV12 frame per view into
+   targets of the views' sizes, plus a 1-pixel readback (what a frame with every view
+   new must cost at least, with no window, no socket, no ingest). The latency table
+   gets the same floor for one view: target p99 <= 2x floor.
 
 Runs under Xvfb + lavapipe here (it starts its own Xvfb when DISPLAY is unset), or on
 any machine with a display and a GPU. ``--quick`` shortens both runs.
@@ -175,18 +182,23 @@ def latency_run(tmp: Path, frames: int) -> list[float]:
     return lat
 
 
-def throughput_run(tmp: Path, seconds: float) -> dict:
+def throughput_run(tmp: Path, seconds: float, streams: int = 4, views: bool = False) -> dict:
+    """`streams` programs at 30 Hz: stacked in one view (entities /camK, same size and
+    subtree), or with `views` one view each (/camK/image). The probed stream is the one
+    drawn on top of the probed (first) view."""
     v = Viewer(tmp)
     n = int(seconds * 30)
+    entity = "cam{k}/image" if views else "cam{k}"
     try:
         t_start = time.monotonic()
-        res = run_producers(v.port, [(f"cam{k}", n, 30.0, 50 * k) for k in range(4)])
+        res = run_producers(v.port, [(entity.format(k=k), n, 30.0, 50 * (k % 4)) for k in range(streams)])
         time.sleep(0.5)
         pr = v.probes()
     finally:
         v.stop()
-    # steady window: from the first to the last log of the top stream (cam3, drawn last)
-    top = res[3]["times"]
+    # steady window: from the first to the last log of the probed stream (with one view:
+    # the last entity, drawn on top; with a view each: cam0, the first view)
+    top = res[0 if views else streams - 1]["times"]
     lo, hi = top[0] + 0.5, top[-1]
     win = pr[(pr[:, 0] >= lo) & (pr[:, 0] <= hi)]
     intervals = np.diff(win[:, 0]) if len(win) > 1 else np.array([float("nan")])
@@ -235,6 +247,84 @@ def ceiling(repeat: int, uploads: int) -> Timing:
     finally:
         a.close()
         b.close()
+
+
+def view_targets(n: int, size=(1280, 720)):
+    """The image rectangles and pan/zoom (fit) the window gives n 1080p views."""
+    from pixelrun.engine.viewer.view import BOTTOM_PANEL_H, LEFT_PANEL_W, Layout, Rect
+    from pixelrun.kernels.formats import ImageFormat, PixelFormat
+    from pixelrun.kernels.layers import Layer
+
+    fmt = ImageFormat(W, H, pixel_format=PixelFormat.NV12)
+    probe = [Layer(f"/cam{k}/image", k, np.zeros(fmt.byte_count(), np.uint8), fmt) for k in range(n)]
+    area = Rect(LEFT_PANEL_W, 0, size[0] - LEFT_PANEL_W, size[1] - BOTTOM_PANEL_H)
+    return [(sv.rect, sv.view.scale, sv.view.offset_x, sv.view.offset_y) for sv in Layout().arrange(probe, area)]
+
+
+def floor_cost(n: int, repeat: int, group: str) -> Timing:
+    """Decode + composite of n new 1080p NV12 frames, one per view, into targets of the
+    views' sizes, + a 1-pixel readback: a frame's GPU floor, no window/socket/ingest."""
+    import wgpu
+
+    from pixelrun.kernels.formats import ImageFormat, PixelFormat
+    from pixelrun.kernels.layers import Layer
+    from pixelrun.kernels.wgpu import device as gpu
+    from pixelrun.kernels.wgpu.composite import Renderer
+
+    device = gpu.get_device()
+    renderer = Renderer(device)
+    fmt = ImageFormat(W, H, pixel_format=PixelFormat.NV12)
+    buf = np.random.default_rng(1).integers(0, 256, fmt.byte_count(), dtype=np.uint8)
+    targets = []
+    for rect, scale, ox, oy in view_targets(n):
+        w, h = int(rect.w), int(rect.h)
+        tex = device.create_texture(size=(w, h, 1), format="rgba8unorm",
+                                    usage=wgpu.TextureUsage.RENDER_ATTACHMENT | wgpu.TextureUsage.COPY_SRC)
+        targets.append((tex, (w, h), scale, (ox - int(rect.x), oy - int(rect.y))))
+    read = device.create_buffer(size=256, usage="COPY_DST|MAP_READ")
+    row = [10**12]
+
+    def frame():
+        # one submission per view, as the window does (the renderer's buffers are reused
+        # between draws, never inside one command buffer)
+        for k, (tex, size, scale, offset) in enumerate(targets):
+            row[0] += 1  # a new row: decoded again, as a new frame is
+            enc = device.create_command_encoder()
+            renderer.draw([Layer(f"/cam{k}/image", row[0], buf, fmt)], tex.create_view(), size,
+                          target_format="rgba8unorm", background=(13, 13, 13, 255), scale=scale, offset=offset,
+                          encoder=enc)
+            device.queue.submit([enc.finish()])
+        enc = device.create_command_encoder()
+        enc.copy_texture_to_buffer({"texture": targets[-1][0]}, {"buffer": read, "bytes_per_row": 256,
+                                                                   "rows_per_image": 1}, (1, 1, 1))
+        device.queue.submit([enc.finish()])
+        read.map_sync("READ")
+        read.unmap()
+
+    t = measure(f"floor: decode + composite {n} new frame(s) at view size + 1-px readback", frame,
+                group=group, peer=True, repeat=repeat)
+    t.extra = {"fps": f"{1 / t.median:.1f}"}
+    for tex, *_ in targets:
+        tex.destroy()
+    renderer.clear_cache()
+    return t
+
+
+def views_rows(tmp: Path, seconds: float, repeat: int, counts=(1, 4, 9)) -> list[Timing]:
+    """Issue 15's view-count dimension: n programs, n views, against the floor."""
+    rows = []
+    for n in counts:
+        group = f"{n} view{'s' if n > 1 else ''}, {n} x 1080p NV12 @ 30 Hz"
+        floor = floor_cost(n, repeat, group)
+        tp = throughput_run(tmp, seconds, streams=n, views=True)
+        rows += [floor, Timing(
+            "pixelrun viewer: time per drawn frame", [x for x in tp["intervals"] if x == x] or [float("nan")],
+            group=group,
+            extra={"fps": f"{tp['fps']:.1f}",
+                   "first view updates shown/s": f"{tp['updates_per_s']:.1f} of 30",
+                   "logged Hz per stream": "/".join(f"{h:.0f}" for h in tp["logged_hz"])},
+        )]
+    return rows
 
 
 def frame_cost(repeat: int) -> list[Timing]:
@@ -355,6 +445,8 @@ def scene_size_cost(repeat: int) -> list[Timing]:
     def one(name, layers, view, group, peer):
         data = ViewerData(ChunkStore(memory_limit=None))
         data.ingest([chunk(e, px, f) for e, px, f in [base, *layers]])
+        for e, _, _ in [base, *layers]:
+            data.layout.move(f"/{e}", "scene")  # one view holding them all (by default: a view per size)
         win = _window(data)
         win.fit() if view == "fit" else win.one_to_one()
         win.probe_at = (5, 5)
@@ -439,14 +531,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=None, help="length of the 4-stream run (default 12, --quick 4)")
     p.add_argument("--frames", type=int, default=None, help="frames in the latency run (default 60, --quick 20)")
-    p.add_argument("--only", default="latency,throughput,frame,scene,memory",
-                   help="comma-separated parts to run: latency, throughput, frame, scene, memory (default: all)")
+    p.add_argument("--only", default="latency,throughput,views,frame,scene,memory",
+                   help="comma-separated parts to run: latency, throughput, views, frame, scene, memory "
+                        "(default: all)")
     p.add_argument("--memory-limit", default="500MB", help="--memory-limit of the memory soak (default 500MB)")
     p.add_argument("--soak-seconds", type=float, default=None,
                    help="length of the memory soak (default 60, --quick 20)")
     args = bench_args(__doc__, parser=p, repeat=15, quick_repeat=5)
     parts = {x.strip() for x in args.only.split(",") if x.strip()}
-    unknown = parts - {"latency", "throughput", "frame", "scene", "memory"}
+    unknown = parts - {"latency", "throughput", "views", "frame", "scene", "memory"}
     if unknown:
         p.error(f"--only: unknown part(s) {', '.join(sorted(unknown))}")
     soak_s = args.soak_seconds or (20.0 if args.quick else 60.0)
@@ -465,11 +558,15 @@ def main() -> None:
                 lat = latency_run(tmp, frames)
                 ceil1 = ceiling(args.repeat, 1)
                 ceil1.group = "latency, 1 x 1080p NV12"
-                rows.append(ceil1)
+                ceil1.peer = False
+                floor1 = floor_cost(1, args.repeat, ceil1.group)  # the peer: issue 15's target is p99 <= 2x
+                rows += [floor1, ceil1]
                 if lat:
+                    p99 = np.percentile(lat, 99)
                     rows.append(Timing("pixelrun: rr.log -> window pixel (p50; p99 in column)", lat,
                                        group=ceil1.group,
-                                       extra={"p99 ms": f"{np.percentile(lat, 99) * 1e3:.1f}",
+                                       extra={"p99 ms": f"{p99 * 1e3:.1f}",
+                                              "p99 / floor": f"{p99 / floor1.median:.2f}",
                                               "frames seen": f"{len(lat)}/{frames}"}))
                 footer.append(f"latency: {len(lat)} frames logged 100 ms apart")
             if "throughput" in parts:
@@ -488,6 +585,9 @@ def main() -> None:
                 )
                 rows += [ceil4, frame_row]
                 footer.append(f"throughput: {seconds:.0f} s of 4 streams")
+            if "views" in parts:
+                rows += views_rows(tmp, seconds, args.repeat)
+                footer.append(f"views: {seconds:.0f} s per view count; floor rows are the peers")
             if "frame" in parts:
                 rows += frame_cost(args.repeat)
             if rows:

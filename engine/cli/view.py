@@ -34,7 +34,7 @@ from pixelrun.engine import rrd
 from pixelrun.engine.api import NotFoundError, check_entity
 from pixelrun.engine.store.memory import plan_memory
 from pixelrun.engine.store.store import ChunkStore
-from pixelrun.engine.viewer.data import ViewerData
+from pixelrun.engine.viewer.data import Recordings, ViewerData
 from pixelrun.engine.viewer.server import (
     DEFAULT_BIND,
     DEFAULT_MAX_INFLIGHT_BYTES,
@@ -157,31 +157,52 @@ def _run(args) -> int:
     # before the port opens: a signal sent as soon as we accept must not kill us; it
     # is remembered until the window exists.
     hook = _ScreenshotSignal()
-    data = ViewerData(ChunkStore(memory_limit=plan.store))
+    one_shot = args.screenshot_to is not None
+    listening = not args.no_listen and not one_shot
+    # One store per recording, never merged (the window lists them); live data gets its
+    # own. They share the store's part of the memory limit equally.
+    n_stores = len(args.recordings) + (1 if listening or not args.recordings else 0)
+    per_store = plan.store // n_stores if plan.store is not None else None
+    recordings = Recordings()
     for path in args.recordings:
+        rec = ViewerData(ChunkStore(memory_limit=per_store), name=os.path.basename(path), path=path)
         try:
-            problems = data.load_file(path)
+            problems = rec.load_file(path)
         except OSError as exc:
             print(f"pixelrun view: cannot open {path}: {exc}", file=sys.stderr)
             return 1
+        recordings.add(rec)  # loaded first: a file's data does not count as new data arriving
         for problem in problems:
             print(f"pixelrun view: {path}: {problem}", file=sys.stderr)
+        try:
+            rec.restore_settings()  # <recording>.pixelrun.json, when saved before
+        except (OSError, ValueError) as exc:
+            print(f"pixelrun view: settings not restored: {exc}", file=sys.stderr)
+    live = None
+    if listening or not args.recordings:
+        live = recordings.add(ViewerData(ChunkStore(memory_limit=per_store), name="live"))
     if args.entity is not None:
         if args.recordings:  # live data has no entities yet to check against
-            try:
-                check_entity(data.store, args.entity)
-            except NotFoundError as exc:
-                print(f"pixelrun view: --entity: {exc}", file=sys.stderr)
+            found = None
+            for rec in recordings.items:
+                try:
+                    check_entity(rec.store, args.entity)
+                    found = rec
+                    break
+                except NotFoundError as exc:
+                    found = found or exc
+            if not isinstance(found, ViewerData):
+                print(f"pixelrun view: --entity: {found}", file=sys.stderr)
                 return 1
-        data.root = args.entity
+        for rec in recordings.items:
+            rec.root = args.entity
 
-    one_shot = args.screenshot_to is not None
     server = None
-    if not args.no_listen and not one_shot:
+    if listening:
         try:
             limits = ServerLimits(max_inflight_bytes=plan.inflight,
                                   max_message_bytes=min(DEFAULT_MAX_MESSAGE_BYTES, plan.inflight))
-            server = ViewerServer(lambda chunks, peer: data.ingest(chunks), host=args.bind, port=args.port,
+            server = ViewerServer(lambda chunks, peer: live.ingest(chunks), host=args.bind, port=args.port,
                                   limits=limits).start()
         except PortInUseError as exc:
             print(f"pixelrun view: {exc.strerror}", file=sys.stderr)
@@ -196,7 +217,7 @@ def _run(args) -> int:
 
     try:
         viewer = Viewer(
-            data,
+            recordings,
             size=args.window_size,
             screenshot_to=args.screenshot_to,
             screenshot_dir=args.screenshot_dir,

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
-__all__ = ["Rect", "View", "MIN_SCALE", "MAX_SCALE", "LEFT_PANEL_W", "BOTTOM_PANEL_H"]
+__all__ = [
+    "Rect", "View", "MIN_SCALE", "MAX_SCALE", "LEFT_PANEL_W", "BOTTOM_PANEL_H", "Layout", "SpaceView",
+    "default_view_key", "grid_rects", "grid_shape", "parent_path",
+]
 
 MIN_SCALE = 1.0 / 64.0
 MAX_SCALE = 256.0
@@ -102,3 +106,160 @@ class View:
             self.fit(area, canvas)
         elif self.mode == "1:1":
             self.one_to_one(area, canvas)
+
+
+# ---------------------------------------------------------------- several views
+#
+# Rerun's default layout rule for 2D images: images that share a size and an entity
+# subtree (their parent path) share one view; every other image gets its own. The
+# views are laid out in a grid that uses the window, each with its own pan/zoom.
+
+VIEW_GAP = 4  # logical pixels between views
+VIEW_TITLE_H = 22  # logical pixels of each view's title strip (name, Fit, 1:1, maximise)
+
+
+def parent_path(entity: str) -> str:
+    """'/cam' for '/cam/rgb', '/' for '/rgb'."""
+    head = entity.rstrip("/").rsplit("/", 1)[0]
+    return head or "/"
+
+
+def default_view_key(entity: str, size: tuple[int, int]) -> str:
+    """The view an image belongs to by default: its parent path and its size."""
+    return f"{parent_path(entity)} {size[0]}x{size[1]}"
+
+
+@dataclass
+class SpaceView:
+    """One 2D view: its entities (drawn in the usual draw order), pan/zoom, and where
+    it is in the window (`rect`: the image part, below the title strip; physical px)."""
+
+    key: str
+    entities: list
+    view: View
+    rect: Rect = Rect(0, 0, 1, 1)
+    title_rect: Rect = Rect(0, 0, 1, 1)
+    canvas: tuple = (0, 0)  # the union of its images' sizes (last known ones included)
+
+    @property
+    def title(self) -> str:
+        if len(self.entities) == 1:
+            return self.entities[0]
+        return self.key
+
+
+def grid_shape(n: int, area: Rect, aspects: list[float]) -> tuple[int, int]:
+    """(columns, rows) for n views in `area` that shows the images largest: for each
+    column count, the images' fitted areas are summed (aspects: width / height)."""
+    if n <= 0:
+        return (0, 0)
+    best, best_score = (1, n), -1.0
+    for cols in range(1, n + 1):
+        rows = math.ceil(n / cols)
+        cw, ch = area.w / cols, area.h / rows
+        score = 0.0
+        for a in aspects:
+            a = a if a > 0 else 1.0
+            s = min(cw / a, ch)  # fitted height
+            score += s * s * a
+        if score > best_score + 1e-9:
+            best, best_score = (cols, rows), score
+    return best
+
+
+def grid_rects(n: int, area: Rect, aspects: list[float], gap: float, title_h: float) -> list[tuple[Rect, Rect]]:
+    """(title strip, image rect) per view, in reading order, whole pixels."""
+    cols, rows = grid_shape(n, area, aspects)
+    out = []
+    for i in range(n):
+        c, r = i % cols, i // cols
+        x0 = math.floor(area.x + area.w * c / cols + (gap / 2 if c else 0))
+        x1 = math.floor(area.x + area.w * (c + 1) / cols - (gap / 2 if c < cols - 1 else 0))
+        y0 = math.floor(area.y + area.h * r / rows + (gap / 2 if r else 0))
+        y1 = math.floor(area.y + area.h * (r + 1) / rows - (gap / 2 if r < rows - 1 else 0))
+        th = min(title_h, max(0.0, y1 - y0 - 1))
+        out.append((
+            Rect(x0, y0, max(1, x1 - x0), th),
+            Rect(x0, y0 + th, max(1, x1 - x0), max(1, y1 - y0 - th)),
+        ))
+    return out
+
+
+class Layout:
+    """Which entity is in which view, each view's pan/zoom, and the grid.
+
+    Views are keyed by `default_view_key` unless the user moved an entity (`move`):
+    then its key is the one chosen. An entity with no image at the current time keeps
+    the view it had (its last known size), so views do not come and go while scrubbing.
+    """
+
+    def __init__(self) -> None:
+        self.assigned: dict[str, str] = {}  # entity -> view key chosen by the user
+        self.sizes: dict[str, tuple[int, int]] = {}  # entity -> last known image size
+        self.views: dict[str, View] = {}  # view key -> its pan/zoom (kept while the view exists)
+        self.maximized: Optional[str] = None
+        self._split_seq = 0
+
+    def key_of(self, entity: str) -> Optional[str]:
+        if entity in self.assigned:
+            return self.assigned[entity]
+        size = self.sizes.get(entity)
+        return None if size is None else default_view_key(entity, size)
+
+    def arrange(self, layers: list, area: Rect, ratio: float = 1.0) -> list[SpaceView]:
+        """The views for `layers` (any order) laid out in `area` (physical px)."""
+        for l in layers:
+            self.sizes[l.entity] = (l.format.width, l.format.height)
+        groups: dict[str, list[str]] = {}
+        for entity in sorted(self.sizes):
+            key = self.key_of(entity)
+            groups.setdefault(key, []).append(entity)
+        keys = sorted(groups, key=lambda k: (groups[k][0], k))  # in entity order
+        if self.maximized is not None and self.maximized not in groups:
+            self.maximized = None
+        shown = [self.maximized] if self.maximized is not None else keys
+        canv = {k: _canvas([self.sizes[e] for e in groups[k]]) for k in shown}
+        aspects = [canv[k][0] / max(1, canv[k][1]) for k in shown]
+        rects = grid_rects(len(shown), area, aspects, VIEW_GAP * ratio, VIEW_TITLE_H * ratio)
+        out = []
+        for k, (title, rect) in zip(shown, rects):
+            v = self.views.setdefault(k, View())
+            v.refresh(rect, canv[k])
+            out.append(SpaceView(k, groups[k], v, rect, title, canv[k]))
+        for k in list(self.views):  # forget the pan/zoom of views that are gone
+            if k not in groups:
+                del self.views[k]
+        return out
+
+    def move(self, entity: str, key: str) -> None:
+        """Put `entity` in the view `key` (an existing key, or a new name: a new view)."""
+        self.assigned[entity] = key
+
+    def split(self, view_key: str, entities: list[str]) -> list[str]:
+        """Give every entity of a view its own view; the new keys."""
+        keys = []
+        for e in entities[1:]:
+            self._split_seq += 1
+            k = f"{e} (split {self._split_seq})"
+            self.assigned[e] = k
+            keys.append(k)
+        return keys
+
+    def merge(self, src: str, dst: str, entities: list[str]) -> None:
+        """Move every entity of view `src` into view `dst`."""
+        for e in entities:
+            self.assigned[e] = dst
+        if self.maximized == src:
+            self.maximized = dst
+
+    def toggle_maximized(self, key: Optional[str]) -> None:
+        self.maximized = None if self.maximized is not None else key
+
+    def reset(self) -> None:
+        """Back to the default rule."""
+        self.assigned.clear()
+        self.maximized = None
+
+
+def _canvas(sizes: list[tuple[int, int]]) -> tuple[int, int]:
+    return (max(s[0] for s in sizes), max(s[1] for s in sizes)) if sizes else (0, 0)

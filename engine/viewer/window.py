@@ -1,12 +1,15 @@
 """The live viewer window: glfw (rendercanvas) + wgpu + imgui panels.
 
 What it does, and where:
-- the composited 2D scene is drawn by the shared `Renderer` (kernels/wgpu/composite.py), with
-  the pan/zoom of `viewer_view.View`, into a window-sized cache texture, redrawn only
-  when the layers (row ids, opacity, draw order) or the view change; every frame copies
-  it to the surface (kernels/wgpu/shaders/viewer_blit.wgsl) and draws the imgui panels
-  (engine/viewer/panels.py) on top, in one command encoder, so hovering and widgets
-  never pay for a composite;
+- the active recording's images are split into 2D views by Rerun's default rule (same
+  size and parent subtree share a view; view.py `Layout`), laid out in a grid over the
+  image area, each with its own pan/zoom;
+- each view is composited by the shared `Renderer` (kernels/wgpu/composite.py) into its
+  own texture, only when its layers (rows, opacity, draw order, display settings) or its
+  pan/zoom change, and copied into a window-sized cache texture; every frame copies the
+  cache to the surface (kernels/wgpu/shaders/viewer_blit.wgsl) and draws the imgui panels
+  (engine/viewer/panels.py) on top, so hovering and widgets never pay for a composite,
+  and new data for one camera recomposites that camera's view only;
 - data arrives through `viewer_server.ViewerServer` on background threads and lands in
   `viewer_data.ViewerData`; ingest asks the window thread for a redraw, so the window
   draws only when data, the time cursor, an override or the view changed;
@@ -21,8 +24,10 @@ What it does, and where:
   ``screenshot_timeout`` seconds, closes the window and is left in ``error`` (one
   line); a failed S-key screenshot is reported and the window goes on.
 
-Input: drag with the left button to pan, wheel to zoom about the cursor, F (or double
-click) to fit, 1 for one texel per pixel, space to play/pause, S for a screenshot.
+Input (panels.SHORTCUTS, shown by H): drag with the left button to pan the view under
+the cursor, wheel to zoom about the cursor, F (or double click) to fit, 1 for one texel
+per pixel, M to maximise, Esc to restore, space to play/pause, Left/Right to step, L to
+loop, End to follow, S for a screenshot.
 """
 
 from __future__ import annotations
@@ -41,9 +46,9 @@ from PIL import Image, PngImagePlugin
 
 from pixelrun.engine.scene import canvas_size
 from pixelrun.engine.store.memory import format_mb
-from pixelrun.engine.viewer.data import ViewerData
-from pixelrun.engine.viewer.inspect import PixelReadout, ValueRangeCache, inspect_pixel
-from pixelrun.engine.viewer.view import BOTTOM_PANEL_H, LEFT_PANEL_W, Rect, View
+from pixelrun.engine.viewer.data import Recordings, ViewerData
+from pixelrun.engine.viewer.inspect import PixelReadout, ValueRangeCache, readouts_at
+from pixelrun.engine.viewer.view import BOTTOM_PANEL_H, LEFT_PANEL_W, Rect, SpaceView, View
 from pixelrun.kernels.wgpu import device as gpu
 from pixelrun.kernels.wgpu.wgsl import load_wgsl
 
@@ -132,7 +137,7 @@ class Viewer:
 
     def __init__(
         self,
-        data: ViewerData,
+        data,
         *,
         size: tuple[int, int] = (1280, 720),
         title: str = "pixelrun viewer",
@@ -151,7 +156,8 @@ class Viewer:
 
         from pixelrun.engine.viewer.panels import Panels  # noqa: PLC0415 - imports imgui
 
-        self.data = data
+        # One ViewerData per recording, never merged; the window shows the active one.
+        self.recordings = data if isinstance(data, Recordings) else Recordings([data])
         self.status_source = status_source  # e.g. the ViewerServer, for its stats
         self._wgpu = wgpu
         self._loop = loop
@@ -192,26 +198,31 @@ class Viewer:
         self._blit_pipeline = self._make_blit_pipeline()
         self._cache_tex = None
         self._cache_bind = None
-        self._cache_key = None
+        self._cache_key = None  # the view layout the cache texture was last cleared for
+        self._view_tex: dict = {}  # view key -> (texture, its key of what was drawn)
         self.imgui = ImguiRenderer(self.device, self.canvas)
         # The panel layout is fixed: never write an imgui.ini into the user's directory.
         self.imgui.backend.io.set_ini_filename("")
         self.panels = Panels(self)
         self.imgui.set_gui(self.panels.draw)
 
-        self.view = View()
+        self.views: list[SpaceView] = []  # the 2D views of this frame, laid out in the image area
         self.ranges = ValueRangeCache()
-        self.readout: Optional[PixelReadout] = None
+        self.readout: Optional[PixelReadout] = None  # the topmost layer's readout under the cursor
+        self.readouts: list[PixelReadout] = []  # every layer under the cursor, topmost first
+        self.hovered: Optional[SpaceView] = None  # the view under the cursor
+        self._texel: tuple = (None, None)  # the last display texel read back (key, RGBA)
         self.cursor: Optional[tuple[float, float]] = None
         self.frames = 0
-        self.scene_draws = 0  # frames that re-composited the scene (the rest reuse it)
+        self.scene_draws = 0  # view composites (frames reuse the views whose layers did not change)
+        self.view_draws: dict[str, int] = {}  # view key -> its composites
         self.last_frame_time = 0.0
         self._last_tick = time.perf_counter()
         self._layers: list = []
         self._scene_key = None
         self._scene_signature: tuple = ()
         self._canvas_wh = (0, 0)
-        self._drag: Optional[tuple[float, float]] = None
+        self._drag: Optional[tuple[str, float, float]] = None  # (view key, x, y) while panning
         self._redraw_pending = threading.Event()
         self._screenshot_requests: list[str] = []
         self.screenshots_saved: list[str] = []
@@ -240,7 +251,8 @@ class Viewer:
         self.canvas.add_event_handler(lambda e: self.request_draw(), "resize", "pointer_enter", "pointer_leave")
         self.canvas.add_event_handler(lambda e: self._release_surface(), "close")
         self.canvas.request_draw(self._draw)
-        data.add_listener(self._on_data_threadsafe)
+        for rec in self.recordings.items:
+            rec.add_listener(self._on_data_threadsafe)
         if screenshot_to is not None:
             self._screenshot_requests.append(str(screenshot_to))
 
@@ -357,6 +369,30 @@ class Viewer:
         """The layers of the current frame, in draw order (overrides applied)."""
         return self._layers
 
+    @property
+    def data(self) -> ViewerData:
+        """The active recording."""
+        return self.recordings.current
+
+    @property
+    def view(self) -> View:
+        """The pan/zoom of the first view (of the only one, in a one-view layout)."""
+        return self.views[0].view if self.views else self._no_view
+
+    _no_view = View()
+
+    def view_at(self, px: float, py: float) -> Optional[SpaceView]:
+        """The view whose image part holds window pixel (px, py)."""
+        for sv in self.views:
+            if sv.rect.contains(px, py):
+                return sv
+        return None
+
+    def view_layers(self, sv: SpaceView) -> list:
+        """The layers of view `sv`, in draw order."""
+        members = set(sv.entities)
+        return [l for l in self._layers if l.entity in members]
+
     # ------------------------------------------------------------------ geometry
 
     def physical_size(self) -> tuple[int, int]:
@@ -384,78 +420,157 @@ class Viewer:
         r = self.pixel_ratio()
         px, py = e["x"] * r, e["y"] * r
         kind = e["event_type"]
-        if kind == "pointer_down" and e.get("button") == 1 and self.image_area().contains(px, py):
-            self._drag = (px, py)
+        if kind == "pointer_down" and e.get("button") == 1:
+            sv = self.view_at(px, py)
+            if sv is not None:
+                self._drag = (sv.key, px, py)
         elif kind == "pointer_up":
             self._drag = None
         elif kind == "pointer_move":
             if self._drag is not None and 1 in e.get("buttons", ()):
-                self.view.pan(px - self._drag[0], py - self._drag[1])
-                self._drag = (px, py)
+                key, x0, y0 = self._drag
+                view = self.data.layout.views.get(key)
+                if view is not None:
+                    view.pan(px - x0, py - y0)
+                self._drag = (key, px, py)
             self.cursor = (px, py)
         self.request_draw()
 
     def _on_wheel(self, e: dict) -> None:
         r = self.pixel_ratio()
         px, py = e["x"] * r, e["y"] * r
-        if self.image_area().contains(px, py):
-            self.view.zoom_at(px, py, 1.0015 ** (-e["dy"]))
+        sv = self.view_at(px, py)
+        if sv is not None:
+            sv.view.zoom_at(px, py, 1.0015 ** (-e["dy"]))
             self.request_draw()
 
     def _on_double_click(self, e: dict) -> None:
-        self.fit()
+        r = self.pixel_ratio()
+        sv = self.view_at(e["x"] * r, e["y"] * r) if "x" in e else None
+        self.fit(sv)
 
     def _on_key(self, e: dict) -> None:
         key = e.get("key", "")
         if key in ("s", "S"):
             self.request_screenshot()
         elif key in ("f", "F"):
-            self.fit()
+            self.fit(self._hovered_view())
         elif key == "1":
-            self.one_to_one()
-        elif key == " ":
-            self.data.playback.playing = not self.data.playback.playing
+            self.one_to_one(self._hovered_view())
+        elif key in ("m", "M"):
+            sv = self._hovered_view() or (self.views[0] if self.views else None)
+            self.data.layout.toggle_maximized(sv.key if sv is not None else None)
             self.request_draw()
+        elif key == "Escape":
+            self.data.layout.maximized = None
+            self.panels.show_help = False
+            self.request_draw()
+        elif key in ("h", "H", "?"):
+            self.panels.show_help = not self.panels.show_help
+            self.request_draw()
+        elif key in ("ArrowLeft", "ArrowRight"):
+            self.data.step_time(-1 if key == "ArrowLeft" else +1)
+            self.request_draw()
+        elif key in ("l", "L"):
+            self.data.playback.loop = not self.data.playback.loop
+            self.request_draw()
+        elif key == "End":
+            self.data.playback.follow = True
+            self.request_draw()
+        elif key == " ":
+            self.toggle_play()
 
-    def fit(self) -> None:
-        self.view.fit(self.image_area(), self._canvas_wh)
+    def toggle_play(self) -> None:
+        """Play/pause; playing from the end starts again at the beginning."""
+        pb = self.data.playback
+        pb.playing = not pb.playing
+        info = self.data.sync_playback()
+        if pb.playing and info is not None and pb.time is not None and pb.time >= info.hi:
+            pb.time = info.lo
+            pb.follow = False
         self.request_draw()
 
-    def one_to_one(self) -> None:
-        self.view.one_to_one(self.image_area(), self._canvas_wh)
+    def _hovered_view(self) -> Optional[SpaceView]:
+        return self.view_at(*self.cursor) if self.cursor is not None else None
+
+    @staticmethod
+    def _canvas_of(sv: SpaceView) -> tuple[int, int]:
+        return sv.canvas
+
+    def fit(self, sv: Optional[SpaceView] = None) -> None:
+        """Fit one view (all views when None) to its part of the window."""
+        for one in [sv] if sv is not None else self.views:
+            one.view.fit(one.rect, self._canvas_of(one))
+        self.request_draw()
+
+    def one_to_one(self, sv: Optional[SpaceView] = None) -> None:
+        """One texel per pixel in one view (all views when None)."""
+        for one in [sv] if sv is not None else self.views:
+            one.view.one_to_one(one.rect, self._canvas_of(one))
         self.request_draw()
 
     # ------------------------------------------------------------------ drawing
 
     def _update_scene(self) -> None:
+        self.recordings.follow_new_data()
         info = self.data.sync_playback()
         now = time.perf_counter()
         # at most 0.1 s per frame: a pause between frames must not jump the cursor
         dt, self._last_tick = min(0.1, now - self._last_tick), now
         self.data.playback.advance(dt, info)
         pb = self.data.playback
-        key = (self.data.generation, pb.timeline, pb.time, self.data.overrides_version)
+        key = (id(self.data), self.data.generation, pb.timeline, pb.time, self.data.overrides_version)
         if key != self._scene_key:
             self._scene_key = key
             self._layers = self.data.layers()
             self._canvas_wh = canvas_size(self._layers)
-            # What the composite depends on: new data elsewhere on the timeline (or
-            # at another time) leaves this unchanged and costs no GPU work.
-            self._scene_signature = tuple(
-                (l.entity, l.row_id, l.opacity, l.draw_order) for l in self._layers
-            )
-        self.view.refresh(self.image_area(), self._canvas_wh)
+        self.views = self.data.layout.arrange(self._layers, self.image_area(), self.pixel_ratio())
 
     def _update_readout(self) -> None:
         self.readout = None
-        if self.cursor is None or not self.image_area().contains(*self.cursor):
+        self.readouts = []
+        self.hovered = self._hovered_view()
+        if self.hovered is None:
             return
-        u, v = self.view.window_to_image(*self.cursor)
-        for layer in reversed(self._layers):  # topmost first
-            hit = inspect_pixel(layer.entity, layer.row_id, layer.buffer, layer.format, u, v, ranges=self.ranges)
-            if hit is not None:
-                self.readout = hit
-                return
+        u, v = self.hovered.view.window_to_image(*self.cursor)
+        layers = self.view_layers(self.hovered)
+        self.readouts = readouts_at(
+            layers, u, v, ranges=self.ranges, meters=self.data.depth_meters(layers),
+            labels=self.data.class_labels(layers), display_of=self._display_texel,
+        )
+        self.readout = self.readouts[0] if self.readouts else None
+
+    def _display_texel(self, layer, x: int, y: int):
+        """The display RGBA the renderer decoded for pixel (x, y) of `layer` (one texel
+        read back from its cached texture), for layers mapped through a colormap. The
+        last answer is kept: a still cursor over a still frame reads back once."""
+        key = (layer.entity, layer.row_id, layer.kind, layer.colormap, layer.value_range, x, y)
+        if self._texel[0] == key:
+            return self._texel[1]
+        value = self._read_texel(layer, x, y)
+        self._texel = (key, value)
+        return value
+
+    def _read_texel(self, layer, x: int, y: int):
+        try:
+            tiles = self.renderer.display_rgba(layer)
+        except Exception:  # undecodable here: the readout says n/a
+            return None
+        for t in tiles:
+            if t.x0 <= x < t.x0 + t.width and t.y0 <= y < t.y0 + t.height:
+                enc = self.device.create_command_encoder()
+                buf = self.device.create_buffer(size=256, usage="COPY_DST|MAP_READ")
+                enc.copy_texture_to_buffer(
+                    {"texture": t.texture, "origin": (x - t.x0, y - t.y0, 0)},
+                    {"buffer": buf, "bytes_per_row": 256, "rows_per_image": 1}, (1, 1, 1),
+                )
+                self.device.queue.submit([enc.finish()])
+                buf.map_sync("READ")
+                px = tuple(bytes(buf.read_mapped()[:4]))
+                buf.unmap()
+                buf.destroy()
+                return px
+        return None
 
     def _draw(self) -> None:
         if self._screenshot_to is None:
@@ -509,39 +624,84 @@ class Viewer:
             self.canvas.close()
 
     def _update_cache(self, encoder, size: tuple[int, int]) -> None:
-        """Redraw the scene into the cache texture when data, time or view changed.
+        """Composite again the views whose layers or pan/zoom changed, each into its own
+        texture, copied into the window-sized cache at its place.
 
-        Frames that only change the panels (hover, widgets) skip the composite: on a
-        CPU adapter it is most of a frame's cost.
+        A view is keyed by what its composite depends on (its layers' rows, opacity,
+        draw order, display settings; its pan/zoom and size), so new data for one camera
+        recomposites that camera's view only, and frames that only change the panels
+        (hover, widgets) composite nothing: on a CPU adapter that is most of a frame.
+        Each view's draw is submitted on its own, so the renderer's texture cache and
+        accumulation buffer are never reused inside one command buffer.
         """
-        v = self.view
-        key = (self._scene_signature, v.scale, v.offset_x, v.offset_y, size)
-        if key == self._cache_key and self._cache_tex is not None:
-            return
-        if self._cache_tex is None or tuple(self._cache_tex.size[:2]) != size:
+        wgpu = self._wgpu
+        layout_key = (size, tuple((sv.key, sv.rect) for sv in self.views))
+        fresh = self._cache_tex is None or tuple(self._cache_tex.size[:2]) != size
+        if fresh:
             if self._cache_tex is not None:
                 self._cache_tex.destroy()
             self._cache_tex = self.device.create_texture(
                 size=(size[0], size[1], 1),
                 format=self.cache_format,
-                usage=self._wgpu.TextureUsage.RENDER_ATTACHMENT | self._wgpu.TextureUsage.TEXTURE_BINDING,
+                usage=wgpu.TextureUsage.RENDER_ATTACHMENT | wgpu.TextureUsage.TEXTURE_BINDING
+                | wgpu.TextureUsage.COPY_DST,
             )
             self._cache_bind = self.device.create_bind_group(
                 layout=self._blit_pipeline.get_bind_group_layout(0),
                 entries=[{"binding": 0, "resource": self._cache_tex.create_view()}],
             )
-        self.renderer.draw(
-            self._layers,
-            self._cache_tex.create_view(),
-            size,
-            target_format=self.cache_format,
-            background=WINDOW_BACKGROUND,
-            scale=v.scale,
-            offset=(v.offset_x, v.offset_y),
-            encoder=encoder,
+        if fresh or layout_key != self._cache_key:
+            # the gaps between views show the background: clear once per layout
+            bg = tuple(c / 255 for c in WINDOW_BACKGROUND)
+            clear = self.device.create_command_encoder()
+            rp = clear.begin_render_pass(color_attachments=[{
+                "view": self._cache_tex.create_view(), "clear_value": bg, "load_op": "clear", "store_op": "store",
+            }])
+            rp.end()
+            self.device.queue.submit([clear.finish()])
+            self._view_tex = {k: (tex, None) for k, (tex, _) in self._view_tex.items()}
+            self._cache_key = layout_key
+        live = set()
+        for sv in self.views:
+            live.add(sv.key)
+            self._update_view(sv, size)
+        for k in [k for k in self._view_tex if k not in live]:
+            self._view_tex.pop(k)[0].destroy()
+
+    def _update_view(self, sv: SpaceView, size: tuple[int, int]) -> None:
+        wgpu = self._wgpu
+        r = sv.rect
+        x0, y0 = int(r.x), int(r.y)
+        w, h = min(int(r.w), size[0] - x0), min(int(r.h), size[1] - y0)
+        if w < 1 or h < 1:
+            return
+        layers = self.view_layers(sv)
+        v = sv.view
+        key = (
+            tuple((l.entity, l.row_id, l.opacity, l.draw_order, l.kind, l.value_range, l.colormap,
+                   l.magnification, l.class_colors_key) for l in layers),
+            v.scale, v.offset_x, v.offset_y, x0, y0, w, h,
         )
-        self._cache_key = key
+        tex, drawn = self._view_tex.get(sv.key, (None, None))
+        if drawn == key:
+            return
+        if tex is None or tuple(tex.size[:2]) != (w, h):
+            if tex is not None:
+                tex.destroy()
+            tex = self.device.create_texture(
+                size=(w, h, 1), format=self.cache_format,
+                usage=wgpu.TextureUsage.RENDER_ATTACHMENT | wgpu.TextureUsage.COPY_SRC,
+            )
+        enc = self.device.create_command_encoder()
+        self.renderer.draw(
+            layers, tex.create_view(), (w, h), target_format=self.cache_format, background=WINDOW_BACKGROUND,
+            scale=v.scale, offset=(v.offset_x - x0, v.offset_y - y0), encoder=enc,
+        )
+        enc.copy_texture_to_texture({"texture": tex}, {"texture": self._cache_tex, "origin": (x0, y0, 0)}, (w, h, 1))
+        self.device.queue.submit([enc.finish()])
+        self._view_tex[sv.key] = (tex, key)
         self.scene_draws += 1
+        self.view_draws[sv.key] = self.view_draws.get(sv.key, 0) + 1
 
     def _record_frame(self, encoder, texture) -> None:
         """Cached scene, then the panels, into `texture` (the surface or a copy of it)."""
@@ -594,7 +754,7 @@ class Viewer:
         return buf, bpr
 
     def _record_probe(self, encoder, texture):
-        px, py = self.view.image_to_window(self.probe_at[0] + 0.5, self.probe_at[1] + 0.5)
+        px, py = self.view.image_to_window(self.probe_at[0] + 0.5, self.probe_at[1] + 0.5)  # the first view
         x, y = int(px), int(py)
         if not (0 <= x < texture.size[0] and 0 <= y < texture.size[1]) or not self._surface_copy:
             return None
@@ -639,7 +799,16 @@ class Viewer:
             "scale": self.view.scale,
             "offset": [self.view.offset_x, self.view.offset_y],
             "area": [area.x, area.y, area.w, area.h],
-            "canvas": list(self._canvas_wh),
+            "canvas": list(self._canvas_of(self.views[0])) if self.views else [0, 0],
+            # every view: its name, entities, image rectangle (window px) and pan/zoom
+            "views": [
+                {"key": sv.key, "entities": sv.entities, "rect": [sv.rect.x, sv.rect.y, sv.rect.w, sv.rect.h],
+                 "scale": sv.view.scale, "offset": [sv.view.offset_x, sv.view.offset_y],
+                 "canvas": list(self._canvas_of(sv))}
+                for sv in self.views
+            ],
+            "recordings": [rec.name for rec in self.recordings.items],
+            "active_recording": self.recordings.active,
             "timeline": self.data.playback.timeline,
             "time": self.data.playback.time,
             "generation": self.data.generation,

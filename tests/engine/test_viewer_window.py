@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 from viewer_helpers import image_chunk, rrd_stream, send, wait_until
 
+from pixelrun.engine.viewer.view import default_view_key
 from pixelrun.engine.viewer.window import read_view_metadata
 from pixelrun.kernels.formats import ImageFormat
 
@@ -45,6 +46,17 @@ def window_pixel(png: Path, u: int, v: int) -> tuple[int, ...]:
     x, y = int((u + 0.5) * s + ox), int((v + 0.5) * s + oy)
     with Image.open(png) as im:
         return tuple(im.convert("RGBA").getpixel((x, y)))
+
+
+def view_pixel(png: Path, entity: str, u: int, v: int) -> tuple[int, ...] | None:
+    """Pixel (u, v) of the view showing `entity` (None while no view shows it)."""
+    for view in read_view_metadata(png)["views"]:
+        if entity in view["entities"]:
+            s = view["scale"]
+            ox, oy = view["offset"]
+            with Image.open(png) as im:
+                return tuple(im.convert("RGBA").getpixel((int((u + 0.5) * s + ox), int((v + 0.5) * s + oy))))
+    return None
 
 
 def free_port() -> int:
@@ -188,11 +200,14 @@ def test_several_programs_stream_into_one_viewer(live_viewer):
     ]
 
     def ok(png):
-        return window_pixel(png, 40, 20) == (0, 0, 255, 255) and window_pixel(png, 5, 5) == GREEN
+        return view_pixel(png, "/a", 40, 20) == (0, 0, 255, 255) and view_pixel(png, "/b", 5, 5) == GREEN
 
     png = live_viewer.screenshot_until(ok)
-    assert window_pixel(png, 40, 20) == (0, 0, 255, 255)
-    assert window_pixel(png, 5, 5) == GREEN
+    # different sizes: a view each (Rerun's rule), both shown
+    assert [v["entities"] for v in read_view_metadata(png)["views"]] == [["/a"], ["/b"]]
+    assert view_pixel(png, "/a", 40, 20) == (0, 0, 255, 255)
+    assert view_pixel(png, "/a", 5, 5) == (0, 0, 255, 255)  # not covered by /b any more
+    assert view_pixel(png, "/b", 5, 5) == GREEN
     for s in socks:
         s.close()
 
@@ -247,7 +262,7 @@ def test_hover_reads_the_raw_nv12_samples_under_the_cursor(nv12_viewer):
 def test_wheel_zooms_about_the_cursor_drag_pans_and_f_fits(nv12_viewer):
     v = nv12_viewer
     fit_scale = v.view.scale
-    area = v.image_area()
+    area = v.views[0].rect  # the image part of the only view
     cx, cy = area.x + area.w / 2, area.y + area.h / 2
     under = v.view.window_to_image(cx, cy)
     v._on_wheel({"event_type": "wheel", "x": cx, "y": cy, "dx": 0, "dy": -200})
@@ -274,8 +289,9 @@ def test_key_s_saves_a_screenshot_of_the_window(nv12_viewer, tmp_path):
     with Image.open(png) as im:
         assert im.size == (w, h)
         # above the fitted image (aspect 4:3 in a taller area): the window background
-        assert v.view.offset_y > 2
-        assert im.convert("RGBA").getpixel((w - 2, 2)) == (13, 13, 13, 255)
+        top = int(v.views[0].rect.y)  # below the view's title strip
+        assert v.view.offset_y > top + 2
+        assert im.convert("RGBA").getpixel((w - 2, top + 2)) == (13, 13, 13, 255)
     assert read_view_metadata(png)["canvas"] == [64, 48]
 
 
@@ -435,8 +451,12 @@ def two_step_viewer(xvfb_display):
         image_chunk("cam", blue, fmt, step=1),
         image_chunk("top", green, ImageFormat(8, 8, color_model="RGB", channel_datatype="U8"), step=0),
     ])
+    # Different sizes get a view each by default; these tests stack 'top' over 'cam'
+    # (moved into cam's view, as a user does from the entity panel).
+    data.layout.move("/top", default_view_key("/cam", (32, 16)))
     v = Viewer(data, size=(800, 600))
     v.canvas.force_draw()
+    assert [sv.entities for sv in v.views] == [["/cam", "/top"]]
     yield v
     v.close()
 
@@ -695,6 +715,7 @@ def test_degenerate_and_huge_canvas_draws_a_window_sized_frame(xvfb_display, tmp
     overrides = {"image": 0.0, "wide": 1.0, "tall": 1.0, "huge": -20.0}  # draw orders
     for e in data.entities():
         data.overrides[e] = EntityOverride(draw_order=overrides[e.strip("/")])
+        data.layout.move(e, "all")  # one view holding the four (by default: a view each)
     data.overrides_version += 1
     v = Viewer(data, size=(800, 600))
     try:
@@ -703,7 +724,8 @@ def test_degenerate_and_huge_canvas_draws_a_window_sized_frame(xvfb_display, tmp
             png = _shot(v, tmp_path, name)
             w, h = v.physical_size()
             st = v.renderer.last_draw
-            assert st.target_pixels == w * h
+            (view,) = v.views
+            assert st.target_pixels == int(view.rect.w) * int(view.rect.h)  # the view's part of the window
             assert st.acc_bytes <= 16 * w * h + 256  # one f32 RGBA per window pixel, not per texel
             assert st.blended_pixels <= 4 * (w + 2) * (h + 2)  # four layers, each at most once per pixel
             assert read_view_metadata(png)["canvas"] == [100000, 100000]
