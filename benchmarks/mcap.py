@@ -14,11 +14,16 @@ peak RSS are per run); contenders alternate A B A B. Cases:
   writing; each frame composites both cameras). Peer: ``mcap`` + ``mcap-ros2-support``
   + OpenCV ``cvtColor`` in Python (BayerRG2RGB, YUV2RGB_NV12), one frame at a time.
 - convert: ``pixelrun convert`` vs ``rerun mcap convert`` (peer), MCAP -> .rrd.
+- seek to the first frame: the bag read whole into a store with a memory limit of a
+  quarter of its decoded size (most of it evicted), then the view at the first time
+  point rendered: the store reads back just the MCAP chunks it needs (column "chunks
+  re-read"). Timed: the render only (not the open). Peer: the same render from a store
+  without a limit (everything held).
 
 Columns: wall time per run (ms), frames/s of the case's messages, the peak RSS of the
 process (max over runs), ratio to the peer. Usage:
 
-    python3 benchmarks/mcap.py [--quick] [--frames 8] [--size 1920x1080] [--backend auto]
+    python3 benchmarks/mcap.py [--quick] [--frames 8] [--size 1920x1080] [--backend auto] [--only seek]
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import json, resource, sys, time
 case, path, out, backend = sys.argv[1:5]
 t0 = time.perf_counter()
 frames = 0
+extra = {}
 if case == "pixelrun-open":
     from pixelrun.engine import api
     store = api.open_store(path)
@@ -71,13 +77,24 @@ elif case == "opencv-all":
             img = np.frombuffer(m.data, np.uint8).reshape(rows, m.step)
             rgb = cv2.cvtColor(img, codes[m.encoding])
             frames += 1
+elif case in ("pixelrun-seek", "pixelrun-seek-held"):
+    from pixelrun.engine import api
+    from pixelrun.engine.store.store import ChunkStore
+    store = ChunkStore(memory_limit=int(sys.argv[5]) if case == "pixelrun-seek" else None)
+    store.ingest_file(path)
+    first = int(api.time_points(store, "message_log_time")[0])
+    t0 = time.perf_counter()
+    rgba = api.render(store, timeline="message_log_time", time=first, backend=backend)
+    frames = 1
+    extra = {"chunks re-read": store.reread_totals["source_chunks"], "evicted": store.evicted_totals["chunks"],
+             "held MB": round(store.held_bytes / 1e6, 1)}
 elif case == "pixelrun-convert":
     from pixelrun.engine.cli.convert import convert
     frames = convert(path, out).written
 else:
     raise SystemExit(f"unknown case {case}")
 dt = time.perf_counter() - t0
-print(json.dumps({"seconds": dt, "frames": frames,
+print(json.dumps({"seconds": dt, "frames": frames, "extra": extra,
                   "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 '''
 
@@ -114,8 +131,9 @@ def write_bag(path: Path, frames: int, w: int, h: int) -> None:
     write_ros_bag(path, msgs, times=times, chunk_size=4 << 20)
 
 
-def _child(case: str, bag: Path, out: Path, backend: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD, case, str(bag), str(out), backend], capture_output=True,
+def _child(case: str, bag: Path, out: Path, backend: str, limit: int = 0) -> dict:
+    proc = subprocess.run([sys.executable, "-c", CHILD, case, str(bag), str(out), backend, str(limit)],
+                          capture_output=True,
                           text=True, timeout=1800, cwd=str(ROOT))
     if proc.returncode != 0:
         raise RuntimeError(f"{case} failed: {proc.stderr[-2000:]}")
@@ -135,6 +153,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=8, help="messages per camera topic (default 8; ~300 for GBs)")
     p.add_argument("--size", default="1920x1080", help="camera resolution WxH")
     p.add_argument("--backend", default="auto", help="pixelrun render backend")
+    p.add_argument("--only", default="", help="run only the cases whose name contains this (e.g. seek)")
     p.add_argument("--rerun", default=str(ROOT / ".venv-rerun" / "bin" / "rerun"), help="Rerun 0.41 binary")
     args = bench_args(__doc__, parser=p, repeat=3, quick_repeat=1)
     w, h = (int(v) for v in args.size.lower().split("x"))
@@ -149,13 +168,19 @@ def main() -> None:
         print(f"bag: {2 * args.frames} messages ({args.frames} bayer_rggb8 + {args.frames} nv12, {w}x{h}), "
               f"{size_mb:.1f} MB zstd, written in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         n_msgs = 2 * args.frames
+        # a quarter of the decoded bag (bayer: w*h bytes, nv12: w*h*3/2 per frame)
+        limit = args.frames * (w * h + w * h * 3 // 2) // 4
         contenders = {
             "open + last frame": {"pixelrun": lambda: _child("pixelrun-open", bag, rrd, args.backend)},
             "all frames": {"pixelrun render --all-times": lambda: _child("pixelrun-all", bag, rrd, args.backend),
                            "mcap + OpenCV cvtColor": lambda: _child("opencv-all", bag, rrd, args.backend)},
             "convert": {"pixelrun convert": lambda: _child("pixelrun-convert", bag, rrd, args.backend)},
+            "seek to first frame": {
+                f"pixelrun, limit {limit / 1e6:.0f} MB": lambda: _child("pixelrun-seek", bag, rrd, args.backend,
+                                                                        limit),
+                "pixelrun, whole bag held": lambda: _child("pixelrun-seek-held", bag, rrd, args.backend)},
         }
-        peers = {"all frames": "mcap + OpenCV cvtColor"}
+        peers = {"all frames": "mcap + OpenCV cvtColor", "seek to first frame": "pixelrun, whole bag held"}
         if rerun and xvfb:
             contenders["open + last frame"]["Rerun 0.41 headless viewer"] = lambda: _command(
                 [xvfb, "-a", rerun, bag, "--headless", "--window-size", "800x600", "--screenshot-to", png])
@@ -164,6 +189,7 @@ def main() -> None:
             contenders["convert"]["rerun mcap convert"] = lambda: _command(
                 [rerun, "mcap", "convert", bag, "-o", rrd])
             peers["convert"] = "rerun mcap convert"
+        contenders = {g: cs for g, cs in contenders.items() if args.only in g}
         rows = []
         for group, cs in contenders.items():
             samples: dict = {name: [] for name in cs}
@@ -176,12 +202,13 @@ def main() -> None:
                 t = Timing(name, secs, group, peers.get(group) == name)
                 med = sorted(secs)[len(secs) // 2]
                 t.extra = {"frames": frames, "frames/s": f"{frames / med:.1f}",
-                           "peak RSS MB": f"{max(r['maxrss_kb'] for r in runs) / 1024:.0f}"}
+                           "peak RSS MB": f"{max(r['maxrss_kb'] for r in runs) / 1024:.0f}", **runs[0].get("extra", {})}
                 rows.append(t)
     print_table(rows, title=f"MCAP: {args.frames} x 2 cameras at {w}x{h} ({size_mb:.0f} MB bag), "
                             f"backend {args.backend}",
                 footer=("_open + last frame: frames = 1 (the composited view); Rerun's time includes its process "
-                        "start and Xvfb; convert's frames = messages written._"))
+                        "start and Xvfb; convert's frames = messages written; seek: the render at the first time point "
+                        "only, after the bag was read whole (chunks re-read = MCAP chunks read back)._"))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Optional
 from pixelrun.kernels.errors import PixelrunWarning, user_stacklevel
 
 __all__ = [
-    "PixelrunWarning", "DataLossWarning", "RecordingClosedWarning", "PixelrunSaveError",
+    "PixelrunWarning", "DataLossWarning", "RecordingClosedWarning", "RerunCompatibilityWarning", "PixelrunSaveError",
     "is_strict", "set_strict_mode", "report", "user_stacklevel",
 ]
 
@@ -30,6 +30,12 @@ class DataLossWarning(PixelrunWarning):
 
 class RecordingClosedWarning(DataLossWarning):
     """Something was logged to a recording after ``close()``: dropped and counted."""
+
+
+class RerunCompatibilityWarning(PixelrunWarning):
+    """A row uses something only pixelrun reads (one of pixelrun's own pixel formats):
+    it is logged and pixelrun shows it; the message names the entity, the format and
+    what Rerun 0.41 does with it. Said once per entity and format."""
 
 
 class PixelrunSaveError(OSError):

@@ -12,17 +12,22 @@ Errors are raised as ValueError with the reason only; the caller adds the entity
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import threading
+import warnings
+from typing import Any, Iterable, Optional
 
 import numpy as np
 
 from pixelrun import gpu_input
 from pixelrun.buffer_pool import POOL
 from pixelrun.engine.encoded import guess_media_type  # noqa: F401 - one sniffing rule for SDK and viewer
+from pixelrun.engine.mcap.rerun_form import RERUN_PIXEL_FORMATS
+from pixelrun.errors import RerunCompatibilityWarning, user_stacklevel
 from pixelrun.kernels import formats
 from pixelrun.kernels.formats import COLOR_MODELS, ColorModel, ImageFormat
 
-__all__ = ["array_to_image", "bytes_to_image", "as_byte_rows", "DeferredBytes", "resolve_buffer"]
+__all__ = ["array_to_image", "bytes_to_image", "as_byte_rows", "DeferredBytes", "resolve_buffer",
+           "warn_not_shown_by_rerun"]
 
 _DEFAULT_MODEL = {1: ColorModel.L, 3: ColorModel.RGB, 4: ColorModel.RGBA}
 
@@ -260,6 +265,36 @@ def check_buffer(buf: Any, fmt: Optional[ImageFormat]) -> Optional[str]:
     if fmt is None or buf is None:
         return None
     return formats.validate(_nbytes(buf), fmt)
+
+
+# The Rerun 0.41 pixel format holding the same samples, where one exists (a lossless rewrite).
+_RERUN_SAME_SAMPLES = {
+    formats.PixelFormat.UYVY: "YUY2 (the same samples in Y0 U Y1 V order)",
+    formats.PixelFormat.NV21: "NV12 (the same planes, U and V swapped)",
+    formats.PixelFormat.I420: "NV12 (the same samples, the U and V planes interleaved)",
+}
+_warned: set = set()  # (entity, pixel format) said once in this process
+_warned_lock = threading.Lock()
+
+
+def warn_not_shown_by_rerun(entity: str, fmts: Iterable[Optional[ImageFormat]]) -> None:
+    """Say once per (entity, pixel format) when a logged row uses one of pixelrun's own
+    pixel formats (values from 200 on): the row is kept (pixelrun reads it), but Rerun
+    0.41 cannot decode it (checked with ``rerun rrd verify`` and its viewer)."""
+    own = {f.pixel_format for f in fmts if f is not None and f.pixel_format is not None} - RERUN_PIXEL_FORMATS
+    for pf in own:
+        with _warned_lock:
+            if (entity, pf) in _warned:
+                continue
+            _warned.add((entity, pf))
+        name = formats.PixelFormat(pf).name
+        instead = _RERUN_SAME_SAMPLES.get(pf)
+        warnings.warn(RerunCompatibilityWarning(
+            f"{entity}: pixel format {name} ({int(pf)}) is pixelrun's own; the image is logged and pixelrun shows "
+            f"it, but Rerun 0.41 cannot read it: `rerun rrd verify` rejects the recording and Rerun's viewer "
+            f"discards this entity's ImageFormat ('deserialization failed ... data discarded'), so it shows "
+            f"no image there" + (f"; to be seen in Rerun, log it as {instead}" if instead else "")),
+            stacklevel=user_stacklevel())
 
 
 def array_to_single_channel(image: Any, what: str) -> tuple[Any, ImageFormat]:

@@ -118,6 +118,9 @@ class ImageRow:
     media_type: Optional[str] = None  # encoded rows
     source: Optional[ImageMessage] = None  # the message fields (convert needs them)
     reason: Optional[str] = None  # kind "raw": why the store cannot show it (keep_raw)
+    # (chunk ordinal, message number in that chunk) when read through the summary's chunk
+    # index: where the message can be read again (McapSource.reread)
+    origin: Optional[tuple[int, int]] = None
 
 
 def _import_mcap():
@@ -195,11 +198,16 @@ def _row_of(topic: str, msg, decode: Callable, stamp_tl: str, report: McapReport
 
 
 def iter_image_rows(path, topics: Optional[Iterable[str]] = None, report: Optional[McapReport] = None,
-                    max_chunk_bytes: Optional[int] = None, keep_raw: bool = False) -> Iterator[ImageRow]:
+                    max_chunk_bytes: Optional[int] = None, keep_raw: bool = False,
+                    cache: Optional[dict] = None, only: Optional[Iterable[int]] = None) -> Iterator[ImageRow]:
     """Every image message of an MCAP file (optionally only `topics`), file order by chunk.
 
     keep_raw: raw images the store cannot show come as rows of kind "raw" (with the
     reason) instead of being counted as dropped (`pixelrun convert` transforms them).
+    cache: a dict kept between calls on the same file; it keeps the summary section
+    (read once) and, when the file has a chunk index, ``cache["order"]``: the chunk
+    indexes in reading order. only: just these chunk ordinals (positions in that order;
+    needs the chunk index, read again from the cache's summary).
 
     Problems go to `report` (counted per topic and reason; call ``report.finish()``
     after the iteration). Raises OSError for an unreadable file, ImportError when the
@@ -228,13 +236,15 @@ def iter_image_rows(path, topics: Optional[Iterable[str]] = None, report: Option
                              f"{limit}-byte limit")
         return breakup_chunk(chunk, validate_crc=True)
 
-    def handle(records) -> Iterator[ImageRow]:
+    def handle(records, ordinal: Optional[int] = None) -> Iterator[ImageRow]:
+        number = -1  # message number within the chunk, counting every message (topic filters aside)
         for rec in records:
             if isinstance(rec, Schema):
                 chans.schemas.setdefault(rec.id, rec)
             elif isinstance(rec, Channel):
                 chans.channels.setdefault(rec.id, rec)
             elif isinstance(rec, Message):
+                number += 1
                 report.messages += 1
                 got = chans.decoder(rec.channel_id)
                 if got is None:
@@ -249,6 +259,8 @@ def iter_image_rows(path, topics: Optional[Iterable[str]] = None, report: Option
                     continue
                 row = _row_of(topic, rec, dec, stamp_tl, report, keep_raw)
                 if row is not None:
+                    if ordinal is not None:
+                        row.origin = (ordinal, number)
                     report.shown += 1
                     yield row
 
@@ -257,19 +269,30 @@ def iter_image_rows(path, topics: Optional[Iterable[str]] = None, report: Option
         if head != MCAP_MAGIC:
             raise ValueError(f"not an MCAP file or rosbag2 database: {path} (it starts with {head!r})")
         f.seek(0)
-        summary = None
-        try:
-            summary = SeekingReader(f, record_size_limit=limit).get_summary()
-        except Exception as exc:  # no footer (truncated, still recording): read linearly
-            report.notes.append(f"{path}: no readable summary section ({type(exc).__name__}: {exc}); "
-                                "read from the start instead")
+        summary = None if cache is None else cache.get("summary")
+        if summary is None:
+            try:
+                summary = SeekingReader(f, record_size_limit=limit).get_summary()
+            except Exception as exc:  # no footer (truncated, still recording): read linearly
+                report.notes.append(f"{path}: no readable summary section ({type(exc).__name__}: {exc}); "
+                                    "read from the start instead")
+            if cache is not None and summary is not None and summary.chunk_indexes:
+                cache["summary"] = summary
+                cache["order"] = sorted(summary.chunk_indexes,
+                                        key=lambda c: (c.message_start_time, c.chunk_start_offset))
+        if only is not None and (summary is None or not summary.chunk_indexes):
+            raise ValueError(f"{path}: chunks can be read again only through the chunk index of the summary")
         if summary is not None and summary.chunk_indexes:
             chans.schemas.update(summary.schemas)
             chans.channels.update(summary.channels)
             wanted = None
             if topics is not None:
                 wanted = {cid for cid, ch in summary.channels.items() if ch.topic in chans.topics}
-            for ci in sorted(summary.chunk_indexes, key=lambda c: (c.message_start_time, c.chunk_start_offset)):
+            order = (cache or {}).get("order") or sorted(
+                summary.chunk_indexes, key=lambda c: (c.message_start_time, c.chunk_start_offset))
+            ordinals = range(len(order)) if only is None else sorted(i for i in set(only) if 0 <= i < len(order))
+            for ordinal in ordinals:
+                ci = order[ordinal]
                 if wanted is not None and ci.message_index_offsets and not (set(ci.message_index_offsets) & wanted):
                     continue
                 where = f"chunk at byte {ci.chunk_start_offset}"
@@ -284,7 +307,7 @@ def iter_image_rows(path, topics: Optional[Iterable[str]] = None, report: Option
                                     f"{_fmt_time(ci.message_end_time)}) cannot be read "
                                     f"({type(exc).__name__}: {exc})", count=0)
                     continue
-                yield from handle(records)
+                yield from handle(records, ordinal if cache is not None else None)
             return
         # linear: every record in order, up to the first that does not parse
         f.seek(0)
@@ -361,12 +384,17 @@ def iter_chunks(rows: Iterable[ImageRow], chunk_rows: int = CHUNK_ROWS,
     """Rows grouped into store chunks per (topic, kind, has stamp), in arrival order.
 
     Row ids are (log time, counter): time-ordered, so the store's memory limit drops
-    the oldest messages first.
+    the oldest messages first. Rows that know their origin (read through the chunk
+    index with a cache, see `iter_image_rows`) are grouped within their MCAP chunk and
+    numbered by it: the counter is ``ordinal << 32 | message number`` and the chunk id
+    ``(ordinal, first message number)``, so reading that MCAP chunk again gives the same
+    store chunks with the same ids (`McapSource.reread`).
     """
     pending: dict[tuple, list] = {}
     sizes: dict[tuple, int] = {}
     counter = 0
     chunks_made = 0
+    ordinal = None
 
     def flush(key) -> Chunk:
         nonlocal chunks_made
@@ -374,13 +402,21 @@ def iter_chunks(rows: Iterable[ImageRow], chunk_rows: int = CHUNK_ROWS,
         sizes.pop(key)
         ids = np.array([[r.log_time, c] for c, r in group], dtype=np.uint64).reshape(-1, 2)
         chunk = rows_to_chunk([r for _, r in group], ids)
-        chunks_made += 1  # a chunk id like a row id: (first log time, counter), big-endian
-        chunk.chunk_id = int(ids[0, 0]).to_bytes(8, "big") + chunks_made.to_bytes(8, "big")
+        chunks_made += 1
+        first = group[0][1].origin
+        if first is not None:  # (MCAP chunk ordinal, first message number): found again on a re-read
+            chunk.chunk_id = first[0].to_bytes(8, "big") + first[1].to_bytes(8, "big")
+        else:  # a chunk id like a row id: (first log time, counter), big-endian
+            chunk.chunk_id = int(ids[0, 0]).to_bytes(8, "big") + chunks_made.to_bytes(8, "big")
         return chunk
 
     for row in rows:
+        if row.origin is not None and row.origin[0] != ordinal:
+            for key in list(pending):  # a store chunk never spans two MCAP chunks
+                yield flush(key)
+            ordinal = row.origin[0]
         key = (row.topic, row.kind, row.stamp_ns is not None)
-        counter += 1
+        counter = counter + 1 if row.origin is None else (row.origin[0] << 32) | row.origin[1]
         pending.setdefault(key, []).append((counter, row))
         sizes[key] = sizes.get(key, 0) + len(memoryview(row.data).cast("B"))
         if len(pending[key]) >= chunk_rows or sizes[key] >= chunk_bytes:
@@ -400,20 +436,55 @@ def read_mcap(path, topics: Optional[Iterable[str]] = None) -> tuple[list[Chunk]
 
 class McapSource:
     """An MCAP file as the store ingests it: `batches()` yields lists of chunks as they
-    are read; afterwards `problems` and `notes` hold what was not shown and why."""
+    are read; afterwards `problems` and `notes` hold what was not shown and why.
+
+    When the file has a chunk index (`can_reread`), a store chunk it gave can be read
+    again on its own (`reread`): the store lets such chunks go under its memory limit
+    and reads them back when a query lands on them. `rereads` counts the MCAP chunks
+    read again.
+    """
 
     def __init__(self, path, topics: Optional[Iterable[str]] = None, memory_limit: Optional[int] = None) -> None:
         self.path = path
-        self.topics = topics
+        self.topics = None if topics is None else set(topics)
         self.chunk_bytes = CHUNK_BYTES if memory_limit is None else max(1, min(CHUNK_BYTES, memory_limit // 16))
         self.store_infos = [store_info_for(path)]
         self.report = McapReport()
         self.problems: list = []
         self.notes: list = []
+        self.rereads = 0
+        self._cache: dict = {}  # the summary and chunk order (iter_image_rows)
+        self._identity = self._stat()
+
+    def _stat(self) -> Optional[tuple]:
+        try:
+            st = os.stat(os.fspath(self.path))
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns, st.st_ino
+
+    @property
+    def can_reread(self) -> bool:
+        """Whether the chunks read so far came through the chunk index (and can be read again)."""
+        return "order" in self._cache
 
     def batches(self) -> Iterator[list[Chunk]]:
-        rows = iter_image_rows(self.path, self.topics, self.report)
+        rows = iter_image_rows(self.path, self.topics, self.report, cache=self._cache)
         for chunk in iter_chunks(rows, chunk_bytes=self.chunk_bytes):
             yield [chunk]
         self.report.finish()
         self.problems, self.notes = list(self.report.problems), list(self.report.notes)
+
+    def reread(self, chunk_ids: Iterable[bytes], topics: Iterable[str]) -> dict[bytes, Chunk]:
+        """The store chunks with these ids (of `topics`), read again from just the MCAP
+        chunks that hold them: {chunk id: chunk}. An id whose MCAP chunk can no longer be
+        read is absent. Raises OSError when the file changed since it was first read."""
+        if self._stat() != self._identity:
+            raise OSError(f"{self.path}: the file changed since it was read; evicted data cannot be read again")
+        wanted = set(chunk_ids)
+        ordinals = {int.from_bytes(cid[:8], "big") for cid in wanted}
+        want_topics = set(topics) if self.topics is None else set(topics) & self.topics
+        rows = iter_image_rows(self.path, want_topics, McapReport(), cache=self._cache, only=ordinals)
+        got = {c.chunk_id: c for c in iter_chunks(rows, chunk_bytes=self.chunk_bytes) if c.chunk_id in wanted}
+        self.rereads += len(ordinals)
+        return got

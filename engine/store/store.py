@@ -17,7 +17,12 @@ component on only some rows); an empty list is a real value (a clear).
 Memory: the store counts the Arrow/NumPy buffers its chunks really hold (shared root
 buffers once; see store_memory). Past the limit (default 75% of RAM, like Rerun's
 viewer) it drops whole temporal chunks, oldest row id first, never static data, and
-reports each drop (`IngestReport.dropped`, `ChunkStore.dropped`, `dropped_totals`). A
+reports each drop (`IngestReport.dropped`, `ChunkStore.dropped`, `dropped_totals`).
+Chunks that can be read again from their file (an MCAP file with a chunk index; see
+`add_chunks(reread_from=...)`) are evicted instead of dropped: their index entries stay,
+so every query still finds their rows, and a query that lands on one reads just that
+data back (`_restore`) under the same limit, evicting others (re-read chunks go last,
+least recently re-read first). `evicted_totals` and `reread_totals` count both. A
 static chunk whose every component has been overwritten by a newer static row can no
 longer be seen by any query; it is released at once (reported as superseded). Arrays
 that are small views into a much larger decoded message are copied out once, so the
@@ -40,6 +45,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import heapq
+import itertools
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -217,11 +223,19 @@ class _Stored:
         "components",
         "time_ranges",
         "static_wins",
+        "source",
+        "chunk_id",
+        "topic",
+        "timeline_names",
     )
 
-    def __init__(self, seq: int, chunk: Chunk, entity: str, roots: dict, rows: int) -> None:
+    def __init__(self, seq: int, chunk: Chunk, entity: str, roots: dict, rows: int, source=None) -> None:
         self.seq = seq
-        self.chunk = chunk
+        self.chunk: Optional[Chunk] = chunk  # None while evicted
+        self.source = source  # reads the chunk again after eviction (None: dropped instead)
+        self.chunk_id = chunk.chunk_id
+        self.topic = chunk.entity_path  # the name the source knows it by
+        self.timeline_names = tuple(chunk.timelines)
         self.entity = entity
         self.is_static = chunk.is_static
         self.roots = roots
@@ -293,6 +307,16 @@ def _tight_copy(arr: pa.Array) -> pa.Array:
     return pa.Array.from_buffers(t, len(arr), bufs, null_count=arr.null_count, children=children)
 
 
+def _same_rows(st: _Stored, item: tuple) -> bool:
+    """Whether a chunk read again (prepared) is the one that was evicted: same entity,
+    components, row count and first row id."""
+    chunk, entity, hi, lo = item[:4]
+    if entity != st.entity or chunk.num_rows != st.rows or tuple(item[5]) != st.components:
+        return False
+    order = np.lexsort((lo, hi))
+    return (int(hi[order[0]]), int(lo[order[0]])) == st.min_row if st.rows else True
+
+
 # --------------------------------------------------------------------------- the store
 
 
@@ -322,7 +346,14 @@ class ChunkStore:
         self._timeline_kinds: dict[str, str] = {}
         self._entities: dict[str, set] = {}  # entity -> set of chunk seqs held
         self._ledger = RootLedger()
-        self._drop_heap: list[tuple[int, int, int]] = []  # (hi, lo, seq) of temporal chunks
+        # (tick, hi, lo, seq) of temporal chunks: oldest row id first among ingested chunks
+        # (tick 0), then re-read ones in the order they were read back
+        self._drop_heap: list[tuple[int, int, int, int]] = []
+        self._tick = 0
+        self._evicted: dict[int, _Stored] = {}  # seq -> evicted chunk (index entries kept)
+        self._evicted_entities: collections.Counter = collections.Counter()  # entity -> chunks evicted
+        self.evicted_totals = {"chunks": 0, "rows": 0, "bytes": 0}  # evictions (not losses)
+        self.reread_totals = {"source_chunks": 0, "chunks": 0, "bytes": 0}  # reads back from files
         self._skipped: dict[tuple[str, str], int] = {}  # (entity, component) -> rows skipped
         # the most recent drops (a long session drops millions: keep the tail) + totals
         self.dropped: collections.deque = collections.deque(maxlen=DROP_LOG_SIZE)
@@ -343,8 +374,13 @@ class ChunkStore:
 
     insert = add_chunk  # the name the viewer uses
 
-    def add_chunks(self, chunks: Iterable[Chunk]) -> IngestReport:
-        """Index decoded chunks in order, then enforce the memory limit once."""
+    def add_chunks(self, chunks: Iterable[Chunk], reread_from: Any = None) -> IngestReport:
+        """Index decoded chunks in order, then enforce the memory limit once.
+
+        reread_from: the source the chunks came from, when it can give a chunk back
+        (``reread(chunk_ids, topics) -> {chunk_id: Chunk}``, e.g. engine.mcap.McapSource):
+        the memory limit then evicts these chunks instead of dropping them.
+        """
         report = IngestReport()
         prepared = []
         for chunk in chunks:
@@ -360,7 +396,7 @@ class ChunkStore:
                 prepared.append(item)
         with self._lock:
             for item in prepared:
-                self._insert(*item, report)
+                self._insert(*item, report, source=reread_from)
             report.dropped += self._enforce_limit()
             self.generation += 1
         return report
@@ -423,10 +459,10 @@ class ChunkStore:
         roots.update(numpy_roots([np.asarray(chunk.row_ids), *times.values()], roots))
         return chunk, entity, hi, lo, times, presence, roots
 
-    def _insert(self, chunk, entity, hi, lo, times, presence, roots, report: IngestReport) -> None:
+    def _insert(self, chunk, entity, hi, lo, times, presence, roots, report: IngestReport, source=None) -> None:
         seq = self._seq
         self._seq += 1
-        st = _Stored(seq, chunk, entity, roots, chunk.num_rows)
+        st = _Stored(seq, chunk, entity, roots, chunk.num_rows, None if chunk.chunk_id is None else source)
         st.components = tuple(presence)
         if chunk.num_rows:
             order = np.lexsort((lo, hi))
@@ -451,7 +487,7 @@ class ChunkStore:
                 if idx is None:
                     idx = self._index[(entity, tl, comp)] = SortedIndex()
                 idx.append(t[rows], hi[rows], lo[rows], seq, rows)
-        heapq.heappush(self._drop_heap, (st.min_row[0], st.min_row[1], seq))
+        heapq.heappush(self._drop_heap, (0, st.min_row[0], st.min_row[1], seq))
 
     def _insert_static(self, st: _Stored, hi, lo, presence, report: IngestReport) -> None:
         losers: set[int] = set()
@@ -494,20 +530,24 @@ class ChunkStore:
             self.generation += 1
             return dropped
 
-    def _enforce_limit(self) -> list[DroppedChunk]:
+    def _enforce_limit(self, room: int = 0) -> list[DroppedChunk]:
+        """Drop (or evict) chunks until the held bytes plus `room` fit the limit."""
         out: list[DroppedChunk] = []
         limit = self.memory_limit
         if limit is None:
             return out
-        while self._ledger.total > limit and self._drop_heap:
-            _, _, seq = heapq.heappop(self._drop_heap)
+        while self._ledger.total + room > limit and self._drop_heap:
+            seq = heapq.heappop(self._drop_heap)[-1]
             st = self._chunks.get(seq)
             if st is None:
                 continue  # already removed
-            out.append(self._remove(st, "memory limit"))
+            if st.source is not None:
+                self._evict(st)
+            else:
+                out.append(self._remove(st, "memory limit"))
         return out
 
-    def _remove(self, st: _Stored, reason: str) -> DroppedChunk:
+    def _unhold(self, st: _Stored) -> None:
         del self._chunks[st.seq]
         seqs = self._entities.get(st.entity)
         if seqs is not None:
@@ -515,18 +555,91 @@ class ChunkStore:
             if not seqs:
                 del self._entities[st.entity]
         self._ledger.release(st.roots)
+
+    def _evict(self, st: _Stored) -> None:
+        """Let go of a chunk's data but keep its index entries: `_restore` reads it back."""
+        self._unhold(st)
+        st.chunk, st.roots = None, {}
+        self._evicted[st.seq] = st
+        self._evicted_entities[st.entity] += 1
+        self.evicted_totals["chunks"] += 1
+        self.evicted_totals["rows"] += st.rows
+        self.evicted_totals["bytes"] += st.nbytes
+
+    def _unevict(self, st: _Stored) -> None:
+        del self._evicted[st.seq]
+        self._evicted_entities[st.entity] -= 1
+        if not self._evicted_entities[st.entity]:
+            del self._evicted_entities[st.entity]
+
+    def _remove(self, st: _Stored, reason: str) -> DroppedChunk:
+        if st.seq in self._evicted:
+            self._unevict(st)
+        else:
+            self._unhold(st)
         if not st.is_static:
-            for tl in st.chunk.timelines:
+            for tl in st.timeline_names:
                 for comp in st.components:
                     idx = self._index.get((st.entity, tl, comp))
                     if idx is not None:
                         idx.remove_chunk(st.seq)
-        d = DroppedChunk(st.entity, st.chunk.chunk_id, st.rows, st.nbytes, reason, dict(st.time_ranges))
+        d = DroppedChunk(st.entity, st.chunk_id, st.rows, st.nbytes, reason, dict(st.time_ranges))
         self.dropped.append(d)
         self.dropped_totals["chunks"] += 1
         self.dropped_totals["rows"] += st.rows
         self.dropped_totals["bytes"] += st.nbytes
         return d
+
+    def _restore(self, seqs: Iterable[int]) -> dict[int, Chunk]:
+        """Read evicted chunks back from their sources: {seq: chunk} for those read back.
+
+        Room is made first (evicting or dropping others, never past the limit); the
+        chunks come back as the most recently used. One that cannot be read again (the
+        file changed or is damaged now) is dropped for good: its rows leave the index and
+        a problem names it. Called under the lock.
+        """
+        groups: dict[int, list[_Stored]] = {}
+        for seq in seqs:
+            st = self._evicted.get(seq)
+            if st is not None:
+                groups.setdefault(id(st.source), []).append(st)
+        prepared = []
+        for group in groups.values():
+            src = group[0].source
+            before = getattr(src, "rereads", 0)
+            try:
+                got = src.reread({st.chunk_id for st in group}, {st.topic for st in group})
+                why = "its data is no longer where the file's index says"
+            except (OSError, ValueError, ImportError) as exc:
+                got, why = {}, f"{type(exc).__name__}: {exc}"
+            self.reread_totals["source_chunks"] += getattr(src, "rereads", 0) - before
+            for st in group:
+                chunk = got.get(st.chunk_id)
+                item = None if chunk is None else self._prepare(chunk, IngestReport())
+                if item is None or not _same_rows(st, item):
+                    msg = f"{st.entity}: evicted chunk could not be read again ({why}); its rows are dropped"
+                    self.problems.append(msg)
+                    self._remove(st, "re-read failed")
+                    self.generation += 1  # what queries answer changed
+                    continue
+                prepared.append((st, item[0], item[-1]))
+        if self._enforce_limit(sum(sum(roots.values()) for _, _, roots in prepared)):
+            self.generation += 1  # chunks that cannot be read back were dropped to make room
+        out: dict[int, Chunk] = {}
+        for st, chunk, roots in prepared:
+            self._unevict(st)
+            st.chunk, st.roots, st.nbytes = chunk, roots, sum(roots.values())
+            self._chunks[st.seq] = st
+            self._entities.setdefault(st.entity, set()).add(st.seq)
+            self._ledger.add(roots)
+            self._tick += 1
+            heapq.heappush(self._drop_heap, (self._tick, st.min_row[0], st.min_row[1], st.seq))
+            self.reread_totals["chunks"] += 1
+            self.reread_totals["bytes"] += st.nbytes
+            out[st.seq] = chunk
+        if self._enforce_limit():  # only when the chunks read back do not fit together
+            self.generation += 1
+        return out
 
     # ================================================================ queries
 
@@ -553,25 +666,40 @@ class ChunkStore:
             components = (components,)
         out: dict[str, Hit] = {}
         with self._lock:
-            for comp in components:
-                s = self._static.get((entity, comp))
-                if s is not None:
-                    h = self._hit(entity, comp, s[0], s[1], None, s[2], s[3])
+            pending = list(components)
+            while pending:
+                waiting: dict[str, tuple] = {}  # component -> its row, in an evicted chunk
+                for comp in pending:
+                    s = self._static.get((entity, comp))
+                    if s is not None:
+                        h = self._hit(entity, comp, s[0], s[1], None, s[2], s[3])
+                        if h is not None:
+                            out[comp] = h
+                            continue
+                    if timeline is None:
+                        continue
+                    idx = self._index.get((entity, timeline, comp))
+                    if idx is None:
+                        continue
+                    found = idx.latest_at(t)
+                    if found is None:
+                        continue
+                    time, hi, lo, seq, row = found
+                    h = self._hit(entity, comp, hi, lo, time, seq, row)
                     if h is not None:
                         out[comp] = h
-                        continue
-                if timeline is None:
-                    continue
-                idx = self._index.get((entity, timeline, comp))
-                if idx is None:
-                    continue
-                found = idx.latest_at(t)
-                if found is None:
-                    continue
-                time, hi, lo, seq, row = found
-                h = self._hit(entity, comp, hi, lo, time, seq, row)
-                if h is not None:
-                    out[comp] = h
+                    elif seq in self._evicted:
+                        waiting[comp] = found
+                if not waiting:
+                    break
+                back = self._restore({found[3] for found in waiting.values()})
+                pending = []
+                for comp, (time, hi, lo, seq, row) in waiting.items():
+                    chunk = back.get(seq)
+                    if chunk is None:
+                        pending.append(comp)  # dropped for good: ask the index again (it shrank)
+                    else:
+                        out[comp] = Hit(entity, comp, (hi << 64) | lo, time, chunk, row)
         return out
 
     def range(
@@ -585,6 +713,8 @@ class ChunkStore:
         """Every row of `component` with t0 <= time <= t1, in (time, row id) order.
 
         A static value shadows all temporal rows: the result is then that value alone.
+        Evicted chunks in the range are read back (the result holds them even when they
+        do not all fit under the memory limit together).
         """
         entity = normalize_entity_path(entity)
         with self._lock:
@@ -602,10 +732,16 @@ class ChunkStore:
             idx = self._index.get((entity, timeline, component))
             if idx is None:
                 return RangeResult(entity, component, np.empty(0, np.int64), np.empty((0, 2), np.uint64))
-            t, hi, lo, seq, rows = idx.range(int(t0), int(t1))
-            # one dict lookup per distinct chunk, not per row
-            uniq, inv = np.unique(seq, return_inverse=True)
-            chunk_of = [self._chunks[int(s)].chunk for s in uniq]
+            while True:
+                t, hi, lo, seq, rows = idx.range(int(t0), int(t1))
+                # one dict lookup per distinct chunk, not per row
+                uniq, inv = np.unique(seq, return_inverse=True)
+                have = {s: self._chunks[s].chunk for s in uniq.tolist() if s in self._chunks}
+                if len(have) < len(uniq):
+                    have.update(self._restore([s for s in uniq.tolist() if s not in have]))
+                if len(have) == len(uniq):
+                    break  # else some could not be read again: they left the index, ask again
+            chunk_of = [have[s] for s in uniq.tolist()]
             chunks = [chunk_of[i] for i in inv.tolist()]
         return RangeResult(
             entity,
@@ -642,7 +778,7 @@ class ChunkStore:
             hit = self._entities_cache.get(key)
             if hit is not None:
                 return list(hit)
-            ents = [e for e in self._entities if _is_under(e, root)]
+            ents = [e for e in self._entities.keys() | self._evicted_entities.keys() if _is_under(e, root)]
             if with_component is not None:
                 have = {e for (e, c) in self._static if c == with_component}
                 have |= {e for (e, _, c), idx in self._index.items() if c == with_component}
@@ -671,7 +807,7 @@ class ChunkStore:
         """Timeline name -> kind, time range and rows over the temporal data held."""
         with self._lock:
             acc: dict[str, list] = {}
-            for st in self._chunks.values():
+            for st in itertools.chain(self._chunks.values(), self._evicted.values()):
                 if st.is_static:
                     continue
                 for tl, (lo_t, hi_t) in st.time_ranges.items():
@@ -727,13 +863,14 @@ class ChunkStore:
     # The .rrd framing, decompression and Arrow decoding live in engine/rrd/decode.py; the
     # store feeds it (store_source.ChunkSource) and keeps the problems it reports.
 
-    def _ingest_source_part(self, chunks, problems, notes, report: IngestReport, src=None) -> None:
+    def _ingest_source_part(self, chunks, problems, notes, report: IngestReport, src=None,
+                            reread: bool = False) -> None:
         if src is not None:
             with self._lock:
                 for info in src.store_infos:
                     if info not in self.store_infos:
                         self.store_infos.append(info)
-        part = self.add_chunks(chunks)
+        part = self.add_chunks(chunks, reread_from=src if reread else None)
         part.problems += problems
         part.notes += notes
         with self._lock:
@@ -782,7 +919,8 @@ class ChunkStore:
         src = McapSource(path, topics=topics, memory_limit=self.memory_limit)
         report = IngestReport()
         for chunks in src.batches():
-            self._ingest_source_part(chunks, [], [], report, src)
+            # read through the file's chunk index: the memory limit evicts (reads back on demand)
+            self._ingest_source_part(chunks, [], [], report, src, reread=src.can_reread)
         self._ingest_source_part([], src.problems, src.notes, report)
         self._warn(str(path), report)
         return report

@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 from viewer_helpers import wait_until
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+# appended, not inserted: benchmarks/mcap.py must not shadow the mcap package for tests collected later
+sys.path.append(str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from _viewer_soak import empty_rss, stop, stream_and_sample
 
 psutil = pytest.importorskip("psutil", reason="psutil measures RSS (pip install -e '.[test]')")
