@@ -4,6 +4,7 @@
     ds = pixelrun.data.read_rrd("fleet/")                  # one row per logged image, with its rgba
     raw = pixelrun.data.read_rrd("fleet/", decode=False)   # raw buffers + format fields
     ds = pixelrun.data.decode(raw)                         # the decode as its own stage (on GPUs where there are)
+    bags = pixelrun.data.read_mcap("bags/", topics=["/cam/left"])  # MCAP / rosbag2 bags: the same rows
 
 The same functions as ``pixelrun.engine.fleet`` (engine/fleet/__init__.py documents them);
 Ray is imported only when a dataset is made.
@@ -17,10 +18,11 @@ from pixelrun.engine.fleet import (
     RecordingReadError,
     decode,
     decode_batch,
+    read_mcap,
     read_rrd,
 )
 
 __all__ = [
-    "read_rrd", "decode", "decode_batch", "Decoder", "FleetWarning", "RecordingReadError",
+    "read_rrd", "read_mcap", "decode", "decode_batch", "Decoder", "FleetWarning", "RecordingReadError",
     "RAW_COLUMNS", "DECODED_COLUMNS",
 ]

@@ -9,6 +9,7 @@
 Several recordings at once, on Ray (``pip install 'pixelrun[ray]'``; engine/fleet/):
 
     pixelrun render A.rrd B.rrd fleet/ --all-times -o DIR --ray               # a local Ray
+    pixelrun render A.mcap B.rrd --all-times -o DIR --ray                    # bags too (folders: .rrd, .mcap, .db3)
     pixelrun render A.rrd B.rrd --all-times -o DIR --ray auto --video mp4     # the cluster; a video each
 
 Each recording gets DIR/NAME/ (its PNGs, named as for one recording) or DIR/NAME.mp4,
@@ -61,7 +62,7 @@ from PIL import Image
 from pixelrun.engine import api as R
 from pixelrun.engine.chunk import printable
 from pixelrun.engine.cli.main import warnings_as_lines
-from pixelrun.engine.fleet.frames import check_recordings, expand_paths
+from pixelrun.engine.fleet.frames import BAG_SUFFIXES, RRD_SUFFIXES, check_recordings, expand_paths
 from pixelrun.engine.store.store import StoreWarning
 from pixelrun.engine.video import CODECS, DEFAULT_CRF, VIDEO_EXTENSIONS, check_video_options, render_video
 
@@ -167,6 +168,7 @@ def writable_folder(folder: Path) -> Path:
 
 
 SUPPORTED_EXTENSIONS = (".png",)  # what write_png writes
+FLEET_SUFFIXES = RRD_SUFFIXES + BAG_SUFFIXES  # what a folder given to --ray stands for
 
 
 def _check_png_name(name: str, what: str) -> None:
@@ -360,7 +362,7 @@ def _fleet_args(args) -> tuple[list[str], Optional[dict]]:
     once the output folder exists)."""
     recordings = list(args.recording)
     if args.ray not in (None, "local", "auto") and "://" not in args.ray and (
-            args.ray.endswith(".rrd") or os.path.exists(args.ray)):
+            args.ray.endswith(FLEET_SUFFIXES) or os.path.exists(args.ray)):
         recordings.insert(0, args.ray)  # `--ray A.rrd B.rrd`: --ray took a recording as its address
         args.ray = "local"
     if args.ray is None:
@@ -381,7 +383,7 @@ def _fleet_args(args) -> tuple[list[str], Optional[dict]]:
     if args.video:
         video = {"suffix": "." + args.video, "fps": 30 if args.fps is None else args.fps,
                  "crf": DEFAULT_CRF if args.crf is None else args.crf, "codec": args.codec or "h264"}
-    return expand_paths(recordings), video
+    return expand_paths(recordings, FLEET_SUFFIXES), video
 
 
 class _Recording:
@@ -576,7 +578,8 @@ def run(args) -> int:
 
 def register(p: argparse.ArgumentParser) -> None:
     """Add render's arguments to its parser (engine/cli/main.py makes it)."""
-    p.add_argument("recording", nargs="+", help=".rrd file (several, or folders of them, with --ray)")
+    p.add_argument("recording", nargs="+",
+                   help=".rrd file or bag (.mcap, .db3); several, or folders of them, with --ray")
     p.add_argument("-o", "--output", required=True,
                    help="PNG file (or folder/pattern, or an .mp4/.mkv video, with --all-times)")
     p.add_argument("--entity", help="render only this entity's subtree")

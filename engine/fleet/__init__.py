@@ -6,8 +6,9 @@
 
     raw = read_rrd(paths, decode=False)                   # raw buffers + format fields
     ds = decode(raw, backend="auto")                      # the decode as its own map_batches stage
+    bags = read_mcap(["run1.mcap", "bags/"], topics=["/cam/left"])   # ROS 2 / Foxglove bags, the same rows
 
-`pixelrun render A.rrd B.rrd --all-times -o DIR --ray` renders every recording through
+`pixelrun render A.rrd B.mcap --all-times -o DIR --ray` renders every recording through
 Ray (engine/fleet/cluster.py). Ray is imported only when one of these runs; the rest of
 pixelrun never needs it. engine/fleet/frames.py holds what does not need Ray (which
 frames a recording has, the raw rows, `decode_batch`).
@@ -15,14 +16,17 @@ frames a recording has, the raw rows, `decode_batch`).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from typing import Iterable, Optional, Sequence, Union
 
 from pixelrun.engine import api as R
 from pixelrun.engine.fleet.frames import (
+    BAG_SUFFIXES,
     DECODED_COLUMNS,
     RAW_COLUMNS,
+    RRD_SUFFIXES,
     Decoder,
     FleetWarning,
     RecordingReadError,
@@ -30,9 +34,10 @@ from pixelrun.engine.fleet.frames import (
     decode_batch,
     expand_paths,
 )
+from pixelrun.engine.mcap.messages import missing_extra
 
 __all__ = [
-    "read_rrd", "decode", "decode_batch", "Decoder", "FleetWarning", "RecordingReadError",
+    "read_rrd", "read_mcap", "decode", "decode_batch", "Decoder", "FleetWarning", "RecordingReadError",
     "RAW_COLUMNS", "DECODED_COLUMNS",
 ]
 
@@ -86,21 +91,71 @@ def read_rrd(
     each problem a FleetWarning naming the recording. Uses the running Ray
     (``ray.init(...)``), or starts a local one.
     """
+    return _read(paths, bags=False, entities=entities, topics=None, timeline=timeline, decode=decode,
+                 backend=backend, on_error=on_error, batch_size=batch_size, override_num_blocks=override_num_blocks)
+
+
+def read_mcap(
+    paths: Union[str, "os.PathLike[str]", Iterable[Union[str, "os.PathLike[str]"]]],
+    *,
+    topics: Optional[Sequence[str]] = None,
+    timeline: Optional[str] = None,
+    decode: bool = True,
+    backend: str = "auto",
+    on_error: str = "raise",
+    batch_size: Optional[int] = None,
+    override_num_blocks: Optional[int] = None,
+):
+    """MCAP files (ROS 2 bags, Foxglove recordings) and rosbag2 .db3 databases as a
+    ``ray.data.Dataset``, one row per image message: `read_rrd`'s rows and columns.
+
+    paths: a file, a folder (its .mcap and .db3 files), or a list of them. ``entity`` is
+    the topic (as ``pixelrun.engine.render`` of the bag names it); topics: only these
+    topics, by exact name (None: every image topic), and only they are decoded and held
+    in a read task's memory. timeline: ``message_log_time`` (the default: the first by
+    name), ``message_publish_time``, or the message's own stamp, ``ros2_timestamp``
+    (ROS 2 ``header.stamp``) or ``timestamp`` (Foxglove); a bag without it gives no rows,
+    with a FleetWarning naming it. Raw, depth (16UC1 / 32FC1) and compressed (JPEG,
+    PNG) images are rows; with decode=False a compressed image's row holds the pixels
+    its read task decoded from the file (the scene decodes them; RAW_COLUMNS).
+
+    Read tasks: one per group of bags, balanced by the image bytes their chunk indexes
+    list; when Ray asks for more tasks than there are bags, a big bag (on
+    message_log_time) is split by log time at its MCAP chunks, each task reading only
+    its chunks (engine/fleet/frames.py's `bag_parts`).
+
+    Messages that cannot be shown (a damaged chunk, an encoding pixelrun does not
+    draw) are FleetWarnings naming the bag, topic and log time, and the rest are read;
+    a path that is no bag at all: `on_error` as for `read_rrd`. ImportError naming the
+    extra when the MCAP readers (``pixelrun[mcap]``) are missing.
+    """
+    return _read(paths, bags=True, entities=None, topics=topics, timeline=timeline, decode=decode,
+                 backend=backend, on_error=on_error, batch_size=batch_size, override_num_blocks=override_num_blocks)
+
+
+def _read(paths, *, bags: bool, entities, topics, timeline, decode, backend, on_error, batch_size,
+          override_num_blocks):
+    """read_rrd / read_mcap: the arguments checked, the paths sorted out, the dataset made."""
     dataset = _dataset()
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
     if backend not in R.BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(R.BACKENDS)}")
-    files, bad = check_recordings(expand_paths(paths))
+    if isinstance(topics, str):
+        raise ValueError(f"topics is a list of topic names, got the string {topics!r} (write [{topics!r}])")
+    if bags and importlib.util.find_spec("mcap") is None:  # say so here, not from every read task
+        raise ImportError(missing_extra(ImportError(name="mcap")))
+    files, bad = check_recordings(expand_paths(paths, BAG_SUFFIXES if bags else RRD_SUFFIXES), bags_only=bags)
     if bad and on_error == "raise":
         raise RecordingReadError(f"{len(bad)} recording(s) cannot be read: " + "; ".join(bad))
     for why in bad:
-        warnings.warn(f"left out of the dataset: {why}", FleetWarning, stacklevel=2)
+        warnings.warn(f"left out of the dataset: {why}", FleetWarning, stacklevel=3)
     if not files:
         raise RecordingReadError(f"no recording to read (given: {paths!r})")
-    return dataset.read_dataset(files, entities=entities, timeline=timeline, decode=decode, backend=backend,
-                                on_error=on_error, batch_size=batch_size or dataset.DEFAULT_BATCH_SIZE,
-                                override_num_blocks=override_num_blocks)
+    return dataset.read_dataset(files, entities=entities, topics=topics, timeline=timeline, decode=decode,
+                                backend=backend, on_error=on_error,
+                                batch_size=batch_size or dataset.DEFAULT_BATCH_SIZE,
+                                override_num_blocks=override_num_blocks, bags=bags)
 
 
 def decode(ds, *, backend: str = "auto", batch_size: Optional[int] = None):

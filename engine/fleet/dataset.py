@@ -1,4 +1,5 @@
-"""Recordings as a Ray Data dataset: `RrdDatasource` and the decode stage.
+"""Recordings as a Ray Data dataset: `RrdDatasource` (and `McapDatasource`, the same
+for bags) and the decode stage.
 
 Imports Ray at the top: engine/fleet/__init__.py imports this module only when a
 dataset is asked for, so pixelrun works without Ray installed.
@@ -6,16 +7,23 @@ dataset is asked for, so pixelrun works without Ray installed.
 Planning (`RrdDatasource.get_read_tasks`): one read task per group of recordings,
 balanced by file size, or, when Ray asks for more tasks than there are recordings, the
 largest recordings split into shards (engine/fleet/frames.py's `plan_tasks`). Each task
-yields blocks of about 32 MiB of raw buffers. Size estimates come from the files' sizes
-times the in-memory / on-disk ratio measured on up to two sample recordings (the raw
-rows are about the file's size; decoded RGBA is larger: 8/3 x for NV12, 4/3 x for RGB),
-so Ray sizes its blocks and memory from what the rows will hold, not from the disk.
+yields blocks of about 32 MiB of raw buffers. Size estimates come from each recording's
+size (an .rrd: the file's; an MCAP bag: its image chunks' uncompressed bytes, from the
+chunk index in its summary, `recording_bytes`) times the raw-rows / size ratio measured
+on up to two sample recordings (about 1 for raw images; more for JPEG/PNG messages,
+whose rows hold the decoded pixels), so Ray sizes its blocks and memory from what the
+rows will hold, not from the disk. Decoded RGBA is larger again: 8/3 x for NV12, 4/3 x for RGB.
+
+A shard of an MCAP bag (on message_log_time, the default timeline) is a log-time range
+cut at chunk starts from the bag's chunk index (frames.py's `bag_parts`): it reads only
+the MCAP chunks whose time range meets its own, and its store holds only its messages.
+A shard of an .rrd (or of a bag on another timeline, or one without a summary) parses
+the whole file and keeps its slice of the frames.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 from typing import Optional, Sequence
 
@@ -31,10 +39,11 @@ from pixelrun.engine.fleet.frames import (
     decode_batch,
     iter_raw_tables,
     plan_tasks,
+    recording_bytes,
     recording_frames,
 )
 
-__all__ = ["RrdDatasource", "read_dataset", "decode_stage", "DEFAULT_BATCH_SIZE"]
+__all__ = ["RrdDatasource", "McapDatasource", "read_dataset", "decode_stage", "DEFAULT_BATCH_SIZE"]
 
 # Frames per decode batch: enough to fill one CUDA launch with 1080p frames (~8 MiB of
 # RGBA each) while a batch stays near Ray's block size.
@@ -48,10 +57,12 @@ class RrdDatasource(Datasource):
     per logged image, read by tasks Ray schedules across the cluster."""
 
     def __init__(self, paths: Sequence[str], *, entities: Optional[Sequence[str]] = None,
-                 timeline: Optional[str] = None, on_error: str = "raise") -> None:
+                 topics: Optional[Sequence[str]] = None, timeline: Optional[str] = None,
+                 on_error: str = "raise") -> None:
         super().__init__()
         self._paths = list(paths)
-        self._sizes = [os.path.getsize(p) for p in self._paths]
+        self._topics = None if topics is None else list(topics)
+        self._sizes = [recording_bytes(p, self._topics) for p in self._paths]
         self._entities = None if entities is None else list(entities)
         self._timeline = timeline
         self._on_error = on_error
@@ -73,7 +84,8 @@ class RrdDatasource(Datasource):
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", FleetWarning)
                         held += sum(f.layer.buffer.nbytes for f in recording_frames(
-                            self._paths[i], entities=self._entities, timeline=self._timeline))
+                            self._paths[i], entities=self._entities, topics=self._topics,
+                            timeline=self._timeline))
                     disk += self._sizes[i]
                 except RecordingReadError:
                     continue  # the read task reports it
@@ -92,10 +104,18 @@ class RrdDatasource(Datasource):
             est = sum(size_of[p] / n for p, _, n in items) * ratio
             meta = BlockMetadata(num_rows=None, size_bytes=int(est), input_files=[p for p, _, _ in items],
                                  exec_stats=None)
-            read = functools.partial(iter_raw_tables, items, entities=self._entities, timeline=self._timeline,
-                                     on_error=self._on_error)
+            read = functools.partial(iter_raw_tables, items, entities=self._entities, topics=self._topics,
+                                     timeline=self._timeline, on_error=self._on_error)
             tasks.append(ReadTask(read, meta, schema=RAW_SCHEMA, per_task_row_limit=per_task_row_limit))
         return tasks
+
+
+class McapDatasource(RrdDatasource):
+    """Image messages of MCAP files and rosbag2 databases, as `RrdDatasource` reads
+    recordings (entity = topic; `topics` picks topics by exact name)."""
+
+    def get_name(self) -> str:
+        return "Mcap"
 
 
 def _cluster_gpus() -> float:
@@ -117,9 +137,11 @@ def decode_stage(ds: Dataset, *, backend: str = "auto", batch_size: int = DEFAUL
                           batch_size=batch_size)
 
 
-def read_dataset(paths: Sequence[str], *, entities=None, timeline=None, decode=True, backend="auto",
-                 on_error="raise", batch_size=DEFAULT_BATCH_SIZE, override_num_blocks=None) -> Dataset:
-    """engine/fleet/__init__.py's `read_rrd` once its arguments are checked."""
-    ds = ray.data.read_datasource(RrdDatasource(paths, entities=entities, timeline=timeline, on_error=on_error),
-                                  override_num_blocks=override_num_blocks)
+def read_dataset(paths: Sequence[str], *, entities=None, topics=None, timeline=None, decode=True, backend="auto",
+                 on_error="raise", batch_size=DEFAULT_BATCH_SIZE, override_num_blocks=None,
+                 bags: bool = False) -> Dataset:
+    """engine/fleet/__init__.py's `read_rrd` (`read_mcap` with bags=True) once its arguments are checked."""
+    source = (McapDatasource if bags else RrdDatasource)(paths, entities=entities, topics=topics, timeline=timeline,
+                                                         on_error=on_error)
+    ds = ray.data.read_datasource(source, override_num_blocks=override_num_blocks)
     return decode_stage(ds, backend=backend, batch_size=batch_size) if decode else ds

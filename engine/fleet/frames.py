@@ -2,11 +2,13 @@
 how raw rows become pixels. engine/fleet/dataset.py and engine/fleet/cluster.py run
 these on Ray workers; nothing here imports Ray, so it is tested and usable without it.
 
-A *frame* is one logged image: an image entity at one time point of a timeline where
-its Image:buffer or Image:format was logged (or its static image when it has no time
-point on the timeline). Its pixels are ``pixelrun.engine.render(path, entity=ENTITY,
-timeline=TIMELINE, time=TIME)`` for that entity alone (without the entities under it),
-on the same backend.
+A *frame* is one logged image: an image entity (Image, DepthImage, SegmentationImage,
+EncodedImage) at one time point of a timeline where one of its required components was
+logged (or its static image when it has no time point on the timeline). Its pixels are
+``pixelrun.engine.render(path, entity=ENTITY, timeline=TIMELINE, time=TIME)`` for that
+entity alone (without the entities under it), on the same backend. A recording is an
+.rrd file or a bag (MCAP, rosbag2 .db3; the store reads its image messages through
+engine/mcap: entity = topic).
 
 Raw rows carry the Layer the scene built (buffer, format, opacity, kind, value range,
 colormap, class colours); `decode_batch` turns a batch of them into RGBA: frames of one
@@ -19,6 +21,7 @@ is what `render` does for them.
 from __future__ import annotations
 
 import os
+import sqlite3
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +31,15 @@ import numpy as np
 import pyarrow as pa
 
 from pixelrun.engine import api as R
-from pixelrun.engine.archetypes import IMAGE
+from pixelrun.engine.archetypes import DRAWABLE
 from pixelrun.engine.chunk import printable
+from pixelrun.engine.mcap import LOG_TIME, MCAP_MAGIC, McapReport, is_bag, is_mcap, iter_chunks, iter_image_rows
+from pixelrun.engine.mcap.db3 import is_db3
+from pixelrun.engine.mcap.messages import IMAGE_SCHEMAS
+from pixelrun.engine.mcap.reader import CHUNK_BYTES
 from pixelrun.engine.scene import scene_at
 from pixelrun.engine.store.source import not_rrd_reason
+from pixelrun.engine.store.store import ChunkStore
 from pixelrun.kernels import backends
 from pixelrun.kernels.errors import PixelrunWarning
 from pixelrun.kernels.formats import ImageFormat
@@ -44,8 +52,13 @@ __all__ = [
     "RAW_SCHEMA",
     "RAW_COLUMNS",
     "DECODED_COLUMNS",
+    "RRD_SUFFIXES",
+    "BAG_SUFFIXES",
     "expand_paths",
     "check_recordings",
+    "recording_bytes",
+    "BagPart",
+    "bag_parts",
     "recording_frames",
     "raw_table",
     "iter_raw_tables",
@@ -72,39 +85,182 @@ class RecordingReadError(OSError):
 # ------------------------------------------------------------------ input files
 
 
-def expand_paths(paths: Union[PathLike, Iterable[PathLike]]) -> list[str]:
-    """One path, or many: each a file, or a folder standing for the .rrd files directly
-    in it (sorted). Order is kept and duplicates are dropped."""
+RRD_SUFFIXES = (".rrd",)
+BAG_SUFFIXES = (".mcap", ".db3")  # MCAP files, rosbag2 SQLite databases
+
+
+def expand_paths(paths: Union[PathLike, Iterable[PathLike]], suffixes: Sequence[str] = RRD_SUFFIXES) -> list[str]:
+    """One path, or many: each a file, or a folder standing for the files directly in it
+    whose names end in one of `suffixes` (sorted). Order is kept and duplicates are dropped."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     out: list[str] = []
     for p in paths:
         p = os.fspath(p)
         if os.path.isdir(p):
-            out.extend(sorted(str(c) for c in Path(p).glob("*.rrd") if c.is_file()))
+            out.extend(sorted(str(c) for c in Path(p).iterdir() if c.suffix in suffixes and c.is_file()))
         else:
             out.append(p)
     return list(dict.fromkeys(out))
 
 
-def check_recordings(paths: Sequence[str]) -> tuple[list[str], list[str]]:
+def _not_bag_reason(path: str) -> Optional[str]:
+    if is_bag(path):
+        return None
+    with open(path, "rb") as f:
+        head = f.read(len(MCAP_MAGIC))
+    return f"not an MCAP file or rosbag2 database: {path} (it starts with {head!r}, an MCAP file with {MCAP_MAGIC!r})"
+
+
+def check_recordings(paths: Sequence[str], bags_only: bool = False) -> tuple[list[str], list[str]]:
     """(readable paths, one 'PATH: why' per path that cannot be a recording).
 
-    Looks at each file's first bytes only (`not_rrd_reason`), so that a missing file, a
-    folder, or something that is not an .rrd is named before any work starts.
+    Looks at each file's first bytes only (`not_rrd_reason`, which takes .rrd files and
+    bags; with bags_only, MCAP files and rosbag2 databases only), so that a missing
+    file, a folder, or something that is not a recording is named before any work starts.
     """
     good, bad = [], []
     for p in paths:
         try:
             why = None if os.path.isfile(p) else ("it is not a file" if os.path.exists(p) else "it does not exist")
-            why = why or not_rrd_reason(p)
+            why = why or (_not_bag_reason(p) if bags_only else not_rrd_reason(p))
         except OSError as exc:
             why = str(exc.strerror or exc)
         if why is None:
             good.append(p)
         else:
-            bad.append(why if why.startswith("not an .rrd file") else f"{p}: {why}")
+            bad.append(why if why.startswith(("not an .rrd file", "not an MCAP file")) else f"{p}: {why}")
     return good, bad
+
+
+def _db3_bytes(path: str, topics: Optional[Sequence[str]]) -> Optional[int]:
+    """The message bytes of a rosbag2 database (of `topics`), from SQLite (length() of a
+    blob reads its record header, not its pages); None when the tables cannot be read."""
+    where, args = "", []
+    if topics is not None:
+        where, args = f" WHERE topic_id IN (SELECT id FROM topics WHERE name IN ({','.join('?' * len(topics))}))", \
+            list(topics)
+    try:
+        con = sqlite3.connect("file:" + os.path.abspath(path) + "?mode=ro", uri=True)
+        try:
+            return int(con.execute("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM messages" + where, args).fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+
+
+def recording_bytes(path: str, topics: Optional[Sequence[str]] = None) -> int:
+    """About how many bytes reading a recording holds, known without reading it: an
+    MCAP file with a summary: the uncompressed size of its chunks that hold image
+    messages (of `topics`, when given) — from the chunk index, so a compressed bag is
+    not underestimated and its other sensors are not counted; a rosbag2 database: its
+    messages' bytes; else the file's size."""
+    size = os.path.getsize(path)
+    if is_db3(path):
+        got = _db3_bytes(path, topics)
+        return size if got is None else got
+    chunks = _image_chunks(path, topics)
+    return size if chunks is None else sum(ci.uncompressed_size for _, ci in chunks)
+
+
+def _image_chunks(path: str, topics: Optional[Sequence[str]]) -> Optional[list[tuple[int, object]]]:
+    """(ordinal, chunk index entry) of an MCAP bag's chunks that hold image messages
+    (of `topics`), in the order the reader reads them (by first log time, then offset;
+    the ordinal is the position in that order of all the bag's chunks, what
+    `iter_image_rows(only=...)` takes); None when it is not an MCAP file or has no
+    readable summary with a chunk index."""
+    if not is_mcap(path):
+        return None
+    try:
+        from mcap.reader import SeekingReader  # noqa: PLC0415 - the optional pixelrun[mcap] extra
+
+        with open(path, "rb") as f:
+            summary = SeekingReader(f).get_summary()
+    except Exception:  # no readable summary (a truncated bag), or no extra: the caller does without
+        return None
+    if summary is None or not summary.chunk_indexes:
+        return None
+    images = {name.replace("/msg/", "/") for name in IMAGE_SCHEMAS}  # sensor_msgs/Image is read as well
+
+    def is_image(ch) -> bool:
+        return getattr(summary.schemas.get(ch.schema_id), "name", "").replace("/msg/", "/") in images
+
+    wanted = {cid for cid, ch in summary.channels.items() if (topics is None or ch.topic in topics) and is_image(ch)}
+    order = sorted(summary.chunk_indexes, key=lambda ci: (ci.message_start_time, ci.chunk_start_offset))
+    return [(i, ci) for i, ci in enumerate(order) if set(ci.message_index_offsets) & wanted]
+
+
+@dataclass(frozen=True)
+class BagPart:
+    """Messages of a bag logged in [lo, hi) (None: unbounded), and the ordinals of the
+    MCAP chunks that can hold them (those whose time range meets [lo, hi))."""
+
+    lo: Optional[int]
+    hi: Optional[int]
+    chunks: tuple[int, ...]
+
+
+def bag_parts(path: str, topics: Optional[Sequence[str]], parts: int) -> Optional[list[BagPart]]:
+    """`parts` log-time ranges splitting an MCAP bag's image chunks into about equal
+    uncompressed bytes, cut where a chunk starts (the summary's chunk index; nothing
+    else is read). Every message falls in exactly one range, wherever its chunk lies.
+    None when the bag has no chunk index (it is not split by time then)."""
+    chunks = _image_chunks(path, topics)
+    if not chunks:
+        return None
+    total = sum(ci.uncompressed_size for _, ci in chunks)
+    cuts: list[int] = []  # where part 1, 2, ... starts: the first log time of the chunk that crosses its share
+    done = 0
+    for _, ci in chunks:
+        while len(cuts) < parts - 1 and done >= (len(cuts) + 1) * total / parts:
+            cuts.append(ci.message_start_time)
+        done += ci.uncompressed_size
+    bounds: list[Optional[int]] = [None, *cuts, None]
+    ranges = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        meets = tuple(k for k, ci in chunks if (lo is None or ci.message_end_time >= lo)
+                      and (hi is None or ci.message_start_time < hi))
+        ranges.append(BagPart(lo, hi, meets))
+    return ranges + [BagPart(0, 0, ())] * (parts - len(ranges))  # fewer chunks than parts: empty parts
+
+
+class _PartReport(McapReport):
+    """A McapReport that counts only the drops inside one part's range, so that each
+    problem of a bag read in parts is reported once, by the part it belongs to."""
+
+    def __init__(self, part: BagPart) -> None:
+        super().__init__()
+        self.part = part
+
+    def drop(self, topic: str, log_time: Optional[int], reason: str, count: int = 1) -> None:
+        lo, hi = self.part.lo, self.part.hi
+        if (lo is None if log_time is None else (lo is None or log_time >= lo) and (hi is None or log_time < hi)):
+            super().drop(topic, log_time, reason, count)
+
+
+def _bag_part_store(path: str, topics: Optional[Sequence[str]], part: BagPart) -> ChunkStore:
+    """A store of the bag's image messages in `part`: only the MCAP chunks that can
+    hold them are read (`iter_image_rows(only=...)`), and only its messages are kept, so
+    the store's memory holds just them. A chunk that overlaps two parts is read by both,
+    each keeping its own messages (and each problem is reported by one part: _PartReport)."""
+    store = ChunkStore()
+    if not part.chunks:
+        return store  # an empty part (more parts than chunks)
+    report = _PartReport(part)
+
+    def rows() -> Iterator:
+        for row in iter_image_rows(path, topics, report, cache={}, only=part.chunks):
+            if (part.lo is None or row.log_time >= part.lo) and (part.hi is None or row.log_time < part.hi):
+                yield row
+
+    limit = store.memory_limit
+    for chunk in iter_chunks(rows(), chunk_bytes=CHUNK_BYTES if limit is None else max(1, min(CHUNK_BYTES,
+                                                                                             limit // 16))):
+        store.add_chunks([chunk])
+    report.finish()
+    store.problems += report.problems
+    return store
 
 
 # ------------------------------------------------------------------ frames of a recording
@@ -125,22 +281,28 @@ def _entity_times(store, entity: str, timeline: Optional[str]) -> np.ndarray:
     """Time points where this entity (alone, not its subtree) logged an image row."""
     if timeline is None:
         return np.empty(0, np.int64)
-    buf_c, fmt_c = IMAGE.required_columns
-    return np.unique(np.concatenate([store.index_times(entity, timeline, buf_c),
-                                     store.index_times(entity, timeline, fmt_c)]))
+    return np.unique(np.concatenate([store.index_times(entity, timeline, c)
+                                     for a in DRAWABLE for c in a.required_columns]))
 
 
 def _problem(path: str, msg: str) -> None:
     warnings.warn(f"{path}: {printable(msg, 600)}", FleetWarning, stacklevel=2)
 
 
-def open_recording(path: str):
-    """The recording's store; RecordingReadError ('PATH: why') when it cannot be read.
+def open_recording(path: str, topics: Optional[Sequence[str]] = None, part: Optional[BagPart] = None):
+    """The recording's store (of a bag: only `topics`, when given; only the messages of
+    `part`, when given); RecordingReadError ('PATH: why') when it cannot be read.
     Problems of a damaged one (what the decoder skipped) are FleetWarnings naming it."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PixelrunWarning)  # reported below, once each, with the path
-            store = R.open_store(path)
+            if part is not None:
+                store = _bag_part_store(path, topics, part)
+            elif topics is None:
+                store = R.open_store(path)
+            else:  # only these topics' messages are decoded and held (the store's memory goes to them)
+                store = ChunkStore()
+                store.ingest_file(path, topics=topics)
     except (OSError, ValueError) as exc:
         msg = str(exc)
         raise RecordingReadError(msg if msg.startswith(("not an .rrd file", path)) else f"{path}: {msg}") from None
@@ -160,29 +322,40 @@ def recording_frames(
     *,
     store=None,
     entities: Optional[Sequence[str]] = None,
+    topics: Optional[Sequence[str]] = None,
     timeline: Optional[str] = None,
     shard: int = 0,
     shards: int = 1,
 ) -> Iterator[FrameRef]:
     """The frames of one recording, by entity path then time (see the module docstring).
 
-    entities: only these subtrees (None: every image entity). timeline: None takes the
+    entities: only these subtrees (None: every image entity). topics (bags): only
+    these topics are read (each is an entity). timeline: None takes the
     recording's default (`pixelrun.engine.render`'s rule); a recording without the named
     timeline gives no frames, with a FleetWarning. shard / shards: the shard-th of
-    `shards` equal slices of that list, so one large recording can be split over tasks.
+    `shards` parts, so one large recording can be split over tasks: for an MCAP bag with
+    a chunk index on its log-time timeline (message_log_time, the default), the frames
+    logged in the shard-th of `bag_parts` (each part's store holds only its messages;
+    a frame is the message at its log time, so no other part is needed to draw it);
+    else the shard-th of equal slices of the frame list, each reading the whole file.
     An image that cannot be drawn at its time point (wrong byte count, bad format) is
     a FleetWarning naming it; the other frames go on.
     """
-    store = open_recording(path) if store is None else store
+    if store is None:
+        parts = bag_parts(path, topics, shards) if shards > 1 and timeline in (None, LOG_TIME) else None
+        if parts is not None:
+            store, shard, shards = open_recording(path, topics, parts[shard]), 0, 1
+        else:
+            store = open_recording(path, topics)
     if timeline is None:
         timeline = R.default_timeline(store)
     elif timeline not in store.timelines():
         _problem(path, f"no timeline {timeline!r} (it has: {', '.join(sorted(store.timelines())) or 'none'}); "
                        "no frames read from it")
         return
-    buf_c = IMAGE.required_columns[0]
     roots = [None] if entities is None else list(entities)
-    ents = sorted({e for root in roots for e in store.entities(under=root, with_component=buf_c)})
+    ents = sorted({e for root in roots for a in DRAWABLE
+                   for e in store.entities(under=root, with_component=a.required_columns[0])})
     todo: list[tuple[str, Optional[int]]] = []
     for ent in ents:
         times = _entity_times(store, ent, timeline)
@@ -204,11 +377,14 @@ def recording_frames(
 # ------------------------------------------------------------------ rows
 
 # Raw rows (decode=False). Enum fields are Rerun 0.41's values, 0 when not set;
-# value_range_* NaN when not set; class_colors the (N, 4) uint8 table's bytes.
+# row_stride 0 for tight rows (bags' images often have padded rows); big_endian for
+# colour samples stored big-endian; value_range_* NaN when not set; class_colors the
+# (N, 4) uint8 table's bytes.
 RAW_SCHEMA = pa.schema([
     ("path", pa.string()), ("entity", pa.string()), ("timeline", pa.string()), ("time", pa.int64()),
     ("width", pa.int32()), ("height", pa.int32()),
     ("pixel_format", pa.int32()), ("color_model", pa.int32()), ("channel_datatype", pa.int32()),
+    ("row_stride", pa.int64()), ("big_endian", pa.bool_()),
     ("opacity", pa.float64()), ("kind", pa.string()),
     ("value_range_lo", pa.float64()), ("value_range_hi", pa.float64()),
     ("colormap", pa.int32()), ("class_colors", pa.large_binary()),
@@ -237,7 +413,8 @@ def raw_table(frames: Sequence[FrameRef]) -> pa.Table:
         col(lambda f: f.path), col(lambda f: f.entity), col(lambda f: f.timeline), col(lambda f: f.time),
         col(lambda f: f.layer.format.width), col(lambda f: f.layer.format.height),
         col(lambda f: enum(f.layer.format.pixel_format)), col(lambda f: enum(f.layer.format.color_model)),
-        col(lambda f: enum(f.layer.format.channel_datatype)),
+        col(lambda f: enum(f.layer.format.channel_datatype)), col(lambda f: enum(f.layer.format.row_stride)),
+        col(lambda f: bool(f.layer.format.big_endian)),
         col(lambda f: float(f.layer.opacity)), col(lambda f: f.layer.kind),
         [np.nan if v is None else float(v[0]) for v in vr], [np.nan if v is None else float(v[1]) for v in vr],
         col(lambda f: enum(f.layer.colormap)),
@@ -251,6 +428,7 @@ def iter_raw_tables(
     items: Sequence[tuple[str, int, int]],
     *,
     entities: Optional[Sequence[str]] = None,
+    topics: Optional[Sequence[str]] = None,
     timeline: Optional[str] = None,
     on_error: str = "raise",
     block_bytes: int = BLOCK_BYTES,
@@ -263,7 +441,8 @@ def iter_raw_tables(
     size = 0
     for path, shard, shards in items:
         try:
-            frames = recording_frames(path, entities=entities, timeline=timeline, shard=shard, shards=shards)
+            frames = recording_frames(path, entities=entities, topics=topics, timeline=timeline, shard=shard,
+                                      shards=shards)
             for fr in frames:
                 pending.append(fr)
                 size += fr.layer.buffer.nbytes
@@ -288,7 +467,8 @@ def _layer_of(batch: dict, i: int) -> Layer:
         return v or None
 
     fmt = ImageFormat(int(batch["width"][i]), int(batch["height"][i]), pixel_format=enum("pixel_format"),
-                      color_model=enum("color_model"), channel_datatype=enum("channel_datatype"))
+                      color_model=enum("color_model"), channel_datatype=enum("channel_datatype"),
+                      row_stride=enum("row_stride"), big_endian=bool(batch["big_endian"][i]))
     lo, hi = float(batch["value_range_lo"][i]), float(batch["value_range_hi"][i])
     cc = batch["class_colors"][i]
     colors = None if cc is None else np.frombuffer(cc, np.uint8).reshape(-1, 4)
@@ -323,15 +503,16 @@ def decode_batch(batch: dict, backend: str = "auto") -> dict:
         plain = str(batch["kind"][i]) == LayerKind.IMAGE and int(batch["colormap"][i]) == 0
         if plain and blend_opacity(batch["opacity"][i]) == 1.0:
             key = tuple(int(batch[c][i]) for c in ("width", "height", "pixel_format", "color_model",
-                                                   "channel_datatype"))
+                                                   "channel_datatype", "row_stride", "big_endian"))
             lo, hi = float(batch["value_range_lo"][i]), float(batch["value_range_hi"][i])
             key += (None,) if np.isnan(lo) else ((lo, hi),)  # not NaN in a key: NaN != NaN
             groups.setdefault(key, []).append(i)
         else:
             out[i] = _composite_one(batch, i, name)
     for key, rows in groups.items():
-        w, h, pf, cm, dt, value_range = key
-        fmt = ImageFormat(w, h, pixel_format=pf or None, color_model=cm or None, channel_datatype=dt or None)
+        w, h, pf, cm, dt, stride, be, value_range = key
+        fmt = ImageFormat(w, h, pixel_format=pf or None, color_model=cm or None, channel_datatype=dt or None,
+                          row_stride=stride or None, big_endian=bool(be))
         try:
             rgba = backends.convert_batch([batch["buffer"][i] for i in rows], fmt, value_range=value_range,
                                           backend=name)
@@ -376,7 +557,8 @@ class Decoder:
 
 
 # A recording is split into shards only when Ray asks for more tasks than there are
-# recordings and it is at least this large: each shard parses the whole file again.
+# recordings and it is at least this large: each shard parses the whole file again
+# (a part of an MCAP bag reads only its chunks, `bag_parts`, but each task has its start-up cost).
 MIN_SHARD_BYTES = 64 << 20
 MAX_SHARDS = 16
 
