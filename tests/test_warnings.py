@@ -119,9 +119,10 @@ def test_every_warning_class_and_call_in_the_source_is_a_pixelrun_warning():
                   and node.func.attr == "warn" and isinstance(node.func.value, ast.Name)
                   and node.func.value.id == "warnings"):
                 has_category = len(node.args) >= 2 or any(k.arg == "category" for k in node.keywords)
+                # warnings.warn(SomeWarning(...)) or warnings.warn(module.SomeWarning(...))
                 is_instance = (node.args and isinstance(node.args[0], ast.Call)
-                               and isinstance(node.args[0].func, ast.Name)
-                               and node.args[0].func.id.endswith("Warning"))
+                               and isinstance(node.args[0].func, (ast.Name, ast.Attribute))
+                               and ast.unparse(node.args[0].func).endswith("Warning"))
                 if not (has_category or is_instance):
                     bare_calls.append(f"{path.relative_to(ROOT)}:{node.lineno}")
                 cat = node.args[1] if len(node.args) >= 2 else next(
