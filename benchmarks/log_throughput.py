@@ -4,19 +4,24 @@ Every run is a fresh process (so import costs, caches and RSS are per run), and
 contenders alternate A B C A B C. Workloads (issue 4):
 
 - rgb1080:   1920x1080 RGB u8 random pixels x 300 frames, rr.log to a file
+- rgb1080_grad: the same with a compressible gradient (LZ4 shrinks it ~60x)
 - rgb480:    640x480 RGB u8 x 2000 frames
 - nv12_1080: NV12 1920x1080 (bytes=) x 300 frames
 - columns:   one send_columns of 300 x 640x480 RGB u8
 - rgb1080_30fps: 300 frames of 1080p RGB paced at 30 fps (the log call's own latency;
   in the unpaced workloads p50/p99 include back-pressure waits on the writer)
 
-Contenders: "rerun 0.41" (the peer, run with --rerun-python), "pixelrun", and
-"ceiling": the physical floor measured in the same run, i.e. one copy of each frame
-plus raw writes of it on a writer thread (what any SDK must at least do).
+Contenders: "rerun 0.41" (the peer, run with --rerun-python; it LZ4-compresses every
+chunk), "pixelrun lz4 adaptive" (the default: LZ4 unless an entity's chunks do not
+shrink by 10 %, then raw for a back-off, see pixelrun.batcher.CompressionPolicy),
+"pixelrun lz4 off" (PIXELRUN_COMPRESSION=off), and "ceiling": the physical floor
+measured in the same run, i.e. one copy of each frame plus raw writes of it on a
+writer thread (what any SDK must at least do). `--compression` picks pixelrun's rows.
 
 Columns: wall time from the first log call until the file is complete (flush and
 close included), frames/s, MB/s of pixel data, p50/p99 of the individual log call,
-peak RSS of the process, and the file size. Usage:
+peak RSS of the process, the file size and its ratio to Rerun's file, and for
+pixelrun how many chunks were written LZ4 / raw. Usage:
 
     python3 benchmarks/log_throughput.py --rerun-python .venv-rerun/bin/python [--quick]
 """
@@ -36,6 +41,7 @@ from _bench import Timing, bench_args, print_table
 
 WORKLOADS = {
     "rgb1080": dict(kind="log", w=1920, h=1080, n=300, fmt="rgb"),
+    "rgb1080_grad": dict(kind="log", w=1920, h=1080, n=300, fmt="grad"),
     "rgb480": dict(kind="log", w=640, h=480, n=2000, fmt="rgb"),
     "nv12_1080": dict(kind="log", w=1920, h=1080, n=300, fmt="nv12"),
     "columns": dict(kind="columns", w=640, h=480, n=300, fmt="rgb"),
@@ -43,7 +49,7 @@ WORKLOADS = {
     # SDK's own cost, not back-pressure from a saturated writer.
     "rgb1080_30fps": dict(kind="log", w=1920, h=1080, n=300, fmt="rgb", fps=30),
 }
-QUICK_FRAMES = {"rgb1080": 60, "rgb480": 400, "nv12_1080": 60, "columns": 60, "rgb1080_30fps": 30}
+QUICK_FRAMES = {"rgb1080": 60, "rgb1080_grad": 60, "rgb480": 400, "nv12_1080": 60, "columns": 60, "rgb1080_30fps": 30}
 
 # One child script for every contender: `MODULE` is "pixelrun", "rerun" or "ceiling".
 CHILD = r'''
@@ -55,6 +61,12 @@ rng = np.random.default_rng(0)
 POOL = 4  # distinct random frames, cycled (generation is not what we measure)
 if fmt == "rgb":
     frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(POOL)]
+    frame_bytes = w * h * 3
+elif fmt == "grad":  # compressible: a diagonal colour gradient, shifted per frame
+    x = np.arange(w, dtype=np.uint16)[None, :, None]
+    y = np.arange(h, dtype=np.uint16)[:, None, None]
+    frames = [np.broadcast_to(((x + y + 7 * k + np.arange(3) * 40) % 256).astype(np.uint8), (h, w, 3)).copy()
+              for k in range(POOL)]
     frame_bytes = w * h * 3
 else:
     nb = w * h + 2 * ((w + 1) // 2) * ((h + 1) // 2)
@@ -112,21 +124,23 @@ else:
             a = time.perf_counter()
             rr.set_time("frame", sequence=i)
             f = frames[i % POOL]
-            if fmt == "rgb":
+            if fmt in ("rgb", "grad"):
                 rr.log("cam", rr.Image(f))
             else:
                 rr.log("cam", rr.Image(bytes=f, width=w, height=h, pixel_format=rr.PixelFormat.NV12))
             lat.append(time.perf_counter() - a)
-    rr.get_global_data_recording().flush()  # 0.41 has no module-level flush
+    rec = rr.get_global_data_recording()
+    rec.flush()  # 0.41 has no module-level flush
     rr.disconnect()
     total = time.perf_counter() - t0
+    stats = rec.compression_stats() if hasattr(rec, "compression_stats") else None
 size = os.path.getsize(path)
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 lat.sort()
 def pct(p):
     return lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))] if lat else float("nan")
 print(json.dumps(dict(total=total, frames=n, bytes=n * frame_bytes, p50=pct(0.5), p99=pct(0.99),
-                      lat=lat, rss=rss, size=size)))
+                      lat=lat, rss=rss, size=size, lz4=globals().get("stats"))))
 '''
 
 
@@ -136,11 +150,12 @@ def pooled_pct(runs: list, p: float) -> float:
     return lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))] if lat else float("nan")
 
 
-def run_child(python: str, module: str, spec: dict, workdir: str) -> dict:
+def run_child(python: str, module: str, spec: dict, workdir: str, extra_env: dict) -> dict:
     path = os.path.join(workdir, f"{module}.rrd")
     env = dict(os.environ, XDG_RUNTIME_DIR="/tmp", RERUN_TELEMETRY_ENABLED="false")
-    for k in ("PIXELRUN_SAVE", "PIXELRUN_STRICT"):
+    for k in ("PIXELRUN_SAVE", "PIXELRUN_STRICT", "PIXELRUN_COMPRESSION"):
         env.pop(k, None)
+    env.update(extra_env)
     try:
         r = subprocess.run([python, "-c", CHILD, module, path, json.dumps(spec)], capture_output=True,
                            text=True, env=env, timeout=900)
@@ -157,10 +172,15 @@ def main() -> None:
     p.add_argument("--rerun-python", default=None, help="interpreter with rerun-sdk 0.41 (the peer)")
     p.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated subset")
     p.add_argument("--frames", type=int, default=None, help="override frames per workload")
+    p.add_argument("--compression", default="adaptive,off",
+                   help="pixelrun rows: comma-separated PIXELRUN_COMPRESSION modes (adaptive, off, always)")
     args = bench_args(__doc__, parser=p, repeat=5, quick_repeat=2)
-    contenders = {"pixelrun": sys.executable, "ceiling": sys.executable}
+    # name -> (interpreter, child module, extra environment)
+    contenders = {f"pixelrun lz4 {m}": (sys.executable, "pixelrun", {"PIXELRUN_COMPRESSION": m})
+                  for m in args.compression.split(",")}
+    contenders["ceiling"] = (sys.executable, "ceiling", {})
     if args.rerun_python:
-        contenders = {"rerun 0.41": args.rerun_python, **contenders}
+        contenders = {"rerun 0.41": (args.rerun_python, "rerun", {}), **contenders}
     rows = []
     workdir = tempfile.mkdtemp(prefix="pixelrun_bench_", dir="/dev/shm")
     for wname in args.workloads.split(","):
@@ -171,10 +191,10 @@ def main() -> None:
             spec["n"] = QUICK_FRAMES[wname]
         results: dict = {c: [] for c in contenders}
         for _ in range(args.repeat):  # A B C A B C: drift hits everyone alike
-            for cname, py in contenders.items():
-                module = {"rerun 0.41": "rerun", "pixelrun": "pixelrun", "ceiling": "ceiling"}[cname]
-                results[cname].append(run_child(py, module, spec, workdir))
+            for cname, (py, module, extra_env) in contenders.items():
+                results[cname].append(run_child(py, module, spec, workdir, extra_env))
         case = f"{wname} ({spec['w']}x{spec['h']} x{spec['n']})"
+        peer_size = statistics.median([r["size"] for r in results["rerun 0.41"]]) if args.rerun_python else None
         for cname, rs in results.items():
             t = Timing(cname, [r["total"] for r in rs], group=case, peer=(cname == "rerun 0.41"))
             med = statistics.median
@@ -188,6 +208,10 @@ def main() -> None:
                 "log p99 ms": "-" if spec["kind"] == "columns" else f"{pooled_pct(rs, 0.99) * 1e3:.3f}",
                 "peak RSS MB": f"{med([r['rss'] for r in rs]) / 2**20:.0f}",
                 "file MB": f"{med([r['size'] for r in rs]) / 1e6:.1f}",
+                "file / rerun's": "-" if not peer_size else f"{med([r['size'] for r in rs]) / peer_size:.2f}",
+                # chunks written LZ4 / raw (first run; the policy is deterministic per data)
+                "lz4/raw chunks": "-" if not rs[0].get("lz4") else
+                f"{rs[0]['lz4']['compressed']}/{rs[0]['lz4']['chunks'] - rs[0]['lz4']['compressed']}",
             }
             rows.append(t)
     os.rmdir(workdir)

@@ -22,6 +22,8 @@ or exit) is counted (``rec.dropped_rows``) and reported with a ``DataLossWarning
 
 from __future__ import annotations
 
+import argparse
+import uuid
 import warnings
 from typing import Any, Optional
 
@@ -35,7 +37,7 @@ from pixelrun.archetypes import (
     Image,
     SegmentationImage,
 )
-from pixelrun.batcher import BatcherConfig
+from pixelrun.batcher import BatcherConfig, ChunkBatcherConfig
 from pixelrun.components import Colormap, MagnificationFilter, Range1D, ValueRange
 from pixelrun.errors import (
     DataLossWarning,
@@ -48,6 +50,8 @@ from pixelrun.errors import (
 )
 from pixelrun.kernels.formats import ChannelDatatype, ColorModel, PixelFormat
 from pixelrun.recording import RecordingStream, entity_path
+from pixelrun.sinks import FileSinkSpec as FileSink
+from pixelrun.sinks import GrpcSinkSpec as GrpcSink
 from pixelrun.sinks import MemoryRecording
 from pixelrun.timeline import (
     TimeColumn,
@@ -61,6 +65,8 @@ __all__ = [
     "log", "send_columns", "set_time", "set_time_sequence", "set_time_seconds",
     "set_time_nanos", "reset_time", "disable_timeline", "save", "memory_recording",
     "connect", "connect_tcp", "connect_grpc", "spawn", "disconnect", "flush",
+    "set_sinks", "FileSink", "GrpcSink", "ChunkBatcherConfig", "get_recording_id", "get_application_id",
+    "script_add_args", "script_setup", "script_teardown",
     "Image", "DepthImage", "SegmentationImage", "EncodedImage", "AnnotationContext",
     "AnnotationInfo", "ClassDescription", "Colormap", "MagnificationFilter", "Range1D", "ValueRange",
     "components", "ColorModel", "ChannelDatatype", "PixelFormat",
@@ -73,6 +79,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 _global: Optional[RecordingStream] = None
+_default_ids: dict[str, str] = {}  # application id -> its default recording id (rr.init)
 _warned_no_recording = False
 
 
@@ -94,8 +101,34 @@ def init(
     global _global
     if strict is not None:
         set_strict_mode(strict)
+    if recording_id is None:  # Rerun: one default id per application in a process
+        recording_id = _default_ids.setdefault(str(application_id), str(uuid.uuid4()))
+    old = _global
+    if old is not None and (old.application_id, old.recording_id) == (str(application_id), str(recording_id)):
+        _global = None  # the same recording again: Rerun closes the old stream (its files get their footer)
+        old.close()
     _global = RecordingStream(application_id, recording_id=recording_id, spawn=spawn)
     return _global
+
+
+def get_recording_id(recording: Optional[RecordingStream] = None) -> Optional[str]:
+    """The id of `recording` (default: the global one); None before ``rr.init``."""
+    rec = recording if recording is not None else _global
+    return rec.get_recording_id() if rec is not None else None
+
+
+def get_application_id(recording: Optional[RecordingStream] = None) -> Optional[str]:
+    """The application id of `recording` (default: the global one); None before ``rr.init``."""
+    rec = recording if recording is not None else _global
+    return rec.get_application_id() if rec is not None else None
+
+
+def set_sinks(*sinks: Any, default_blueprint: Any = None, recording: Optional[RecordingStream] = None) -> None:
+    """Send the recording to every one of `sinks` at once: ``rr.FileSink(path)``,
+    ``rr.GrpcSink(url)`` (e.g. ``set_sinks(rr.FileSink("a.rrd"), rr.GrpcSink())``)."""
+    rec = _rec(recording)
+    if rec is not None:
+        rec.set_sinks(*sinks, default_blueprint=default_blueprint)
 
 
 def new_recording(application_id: str, *, recording_id: Optional[str] = None,
@@ -188,8 +221,10 @@ def disable_timeline(timeline: str, recording: Optional[RecordingStream] = None)
         rec.disable_timeline(timeline)
 
 
-def save(path: str, recording: Optional[RecordingStream] = None, **_: Any) -> None:
-    """Write the recording to an .rrd file.
+def save(path: str, default_blueprint: Any = None, recording: Optional[RecordingStream] = None, *,
+         write_footer: bool = True, **_: Any) -> None:
+    """Write the recording to an .rrd file (``write_footer=False``: no End message
+    nor stream footer, as Rerun's opt-out).
 
     Raises PixelrunSaveError (an OSError) naming the path when it cannot be written.
     A path another recording of this process is still writing is shared, with a
@@ -197,7 +232,7 @@ def save(path: str, recording: Optional[RecordingStream] = None, **_: Any) -> No
     """
     rec = _rec(recording)
     if rec is not None:
-        rec.save(path)
+        rec.save(path, write_footer=write_footer)
 
 
 def memory_recording(recording: Optional[RecordingStream] = None) -> Optional[MemoryRecording]:
@@ -206,20 +241,28 @@ def memory_recording(recording: Optional[RecordingStream] = None) -> Optional[Me
     return rec.memory_recording() if rec is not None else None
 
 
+def connect_grpc(url: Optional[str] = None, *, flush_timeout_sec: Optional[float] = 2.0,
+                 recording: Optional[RecordingStream] = None, **_: Any) -> None:
+    """Stream to a Rerun-compatible gRPC server: a Rerun viewer, ``rerun --serve-grpc``
+    or ``pixelrun view`` (default ``rerun+http://127.0.0.1:9876/proxy``)."""
+    rec = _rec(recording)
+    if rec is not None:
+        rec.connect_grpc(url, flush_timeout_sec=flush_timeout_sec)
+
+
 def connect(addr: Optional[str] = None, *, recording: Optional[RecordingStream] = None, **_: Any) -> None:
-    """Stream to a viewer over TCP ("host:port", default 127.0.0.1:PIXELRUN_PORT or 9876)."""
+    """Alias of `connect_grpc` ("host:port" or a rerun+http:// URL)."""
     rec = _rec(recording)
     if rec is not None:
         rec.connect(addr)
 
 
-connect_tcp = connect
-
-
-def connect_grpc(url: Optional[str] = None, *, recording: Optional[RecordingStream] = None, **_: Any) -> None:
+def connect_tcp(addr: Optional[str] = None, *, recording: Optional[RecordingStream] = None, **_: Any) -> None:
+    """Stream raw .rrd bytes over TCP to a pixelrun viewer ("host:port", default
+    127.0.0.1:PIXELRUN_PORT or 9876): pixelrun's own protocol, next to gRPC."""
     rec = _rec(recording)
     if rec is not None:
-        rec.connect_grpc(url)
+        rec.connect_tcp(addr)
 
 
 def spawn(*, port: Optional[int] = None, connect: bool = True, recording: Optional[RecordingStream] = None,
@@ -244,3 +287,51 @@ def flush(blocking: bool = True, recording: Optional[RecordingStream] = None, **
     rec = _rec(recording)
     if rec is not None:
         rec.flush(blocking)
+
+
+# ---------------------------------------------------------------- script helpers
+
+
+def script_add_args(parser: "argparse.ArgumentParser") -> None:
+    """Rerun's standard script flags: --headless, --connect, --url, --save PATH,
+    --serve / --serve-web, --stdout (see `script_setup`)."""
+    parser.add_argument("--headless", action="store_true", help="Don't show the viewer")
+    parser.add_argument("--connect", dest="connect", action="store_true",
+                        help="Connect to a running viewer (gRPC, --url)")
+    parser.add_argument("--serve", "--serve-web", dest="serve", action="store_true",
+                        help="Rerun's web viewer: not in pixelrun; a viewer is spawned instead")
+    parser.add_argument("--url", type=str, default=None, help="Where --connect streams to (rerun+http://...)")
+    parser.add_argument("--save", type=str, default=None, help="Save the recording to this .rrd file")
+    parser.add_argument("-o", "--stdout", dest="stdout", action="store_true",
+                        help="Rerun's .rrd on standard output: not in pixelrun (use --save)")
+
+
+def script_setup(args: "argparse.Namespace", application_id: str, *, recording_id: Optional[str] = None,
+                 default_blueprint: Any = None) -> RecordingStream:
+    """Init the global recording (strict mode, as Rerun) and set its sink from the
+    `script_add_args` flags: --stdout / --serve are not available (a warning says
+    so), --connect streams over gRPC to --url, --save writes a file, and unless
+    --headless a viewer is spawned."""
+    rec = init(application_id, recording_id=recording_id, strict=True)
+    if getattr(args, "stdout", False):
+        warnings.warn("pixelrun: --stdout (an .rrd stream on standard output) is not supported; use --save PATH",
+                      PixelrunWarning, stacklevel=user_stacklevel())
+    if getattr(args, "serve", False):
+        warnings.warn("pixelrun: --serve (Rerun's web viewer) is not available; spawning pixelrun's viewer",
+                      PixelrunWarning, stacklevel=user_stacklevel())
+        rec.spawn()
+    elif getattr(args, "connect", False):
+        rec.connect_grpc(getattr(args, "url", None))
+    elif getattr(args, "save", None) is not None:
+        rec.save(args.save)
+    elif not getattr(args, "headless", False):
+        rec.spawn()
+    return rec
+
+
+def script_teardown(args: "argparse.Namespace") -> None:
+    """End of a script: flush and close the global recording (files get their
+    footer; a drop summary is warned if anything was lost)."""
+    rec = _global
+    if rec is not None:
+        rec.close()

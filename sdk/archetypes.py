@@ -17,6 +17,7 @@ import pyarrow as pa
 from PIL import Image as PILImage
 
 from pixelrun import errors
+from pixelrun.batcher import build_column
 from pixelrun.components import (
     Colormap,
     ComponentColumn,
@@ -150,6 +151,38 @@ def _colormap(value: Any, what: str) -> int:
     return parse_enum(Colormap, value, what)
 
 
+class ComponentBatch:
+    """One component of an archetype as Rerun's ``*Batch`` objects expose it
+    (``Image.buffer`` is an ImageBufferBatch, ``Image.format`` an ImageFormatBatch in
+    Rerun 0.41): ``as_arrow_array()`` gives the instances as Rerun's Arrow array (built
+    on first use), ``==`` compares those arrays, ``value`` is the plain value."""
+
+    def __init__(self, column: str, value: Any) -> None:
+        self.column = column
+        self.value = value
+        self._arrow: Optional[pa.Array] = None
+
+    def as_arrow_array(self) -> pa.Array:
+        if self._arrow is None:
+            self._arrow = build_column(self.column, [self.value]).flatten()  # the row's instances
+        return self._arrow
+
+    def __len__(self) -> int:
+        return 1
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ComponentBatch):
+            return self.column == other.column and self.as_arrow_array().equals(other.as_arrow_array())
+        if isinstance(other, pa.Array):
+            return self.as_arrow_array().equals(other)
+        return NotImplemented
+
+    __hash__ = None  # mutable comparison semantics, like Rerun's batches
+
+    def __repr__(self) -> str:
+        return f"ComponentBatch({self.column!r}, {self.value!r})"
+
+
 class Image:
     """A raw image: one buffer of bytes plus the ImageFormat that says what they mean.
 
@@ -161,9 +194,11 @@ class Image:
     extension, ``[min, max]`` of the values shown black to white (a component Rerun
     ignores); without it the colour-model rules of the contract apply.
 
-    Construction never raises on bad pixel data: the reason is kept and reported
-    when the image is logged, with the entity path (warning, or ValueError in strict
-    mode). Passing neither `image` nor `bytes` always raises.
+    Bad pixel data raises ValueError at construction in strict mode (as Rerun);
+    otherwise the reason is kept and reported when the image is logged, with the
+    entity path (a warning, or ValueError when that log call or recording is
+    strict). Passing neither `image` nor `bytes` always raises. ``buffer`` and
+    ``format`` are `ComponentBatch` objects, as Rerun's tests compare them.
     """
 
     archetype: Archetype = IMAGE  # its components, in order (engine/archetypes.py)
@@ -206,6 +241,8 @@ class Image:
                 self.error = comp.error
             self._row[comp.component_name] = comp.value
         self._extras(magnification_filter, value_range)
+        if self.error and errors.is_strict():
+            raise ValueError(f"rr.Image: {self.error}")
 
     def _extras(self, magnification_filter: Any, value_range: Any) -> None:
         for field, value, parse in (("magnification_filter", magnification_filter, _magnification),
@@ -220,12 +257,16 @@ class Image:
         return {} if self.error else dict(self._row)
 
     @property
-    def format(self) -> Optional[formats.ImageFormat]:
-        return self._row.get(_FORMAT)
+    def format(self) -> Optional[ComponentBatch]:
+        """The ImageFormat as Rerun's ImageFormatBatch (``.value``: the ImageFormat)."""
+        fmt = self._row.get(_FORMAT)
+        return None if fmt is None else ComponentBatch(_FORMAT, fmt)
 
     @property
-    def buffer(self):
-        return self._row.get(_BUFFER)
+    def buffer(self) -> Optional[ComponentBatch]:
+        """The pixel bytes as Rerun's ImageBufferBatch (``.value``: the bytes)."""
+        buf = self._row.get(_BUFFER)
+        return None if buf is None else ComponentBatch(_BUFFER, buf)
 
     # --- alternative constructors
 
@@ -307,7 +348,7 @@ class Image:
         pixel formats, a bad image) a PixelrunWarning says why and the image itself
         is returned (ValueError in strict mode). Opacity and draw order are not carried
         over (Rerun's compress drops them too)."""
-        fmt, buf = self.format, self.buffer
+        fmt, buf = self._row.get(_FORMAT), self._row.get(_BUFFER)
         if self.error or fmt is None or buf is None:
             reason = f"cannot JPEG compress an image without data ({self.error or 'partial image'})"
         elif fmt.pixel_format is not None or fmt.color_model not in (ColorModel.L, ColorModel.RGB, ColorModel.BGR):

@@ -25,19 +25,23 @@ import collections
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Callable, Optional
 
 import numpy as np
 
 from pixelrun.buffer_pool import POOL
+from pixelrun.engine import rrd
 from pixelrun.engine.archetypes import COMPONENTS
 from pixelrun.engine.chunk import COLUMN_BUILDERS, Chunk, TimeColumn, buffer_column
 from pixelrun.errors import PixelrunWarning
 from pixelrun.image_input import resolve_buffer
 from pixelrun.loss import LossLedger
 
-__all__ = ["BatcherConfig", "Batcher", "Row", "build_column"]
+__all__ = ["BatcherConfig", "ChunkBatcherConfig", "Batcher", "CompressionPolicy", "Row", "build_column",
+           "compression_mode"]
 
 
 def _env_float(name: str, default: float) -> float:
@@ -67,18 +71,255 @@ class BatcherConfig:
 
     @classmethod
     def from_env(cls, **overrides) -> "BatcherConfig":
-        """Defaults, then PIXELRUN_FLUSH_TICK_SECS / _NUM_BYTES / _NUM_ROWS and
-        PIXELRUN_MAX_IN_FLIGHT_BYTES, then explicit overrides."""
+        """Defaults, then Rerun's RERUN_FLUSH_TICK_SECS / _NUM_BYTES / _NUM_ROWS, then
+        PIXELRUN_FLUSH_* and PIXELRUN_MAX_IN_FLIGHT_BYTES, then explicit overrides."""
         cfg = cls(
-            flush_tick=_env_float("PIXELRUN_FLUSH_TICK_SECS", cls.flush_tick),
-            flush_num_bytes=_env_int("PIXELRUN_FLUSH_NUM_BYTES", cls.flush_num_bytes),
-            flush_num_rows=_env_int("PIXELRUN_FLUSH_NUM_ROWS", cls.flush_num_rows),
+            flush_tick=_env_float("PIXELRUN_FLUSH_TICK_SECS", _env_float("RERUN_FLUSH_TICK_SECS", cls.flush_tick)),
+            flush_num_bytes=_env_int("PIXELRUN_FLUSH_NUM_BYTES",
+                                     _env_int("RERUN_FLUSH_NUM_BYTES", cls.flush_num_bytes)),
+            flush_num_rows=_env_int("PIXELRUN_FLUSH_NUM_ROWS", _env_int("RERUN_FLUSH_NUM_ROWS", cls.flush_num_rows)),
             max_in_flight_bytes=_env_int("PIXELRUN_MAX_IN_FLIGHT_BYTES", cls.max_in_flight_bytes),
         )
         for k, v in overrides.items():
             if v is not None:
                 setattr(cfg, k, v)
         return cfg
+
+
+# Longest flush tick the batcher waits on (Condition.wait refuses huge timeouts):
+# 11.6 days stands for "never" (ChunkBatcherConfig.NEVER).
+_MAX_TICK_S = 1e6
+_U64_MAX = 2**64 - 1
+
+
+def _tick(value: "float | int | timedelta") -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"flush_tick must be seconds (int or float) or a datetime.timedelta, got "
+                        f"{type(value).__name__}")
+    return timedelta(seconds=float(value))
+
+
+class ChunkBatcherConfig:
+    """Rerun's batcher settings: when rows logged to an entity become a chunk.
+
+    ``flush_tick`` (seconds or timedelta; read back as a timedelta),
+    ``flush_num_bytes``, ``flush_num_rows``, ``chunk_max_rows_if_unsorted``. An
+    argument left None comes from RERUN_FLUSH_TICK_SECS, RERUN_FLUSH_NUM_BYTES,
+    RERUN_FLUSH_NUM_ROWS, RERUN_CHUNK_MAX_ROWS_IF_UNSORTED when set, else the
+    default. ``chunk_max_rows_if_unsorted`` is kept for Rerun parity only: pixelrun
+    sorts nothing at write time, so it changes no chunk. Pass it as
+    ``RecordingStream(..., batcher_config=...)``.
+    """
+
+    def __init__(self, flush_tick: "float | int | timedelta | None" = None,
+                 flush_num_bytes: Optional[int] = None, flush_num_rows: Optional[int] = None,
+                 chunk_max_rows_if_unsorted: Optional[int] = None) -> None:
+        base = BatcherConfig.from_env()  # defaults < RERUN_* < PIXELRUN_* environment variables
+        self.flush_tick = _tick(flush_tick if flush_tick is not None else base.flush_tick)
+        self.flush_num_bytes = int(flush_num_bytes if flush_num_bytes is not None else base.flush_num_bytes)
+        self.flush_num_rows = int(flush_num_rows if flush_num_rows is not None else base.flush_num_rows)
+        self.chunk_max_rows_if_unsorted = int(
+            chunk_max_rows_if_unsorted if chunk_max_rows_if_unsorted is not None
+            else _env_int("RERUN_CHUNK_MAX_ROWS_IF_UNSORTED", 256))
+
+    @property
+    def flush_tick(self) -> timedelta:
+        return self._flush_tick
+
+    @flush_tick.setter
+    def flush_tick(self, value: "float | int | timedelta") -> None:
+        self._flush_tick = _tick(value)
+
+    @classmethod
+    def DEFAULT(cls) -> "ChunkBatcherConfig":
+        """The defaults (environment variables still apply)."""
+        return cls()
+
+    @classmethod
+    def LOW_LATENCY(cls) -> "ChunkBatcherConfig":
+        """Flush every 8 ms (live viewing)."""
+        return cls(flush_tick=0.008)
+
+    @classmethod
+    def ALWAYS(cls) -> "ChunkBatcherConfig":
+        """Every row is its own chunk, written at once."""
+        return cls(flush_tick=0, flush_num_bytes=0, flush_num_rows=0)
+
+    ALWAYS_TEST_ONLY = ALWAYS
+
+    @classmethod
+    def NEVER(cls) -> "ChunkBatcherConfig":
+        """Rows wait for an explicit flush (or close)."""
+        return cls(flush_tick=timedelta(days=365), flush_num_bytes=_U64_MAX, flush_num_rows=_U64_MAX)
+
+    def to_batcher_config(self) -> BatcherConfig:
+        """The settings pixelrun's batcher runs on (in-flight bound from the environment)."""
+        cfg = BatcherConfig.from_env()
+        cfg.flush_tick = min(self.flush_tick.total_seconds(), _MAX_TICK_S)
+        cfg.flush_num_bytes = self.flush_num_bytes
+        cfg.flush_num_rows = self.flush_num_rows
+        return cfg
+
+    def __repr__(self) -> str:
+        return (f"ChunkBatcherConfig(flush_tick={self.flush_tick!r}, flush_num_bytes={self.flush_num_bytes}, "
+                f"flush_num_rows={self.flush_num_rows}, "
+                f"chunk_max_rows_if_unsorted={self.chunk_max_rows_if_unsorted})")
+
+
+# ------------------------------------------------------------------ compression
+
+COMPRESSION_MODES = ("off", "adaptive", "always")
+_MODE_WORDS = {
+    "off": "off", "none": "off", "0": "off", "false": "off", "no": "off",
+    "adaptive": "adaptive", "auto": "adaptive", "": "adaptive",
+    "always": "always", "lz4": "always", "on": "always", "1": "always", "true": "always", "yes": "always",
+}
+
+
+def compression_mode(value: "bool | str | None" = None) -> str:
+    """The compression mode a recording runs with: "off", "adaptive" or "always".
+
+    None follows PIXELRUN_COMPRESSION (unset: "adaptive", the default; an unknown
+    word warns and means "adaptive"). An explicit choice wins over the environment:
+    True / "lz4" / "always" compresses every chunk with LZ4 (as Rerun 0.41 does),
+    False / "off" none, "adaptive" what `CompressionPolicy` decides.
+    """
+    if value is None:
+        word = os.environ.get("PIXELRUN_COMPRESSION", "").strip().lower()
+        mode = _MODE_WORDS.get(word)
+        if mode is None:
+            warnings.warn(f"pixelrun: PIXELRUN_COMPRESSION={word!r} is not one of off, adaptive, always "
+                          "(or lz4/on/1, 0/none); using adaptive", PixelrunWarning, stacklevel=3)
+            return "adaptive"
+        return mode
+    if isinstance(value, bool):
+        return "always" if value else "off"
+    if isinstance(value, str) and value.strip().lower() in _MODE_WORDS and value.strip():
+        return _MODE_WORDS[value.strip().lower()]
+    raise ValueError(f"compression must be True, False, None or one of {', '.join(COMPRESSION_MODES)}, "
+                     f"got {value!r}")
+
+
+class CompressionPolicy:
+    """Which chunks get LZ4, per entity; encodes every chunk of one recording.
+
+    "always" compresses every chunk (Rerun 0.41 does), "off" none. "adaptive" (the
+    default) compresses unless it does not pay: a chunk whose LZ4 block is not at
+    least `min_saving` (10 %) smaller than its Arrow IPC payload is written raw
+    (readers then skip the decompression that would buy little), and the entity's
+    next `backoff` chunks are written raw without trying. The back-off starts at
+    `first_backoff` (8) chunks and doubles on each further miss up to `max_backoff`
+    (256); the first chunk after it is a retry, and one that pays clears the state.
+    Camera noise therefore costs one LZ4 pass per 256 chunks once it settled
+    (about every 8 s at 30 frames/s, one frame a chunk), while a scene that becomes
+    compressible is picked up again within the back-off. Counted in chunks, not
+    time, so the choice is deterministic for a given sequence of chunks.
+
+    A chunk over the 512 MiB that readers decompress by default
+    (`rrd.DEFAULT_MAX_DECOMPRESSED_BYTES`) is always written raw. Runs on the
+    batcher thread (the logging thread never compresses); python-lz4 releases the
+    GIL while it works. `stats()` counts each decision.
+    """
+
+    MIN_SAVING = 0.10
+    FIRST_BACKOFF = 8
+    MAX_BACKOFF = 256
+
+    def __init__(self, mode: str = "adaptive", *, min_saving: float = MIN_SAVING,
+                 first_backoff: int = FIRST_BACKOFF, max_backoff: int = MAX_BACKOFF,
+                 max_bytes: int = rrd.DEFAULT_MAX_DECOMPRESSED_BYTES) -> None:
+        if mode not in COMPRESSION_MODES:
+            raise ValueError(f"compression mode must be one of {', '.join(COMPRESSION_MODES)}, got {mode!r}")
+        if not 0.0 <= min_saving < 1.0 or first_backoff < 1 or max_backoff < first_backoff:
+            raise ValueError(f"CompressionPolicy: need 0 <= min_saving < 1 and 1 <= first_backoff <= max_backoff, "
+                             f"got {min_saving}, {first_backoff}, {max_backoff}")
+        self.mode = mode
+        self.min_saving = min_saving
+        self.first_backoff = first_backoff
+        self.max_backoff = max_backoff
+        self.max_bytes = max_bytes
+        self._backoff: dict[str, list[int]] = {}  # entity -> [raw chunks left, current back-off]
+        self._lock = threading.Lock()  # stats() reads from other threads
+        self._stats = dict.fromkeys(
+            ("chunks", "compressed", "not_useful", "backed_off", "retried", "too_large",
+             "ipc_bytes", "written_bytes"), 0)
+
+    def after_fork_in_child(self) -> None:
+        """A forked child gets a fresh lock (the parent's may be held by a thread the
+        child does not have); decisions and counts carry over."""
+        self._lock = threading.Lock()
+
+    @property
+    def compressed_stream(self) -> bool:
+        """Whether the stream header announces LZ4 (any mode but "off", as Rerun's does);
+        each chunk message still says whether its own payload is compressed."""
+        return self.mode != "off"
+
+    def should_try(self, entity: str) -> bool:
+        """Whether the next chunk of `entity` is worth an LZ4 attempt (consumes one
+        chunk of its back-off when not)."""
+        if self.mode != "adaptive":
+            return self.mode == "always"
+        state = self._backoff.get(entity)
+        if state is None:
+            return True
+        if state[0] > 0:
+            state[0] -= 1
+            self._count(backed_off=1)
+            return False
+        self._count(retried=1)
+        return True
+
+    def record(self, entity: str, raw_size: int, compressed_size: int) -> bool:
+        """An attempt's outcome; True when the LZ4 block is worth keeping."""
+        if self.mode == "always":
+            return True
+        if compressed_size <= raw_size * (1.0 - self.min_saving):
+            self._backoff.pop(entity, None)
+            return True
+        state = self._backoff.get(entity)
+        backoff = self.first_backoff if state is None else min(2 * state[1], self.max_backoff)
+        self._backoff[entity] = [backoff, backoff]
+        self._count(not_useful=1)
+        return False
+
+    def encode(self, chunk: Chunk, store: "rrd.StoreInfo", batch) -> "rrd.EncodedChunk":
+        """The chunk's ArrowMsg, LZ4-compressed or raw as the policy decides."""
+        if self.mode == "off" or not self.should_try(chunk.entity_path):
+            enc = rrd.encode_payload(chunk, store, batch, None, compressed=False)
+            self._count(chunks=1, ipc_bytes=enc.uncompressed_size, written_bytes=enc.payload_size)
+            return enc
+        ipc = rrd.ipc_payload(batch)
+        if ipc.size > self.max_bytes:
+            enc = rrd.encode_payload(chunk, store, batch, ipc, compressed=False)
+            self._count(chunks=1, too_large=1, ipc_bytes=ipc.size, written_bytes=ipc.size)
+            return enc
+        block = rrd.lz4_compress(ipc)
+        if self.record(chunk.entity_path, ipc.size, len(block)):
+            enc = rrd.encode_payload(chunk, store, batch, block, compressed=True, uncompressed_size=ipc.size)
+            self._count(chunks=1, compressed=1, ipc_bytes=ipc.size, written_bytes=len(block))
+        else:  # the IPC bytes made for the attempt are written as they are: no second encode
+            enc = rrd.encode_payload(chunk, store, batch, ipc, compressed=False)
+            self._count(chunks=1, ipc_bytes=ipc.size, written_bytes=ipc.size)
+        return enc
+
+    def _count(self, **deltas: int) -> None:
+        with self._lock:
+            for k, v in deltas.items():
+                self._stats[k] += v
+
+    def stats(self) -> dict:
+        """Counts so far: `chunks` encoded, `compressed` (written LZ4), `not_useful`
+        (tried, saved < min_saving, written raw; each starts or extends a back-off),
+        `backed_off` (written raw without trying), `retried` (attempts after a
+        back-off), `too_large` (raw: over `max_bytes`), `ipc_bytes` (payloads before
+        compression), `written_bytes` (payloads as written), and `mode`."""
+        with self._lock:
+            out: dict = dict(self._stats)
+        out["mode"] = self.mode
+        return out
 
 
 class Row:

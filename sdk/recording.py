@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import re
 import threading
 import time
 import uuid
@@ -23,7 +22,16 @@ import pyarrow as pa
 from pixelrun import errors
 from pixelrun import sinks as _sinks
 from pixelrun.archetypes import Image, Indicator
-from pixelrun.batcher import Batcher, BatcherConfig, Row, build_column, rows_to_chunk
+from pixelrun.batcher import (
+    Batcher,
+    BatcherConfig,
+    ChunkBatcherConfig,
+    CompressionPolicy,
+    Row,
+    build_column,
+    compression_mode,
+    rows_to_chunk,
+)
 from pixelrun.buffer_pool import POOL
 from pixelrun.components import ComponentColumn
 from pixelrun.engine import rrd
@@ -37,16 +45,21 @@ from pixelrun.engine.chunk import (
 from pixelrun.engine.chunk import (
     TimeColumn as ChunkTimeColumn,
 )
+from pixelrun.engine.grpc import wire
 from pixelrun.errors import DataLossWarning, PixelrunSaveError, PixelrunWarning, RecordingClosedWarning
-from pixelrun.image_input import check_buffer
+from pixelrun.image_input import check_buffer, warn_not_shown_by_rerun
 from pixelrun.kernels import formats
 from pixelrun.loss import LossLedger
 from pixelrun.sinks import (
     BacklogSink,
+    FileSinkSpec,
+    GrpcSink,
+    GrpcSinkSpec,
     MemoryRecording,
     MemorySink,
     Sink,
     TcpSink,
+    default_grpc_url,
     open_file_sink,
 )
 from pixelrun.spawn import spawn_viewer
@@ -179,10 +192,12 @@ class RecordingStream:
     """One recording: ``log``, ``send_columns``, time, sinks (file, memory, TCP).
 
     Parameters mirror Rerun's: `application_id`, `recording_id` (random when None),
-    `strict` (None: follow PIXELRUN_STRICT), `spawn`. `compression` selects LZ4 for
-    chunk payloads (default off: camera frames barely compress and the CPU is better
-    spent elsewhere; Rerun's reader accepts both). `batcher_config` overrides flush
-    thresholds and the in-flight memory bound.
+    `strict` (None: follow PIXELRUN_STRICT), `spawn`. `compression`: LZ4 for chunk
+    payloads, in files and streams alike; None (default) follows PIXELRUN_COMPRESSION,
+    else "adaptive": LZ4 like Rerun, but an entity whose chunks do not shrink (camera
+    noise) is written raw for a while (see `batcher.CompressionPolicy`); True/"always"
+    compresses every chunk, False/"off" none. `compression_stats()` counts the
+    decisions. `batcher_config` overrides flush thresholds and the in-flight memory bound.
     """
 
     def __init__(
@@ -192,14 +207,13 @@ class RecordingStream:
         recording_id: Optional[str] = None,
         strict: Optional[bool] = None,
         spawn: bool = False,
-        compression: Optional[bool] = None,
-        batcher_config: Optional[BatcherConfig] = None,
+        compression: "bool | str | None" = None,
+        batcher_config: "BatcherConfig | ChunkBatcherConfig | None" = None,
     ) -> None:
         self.store = rrd.StoreInfo(str(application_id), str(recording_id or uuid.uuid4()))
         self.strict = strict
-        if compression is None:
-            compression = os.environ.get("PIXELRUN_COMPRESSION", "").lower() in ("lz4", "1", "on")
-        self.compression = compression
+        self._compressor = CompressionPolicy(compression_mode(compression))  # used on the batcher thread
+        self.compression = self._compressor.compressed_stream  # what stream headers announce
         self._time = ThreadTime()
         self._seconds_kinds: dict[str, str] = {}
         self._static_formats: dict[str, formats.ImageFormat] = {}
@@ -212,6 +226,8 @@ class RecordingStream:
         self._warned_closed = False
         self._child_sinks: Optional[list[Callable[[], Sink]]] = None  # forked child, not opened yet
         self._lock = threading.Lock()
+        if isinstance(batcher_config, ChunkBatcherConfig):  # Rerun's form
+            batcher_config = batcher_config.to_batcher_config()
         self.config = batcher_config or BatcherConfig.from_env()
         self._save_path = os.environ.get("PIXELRUN_SAVE") or None
         forced = None
@@ -242,6 +258,14 @@ class RecordingStream:
     @property
     def recording_id(self) -> str:
         return self.store.recording_id
+
+    def get_recording_id(self) -> str:
+        """This recording's id (Rerun's accessor)."""
+        return self.store.recording_id
+
+    def get_application_id(self) -> str:
+        """This recording's application id (Rerun's accessor)."""
+        return self.store.application_id
 
     def __repr__(self) -> str:
         return f"RecordingStream({self.application_id!r}, recording_id={self.recording_id!r})"
@@ -391,6 +415,7 @@ class RecordingStream:
                     return
         if static and fmt is not None:
             self._static_formats[path] = fmt
+        warn_not_shown_by_rerun(path, (fmt,))  # kept: pixelrun reads it; said once when Rerun cannot
         nbytes = _blob_size(buf) + 64
         if static:
             timepoint = None
@@ -506,6 +531,7 @@ class RecordingStream:
         idx = np.nonzero(keep)[0]
         if idx.size == 0:
             return
+        warn_not_shown_by_rerun(path, cols.get(IMAGE_FORMAT, ()))
         self._queue_columns(path, tcols, cols, idx)
 
     def _queue_columns(self, path: str, tcols: list, cols: dict, idx: np.ndarray) -> None:
@@ -551,7 +577,7 @@ class RecordingStream:
         if self._child_sinks is not None:
             self._open_child_sinks()
         batch = to_record_batch(chunk)
-        enc = rrd.encode_chunk(chunk, self.store, compression=self.compression, batch=batch)
+        enc = self._compressor.encode(chunk, self.store, batch)  # LZ4 or raw, see CompressionPolicy
         targets = self._sinks or ([self._backlog] if self._backlog is not None else [])
         for s in targets:
             self._writing_to = s.place  # named if a close times out while this write hangs
@@ -612,6 +638,7 @@ class RecordingStream:
         self._loss = LossLedger(self._loss.label)
         self._batcher.ledger = self._loss
         self._batcher.after_fork_in_child()
+        self._compressor.after_fork_in_child()
         if self._closed:
             self._sinks, self._backlog = [], None
             return
@@ -640,23 +667,35 @@ class RecordingStream:
 
     # ------------------------------------------------------------------ sinks
 
-    def save(self, path: str) -> None:
+    def save(self, path: str, *, write_footer: bool = True, default_blueprint: Any = None) -> None:
         """Write the recording to an .rrd file (replaces the current sinks).
 
         Raises PixelrunSaveError (an OSError) naming the path when it cannot be
         written. A path another recording of this process is still writing is
         shared (one .rrd holds several recordings; both stay complete), with a
         warning. Under PIXELRUN_SAVE this is ignored, with a warning naming both.
+        ``write_footer=False`` leaves out the End message and stream footer (as
+        Rerun's opt-out). `default_blueprint` is accepted and ignored (pixelrun's
+        viewer has a fixed layout).
         """
+        try:
+            sink = self._open_file(path, write_footer)
+        except PixelrunSaveError as exc:
+            raise exc.with_traceback(None) from None  # the message says it all: no frames inside
+        if sink is not None:
+            self._set_sinks([sink])
+
+    def _open_file(self, path: Any, write_footer: bool = True) -> Optional[Sink]:
+        """The file sink for `path` (None under PIXELRUN_SAVE, with a warning)."""
         path = os.fspath(path)
         if self._save_path:
             warnings.warn(
                 f"pixelrun: PIXELRUN_SAVE={self._save_path!r} captures this run; rr.save({path!r}) is "
                 f"ignored (unset PIXELRUN_SAVE to write {path!r})", PixelrunWarning,
                 stacklevel=errors.user_stacklevel())
-            return
+            return None
         try:
-            sink, others = open_file_sink(path, self.compression, self._owner)
+            sink, others = open_file_sink(path, self.compression, self._owner, write_footer)
         except PixelrunSaveError as exc:
             raise exc.with_traceback(None) from None  # the message says it all: no frames inside
         if others:
@@ -664,7 +703,35 @@ class RecordingStream:
                 f"pixelrun: {path!r} is already being written by {', '.join(others)} in this process; "
                 f"{self._owner} is added to the same file (an .rrd holds several recordings) "
                 "instead of overwriting it", PixelrunWarning, stacklevel=errors.user_stacklevel())
-        self._set_sinks([sink])
+        return sink
+
+    def set_sinks(self, *sinks: Any, default_blueprint: Any = None) -> None:
+        """Send the recording to all of `sinks` at once (replacing the current ones):
+        ``rr.FileSink(path, write_footer=True)``, ``rr.GrpcSink(url)``, or the object
+        ``memory_recording()`` returned. Each sink gets every chunk; one that fails
+        counts its own losses and the others go on. Under PIXELRUN_SAVE the capture
+        file stays and the others are added."""
+        opened: list = []
+        try:
+            for spec in sinks:
+                if isinstance(spec, FileSinkSpec):
+                    sink = self._open_file(spec.path, spec.write_footer)
+                    if sink is not None:
+                        opened.append(sink)
+                elif isinstance(spec, GrpcSinkSpec):
+                    opened.append(GrpcSink(spec.url))
+                elif isinstance(spec, MemoryRecording):
+                    opened.append(spec._sink)
+                elif isinstance(spec, Sink):
+                    opened.append(spec)
+                else:
+                    raise TypeError(f"set_sinks: expected rr.FileSink, rr.GrpcSink or a memory recording, "
+                                    f"got {type(spec).__name__}")
+        except BaseException:
+            for s in opened:  # nothing half-set: what was opened for this call is closed again
+                s.close(0)
+            raise
+        self._set_sinks(opened, keep_forced=bool(self._save_path))
 
     def memory_recording(self) -> MemoryRecording:
         """Keep the recording in memory; the returned object has ``rrd_bytes()``."""
@@ -672,32 +739,44 @@ class RecordingStream:
         self._set_sinks([mem], keep_forced=bool(self._save_path))
         return MemoryRecording(self, mem)
 
-    def connect(self, addr: Optional[str] = None, *, flush_timeout_sec: Optional[float] = 2.0) -> None:
-        """Stream to a pixelrun viewer listening on TCP `addr` ("host:port", default
-        127.0.0.1:9876). Never blocks: data queues until the viewer is reachable;
-        what the bounded queue drops is counted and reported, and a peer that is not
-        a pixelrun viewer is named in a warning and gets nothing."""
+    def connect_tcp(self, addr: Optional[str] = None, *, flush_timeout_sec: Optional[float] = 2.0) -> None:
+        """Stream the raw .rrd bytes over TCP to a pixelrun viewer at `addr`
+        ("host:port", default 127.0.0.1:9876 or PIXELRUN_PORT): pixelrun's own
+        protocol, kept next to gRPC (``pixelrun view`` serves both on one port).
+        Never blocks: data queues until the viewer is reachable; what the bounded
+        queue drops is counted and reported, and a peer that is not a pixelrun
+        viewer is named in a warning and gets nothing."""
         if self._save_path:
             return
         self._set_sinks([TcpSink(addr or f"127.0.0.1:{rrd.default_port()}")])
 
-    connect_tcp = connect
+    def connect_grpc(self, url: Optional[str] = None, *, flush_timeout_sec: Optional[float] = 2.0,
+                     **_: Any) -> None:
+        """Stream to a Rerun-compatible gRPC server (Rerun 0.41's protocol): a Rerun
+        viewer, ``rerun --serve-grpc``, or ``pixelrun view``. `url` defaults to
+        ``rerun+http://127.0.0.1:9876/proxy`` (port: PIXELRUN_PORT when set); a
+        plain "host:port" is accepted too. Never blocks: data queues (bounded, drops
+        counted) until the server is reachable; a peer that is not a Rerun gRPC
+        server is named in a warning and gets nothing. A malformed URL raises
+        ValueError."""
+        url = url or default_grpc_url()
+        wire.parse_url(url)  # a malformed URL raises here, also under PIXELRUN_SAVE
+        if self._save_path:
+            return
+        self._set_sinks([GrpcSink(url)])
 
-    def connect_grpc(self, url: Optional[str] = None, **_: Any) -> None:
-        """Rerun's current name; the URL's host:port is used for our TCP stream."""
-        addr = None
-        if url:
-            m = re.search(r"//([^/]+)", url)
-            addr = m.group(1) if m else url
-        self.connect(addr)
+    def connect(self, addr: Optional[str] = None, *, flush_timeout_sec: Optional[float] = 2.0) -> None:
+        """Rerun's older name, kept as an alias of `connect_grpc` ("host:port" or a URL)."""
+        self.connect_grpc(addr, flush_timeout_sec=flush_timeout_sec)
 
     def spawn(self, port: Optional[int] = None, connect: bool = True, **_: Any) -> None:
-        """Start the pixelrun viewer (when available) and stream to it."""
+        """Start the pixelrun viewer unless something listens on `port` already (a
+        Rerun viewer does too), then stream to it over gRPC."""
         if self._save_path:
             return
         port = rrd.default_port() if port is None else port
         if spawn_viewer(port) and connect:
-            self.connect(f"127.0.0.1:{port}")
+            self.connect_grpc(f"rerun+http://127.0.0.1:{port}/proxy")
 
     def disconnect(self) -> None:
         """Close the current sinks (files get their footer); later data is buffered."""
@@ -791,6 +870,11 @@ class RecordingStream:
         """Rows dropped anywhere (as above, plus rows logged after close() and rows
         the close timeout left unwritten); readable after close()."""
         return self._loss.totals()[1]
+
+    def compression_stats(self) -> dict:
+        """How chunks were written so far (see `CompressionPolicy.stats`): mode, chunks,
+        compressed, not_useful, backed_off, retried, too_large, ipc_bytes, written_bytes."""
+        return self._compressor.stats()
 
     def losses(self) -> dict[str, tuple[int, int, int]]:
         """Drops by place ("tcp host:port", "after close", ...): {place: (chunks, rows,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import importlib
+import ipaddress
 import os
 import select
 import socket
@@ -27,15 +28,18 @@ import threading
 import time
 from typing import Callable, Optional
 
+import grpc
 import pyarrow as pa
 
 from pixelrun.engine import rrd
 from pixelrun.engine.chunk import Chunk
+from pixelrun.engine.grpc import wire
 from pixelrun.errors import PixelrunSaveError, PixelrunWarning
 from pixelrun.loss import LossLedger, format_bytes
 
 __all__ = [
-    "Sink", "FileSink", "MemorySink", "MemoryRecording", "TcpSink", "BacklogSink",
+    "Sink", "FileSink", "MemorySink", "MemoryRecording", "TcpSink", "GrpcSink", "BacklogSink", "default_grpc_url",
+    "FileSinkSpec", "GrpcSinkSpec",
     "open_file_sink", "shared_file_sink", "child_path", "GREETING", "describe_peer_bytes",
 ]
 
@@ -94,9 +98,10 @@ class _StreamWriter(Sink):
     End message and stream footer. This class only adds the lock and the write hook.
     """
 
-    def __init__(self, compression: bool = False) -> None:
+    def __init__(self, compression: bool = False, write_footer: bool = True) -> None:
         self._lock = threading.RLock()
         self.compression = compression
+        self.write_footer = write_footer  # False: no End message nor stream footer (Rerun's opt-out)
         self._enc = rrd.RrdEncoder(compression=compression)
         self._closed = False
 
@@ -136,7 +141,8 @@ class _StreamWriter(Sink):
             if self._closed:
                 return
             self._start()
-            self._write([self._enc.end()])
+            if self.write_footer:
+                self._write([self._enc.end()])
             self._closed = True
             self._finish()
 
@@ -166,8 +172,8 @@ class FileSink(_StreamWriter):
     writers in this process truncate each other's file.
     """
 
-    def __init__(self, path: str, compression: bool = False) -> None:
-        super().__init__(compression)
+    def __init__(self, path: str, compression: bool = False, write_footer: bool = True) -> None:
+        super().__init__(compression, write_footer)
         self.path = os.fspath(path)
         self.place = f"file {self.path}"
         d = os.path.dirname(os.path.abspath(self.path))
@@ -267,15 +273,17 @@ class _SharedFileSink(Sink):
         return _child_file_factory(self.inner.path, self.inner.compression)
 
 
-def open_file_sink(path: str, compression: bool = False, owner: str = "") -> tuple[Sink, list[str]]:
+def open_file_sink(path: str, compression: bool = False, owner: str = "",
+                   write_footer: bool = True) -> tuple[Sink, list[str]]:
     """A handle on the one open file for `path` in this process, and the other
     recordings (their `owner` labels) already writing it. Raises PixelrunSaveError
-    when the path cannot be written."""
+    when the path cannot be written. `write_footer` applies when this call opens
+    the file (a file already open keeps its first writer's choice)."""
     key = _key(os.fspath(path))
     with _OPEN_LOCK:
         inner = _OPEN.get(key)
         if inner is None or inner._closed:
-            inner = _OPEN[key] = FileSink(path, compression)
+            inner = _OPEN[key] = FileSink(path, compression, write_footer)
         else:
             inner._refs += 1
         others = [o for o in inner.owners if o != owner]
@@ -481,6 +489,10 @@ class TcpSink(Sink):
         self.expect_greeting = _server_greets() if expect_greeting is None else expect_greeting
         self.handshake_timeout = (handshake_timeout if handshake_timeout is not None
                                   else (5.0 if self.expect_greeting else 0.3))
+        self._init_queue("pixelrun-tcp")
+
+    def _init_queue(self, thread_name: str) -> None:
+        """The queue, counters and sender thread (shared with GrpcSink); starts the thread."""
         self.dropped = 0
         self.dropped_rows = 0
         self.dropped_bytes = 0
@@ -498,7 +510,7 @@ class TcpSink(Sink):
         self._sending = False
         self._sock: Optional[socket.socket] = None
         self._loss = LossLedger()
-        self._thread = threading.Thread(target=self._run, name="pixelrun-tcp", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
         self._thread.start()
 
     def bind(self, ledger: LossLedger) -> None:
@@ -628,7 +640,7 @@ class TcpSink(Sink):
         left = self._left()
         timeout = self.connect_timeout if left is None else max(0.05, min(self.connect_timeout, left))
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=timeout)
+            sock = _connect(self.host, self.port, timeout)
         except OSError as exc:
             with self._cond:
                 self._why = f"no viewer listening at {self.addr} ({_reason(exc)})"
@@ -649,13 +661,7 @@ class TcpSink(Sink):
                 return None
             sock.settimeout(None)
             with self._cond:
-                # Fresh stream: store infos, latest statics; queued store/static
-                # items are covered by this preamble.
-                pre = [rrd.encode_store_info(s) for s in self._stores]
-                for parts in self._static.values():
-                    pre += parts
-                self._queue = collections.deque(it for it in self._queue if not it.static)
-                self._queue_bytes = sum(it.size for it in self._queue)
+                pre = [p for parts in self._preamble() for p in parts]
             for p in pre:
                 sock.sendall(p)
         except OSError as exc:
@@ -671,6 +677,16 @@ class TcpSink(Sink):
             self._why = f"the viewer at {self.addr} is not keeping up"
             self._cond.notify_all()
         return sock
+
+    def _preamble(self) -> list:
+        """(Under `_cond`.) What a fresh connection starts with, one message's parts
+        each: the store infos, then the latest static chunks; queued store/static
+        items are covered by it and leave the queue."""
+        pre = [[rrd.encode_store_info(s)] for s in self._stores]
+        pre += list(self._static.values())
+        self._queue = collections.deque(it for it in self._queue if not it.static)
+        self._queue_bytes = sum(it.size for it in self._queue)
+        return pre
 
     def _peer_spoke(self, sock: socket.socket) -> str:
         """'' while the peer is silent and connected; else why the connection ends."""
@@ -776,6 +792,341 @@ class TcpSink(Sink):
             self._queue.appendleft(item)
             self._queue_bytes += item.size
             self._cond.notify_all()
+
+
+# --------------------------------------------------------------------------- gRPC
+
+# The client's half of an HTTP/2 connection start: the preface and an empty SETTINGS
+# frame. An HTTP/2 server answers with its own SETTINGS frame first.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+# gRPC statuses that mean "the connection went away": reconnect and go on. Any other
+# status ends the stream for a reason a retry will not fix soon (wrong service, a
+# server refusing our data) and is named in a warning.
+_CLOSE_TRIES = 3  # connection attempts a closing GrpcSink still makes (retry_secs apart)
+_TRANSIENT = ("UNAVAILABLE", "CANCELLED", "DEADLINE_EXCEEDED", "INTERNAL", "UNKNOWN", "RESOURCE_EXHAUSTED")
+
+
+def _connect(host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection; a numeric address skips the resolver (getaddrinfo can hang
+    in a child forked while another thread of the parent held its lock)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return socket.create_connection((host, port), timeout=timeout)
+    sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def default_grpc_url() -> str:
+    """Where ``connect_grpc()`` and ``spawn()`` stream by default: Rerun's
+    rerun+http://127.0.0.1:9876/proxy, with PIXELRUN_PORT's port when set."""
+    return f"rerun+http://127.0.0.1:{rrd.default_port()}/proxy"
+
+
+def describe_h2_answer(data: bytes) -> str:
+    """'' when `data` starts like an HTTP/2 server's answer (a SETTINGS frame), else
+    what the peer is instead."""
+    if len(data) >= 9 and data[3] == 0x04 and data[4] in (0, 1) and data[5:9] == b"\0\0\0\0":
+        return ""
+    if data.startswith(GREETING[: len(data)]) and data:
+        return "an older pixelrun viewer (raw TCP only): start a current `pixelrun view`"
+    if data.startswith(b"HTTP/"):
+        line = data.split(b"\r\n", 1)[0].decode("latin-1")[:60]
+        return f"an HTTP/1 server (it answered {line!r}), not a gRPC server"
+    return f"it answered {data[:24]!r}, not HTTP/2"
+
+
+class GrpcSink(TcpSink):
+    """Streams the recording to a Rerun-compatible gRPC server: Rerun's viewer or
+    ``rerun --serve-grpc``, or ``pixelrun view`` (Rerun 0.41's MessageProxyService
+    ``WriteMessages``; see engine/grpc/wire.py). What ``rr.connect_grpc``,
+    ``rr.spawn`` and ``rr.GrpcSink`` use.
+
+    The queue is TcpSink's: `write_chunk` queues (bounded by `max_queue_bytes`; a
+    connected server that is behind gets up to `backpressure_secs` per chunk to make
+    room, then the oldest temporal chunks are dropped and counted), a sender thread owns
+    the connection, retries every `retry_secs`, and starts every new stream with the
+    store infos and the latest static chunks. A chunk whose send had not completed
+    when a connection broke is sent again on the next one.
+
+    Peer check, before any data: a plain TCP connection sends the HTTP/2 preface and
+    waits up to `handshake_timeout` s for the server's SETTINGS frame. Anything else
+    (an HTTP/1 server, silence, a close) is named in a PixelrunWarning and gets
+    nothing; data stays queued (counted when dropped) while the sink retries every
+    5 s. A gRPC server without Rerun's message proxy answers UNIMPLEMENTED: named
+    too, and what was sent on that stream is counted as dropped.
+    """
+
+    def __init__(self, url: Optional[str] = None, *, max_queue_bytes: int = 256 << 20,
+                 retry_secs: float = 0.5, connect_timeout: float = 2.0,
+                 handshake_timeout: float = 5.0, backpressure_secs: float = 2.0) -> None:
+        self.url = str(url) if url is not None else default_grpc_url()
+        self.backpressure_secs = backpressure_secs
+        self.addr, self.secure = wire.parse_url(self.url)
+        host, _, port = self.addr.rpartition(":")
+        self.host, self.port = host.strip("[]"), int(port)
+        self.place = f"grpc {self.url}"
+        self.max_queue_bytes = max_queue_bytes
+        self.retry_secs = retry_secs
+        self.connect_timeout = connect_timeout
+        self.handshake_timeout = handshake_timeout
+        self.expect_greeting = False
+        self._token: Optional[object] = None  # the live call's; its request generator checks it
+        self._inflight: Optional[_Item] = None  # yielded to gRPC, send not yet completed
+        self._last_sent: Optional[_Item] = None  # the last one whose send completed on this call
+        self._call_sent = [0, 0, 0]  # chunks, rows, bytes sent on the current call
+        self._init_queue("pixelrun-grpc")
+
+    def for_child(self) -> Optional[Callable[[], Sink]]:
+        """grpcio is not fork-safe (a forked child's first channel can hang for good),
+        so a child streams pixelrun's raw .rrd over TCP to the same port instead:
+        ``pixelrun view`` takes both there; any other server is named in a warning and
+        the child's rows are counted as dropped."""
+        if self.secure:
+            return None  # no TLS for the raw stream: the child's rows are counted as dropped
+        kw = dict(max_queue_bytes=self.max_queue_bytes, retry_secs=self.retry_secs,
+                  connect_timeout=self.connect_timeout, handshake_timeout=self.handshake_timeout,
+                  expect_greeting=True)
+        return lambda: TcpSink(f"{self.host}:{self.port}", **kw)
+
+    def write_chunk(self, store, chunk, batch, enc) -> None:
+        """Queue the chunk; while a server is connected but behind and the queue is
+        full, wait up to `backpressure_secs` for room first (the writer thread waits,
+        and through the batcher's in-flight bound so does ``log``), like Rerun's SDK
+        does, rather than drop what a live server is still taking."""
+        deadline = time.monotonic() + self.backpressure_secs
+        with self._cond:
+            while (self.connected and not self._closing and self._queue
+                   and self._queue_bytes + enc.size > self.max_queue_bytes):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(min(left, 0.05))
+        super().write_chunk(store, chunk, batch, enc)
+
+    # -- sender thread
+
+    def _probe(self) -> str:
+        """'' when an HTTP/2 server answers at the address; else why not (and `_why`)."""
+        left = self._left()
+        timeout = self.connect_timeout if left is None else max(0.05, min(self.connect_timeout, left))
+        try:
+            sock = _connect(self.host, self.port, timeout)
+        except OSError as exc:
+            with self._cond:
+                self._why = f"no gRPC server listening at {self.addr} ({_reason(exc)})"
+            return "unreachable"
+        got = b""
+        try:
+            if self.secure:
+                return ""  # TLS first: the handshake is gRPC's; an answer is checked by the call
+            sock.sendall(_H2_PREFACE)
+            deadline = time.monotonic() + self.handshake_timeout
+            while len(got) < 9:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                sock.settimeout(left)
+                try:
+                    data = sock.recv(64)
+                except socket.timeout:
+                    break
+                if not data:
+                    break
+                got += data
+        except OSError as exc:
+            with self._cond:
+                self._why = f"the connection to {self.addr} failed ({_reason(exc)})"
+            return "unreachable"
+        finally:
+            sock.close()
+        if got:
+            problem = describe_h2_answer(got)
+        else:
+            problem = f"it sent nothing within {self.handshake_timeout:g} s of the HTTP/2 preface"
+        if problem:
+            self._not_rerun(problem)
+        return problem
+
+    def _not_rerun(self, problem: str) -> None:
+        with self._cond:
+            self._why = f"{self.addr} is not a Rerun gRPC server"
+            if problem != self.peer_problem:
+                self.loss.notice(
+                    f"pixelrun: {self.url}: {self.addr} is not a Rerun-compatible gRPC server: {problem}. "
+                    "Nothing is sent there; data stays queued (bounded, drops counted) while pixelrun "
+                    "retries. Start `pixelrun view` or `rerun` there, or connect elsewhere", PixelrunWarning)
+                self.peer_problem = problem
+
+    def _requests(self, token: object):
+        """The request stream of one call: the preamble, then the queue until closing.
+        gRPC resumes it only after the previous message was sent, so the item held
+        in `_inflight` across a yield is the one whose fate is unknown if the call dies."""
+        with self._cond:
+            if self._token is not token:
+                return
+            pre = [_Item(parts, 0, static=True) for parts in self._preamble()]
+        for item in pre:
+            yield wire.request_from_frame(item.parts)
+        while True:
+            with self._cond:
+                while self._token is token and not self._queue and not self._closing:
+                    self._cond.wait(0.2)
+                if self._token is not token or self._done() or not self._queue:
+                    return
+                item = self._queue.popleft()
+                self._queue_bytes -= item.size
+                self._sending = True
+                self._inflight = item
+            yield wire.request_from_frame(item.parts)
+            with self._cond:
+                if self._inflight is item:
+                    self._inflight = None
+                    self._last_sent = item
+                    self._call_sent[0] += 1
+                    self._call_sent[1] += item.rows
+                    self._call_sent[2] += item.size
+                self._sending = False
+                self._cond.notify_all()
+
+    def _stream_once(self) -> None:
+        """One call: stream until it ends (close, or the connection breaks)."""
+        opts = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", 1 << 20),
+                ("grpc.enable_retries", 0), ("grpc.initial_reconnect_backoff_ms", 100)]
+        channel = (grpc.secure_channel(self.addr, grpc.ssl_channel_credentials(), options=opts) if self.secure
+                   else grpc.insecure_channel(self.addr, options=opts))
+        token = object()
+        try:
+            method = channel.stream_unary(wire.WRITE_MESSAGES)  # bytes in, bytes out: framed by wire.py
+            with self._cond:
+                self._token = token
+                self._inflight = self._last_sent = None
+                self._call_sent = [0, 0, 0]
+            call = method.future(self._requests(token))
+            call.add_done_callback(lambda _f: self._wake())
+            with self._cond:
+                self.connected = True
+                self.connections += 1
+                self.peer_problem = ""
+                self._why = f"the server at {self.addr} is not keeping up"
+                self._cond.notify_all()
+                while not call.done():
+                    left = self._left()
+                    if self._closing and left is not None and left <= 0:
+                        break
+                    self._cond.wait(0.1 if left is None else max(0.01, min(0.1, left)))
+            if not call.done():
+                call.cancel()  # the close's time is up
+            self._ended(call, token)
+        finally:
+            channel.close()
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _ended(self, call, token: object) -> None:
+        """Account for a finished call: requeue what was in flight, name a refusal."""
+        code = call.code() if call.done() and not call.cancelled() else None
+        name = getattr(code, "name", "CANCELLED")
+        details = (call.details() if code is not None else "") or ""
+        with self._cond:
+            self._token = None
+            self.connected = False
+            self._sending = False
+            item, self._inflight = self._inflight, None
+            last, self._last_sent = self._last_sent, None
+            sent, self._call_sent = self._call_sent, [0, 0, 0]
+            self._cond.notify_all()
+        if name == "OK":  # the server took the whole stream (`item`, if any, was sent: the stream ended after it)
+            with self._cond:
+                self._why = f"the server at {self.addr} ended the stream"
+            return
+        too_big = item or last  # the server reads a message whole before refusing it: it may count as sent
+        if name == "RESOURCE_EXHAUSTED" and too_big is not None and "larger than" in details:
+            with self._cond:  # this message, not the connection: it would be refused again
+                self._drop(too_big, f"the server at {self.addr} refuses a message of this size ({details})")
+            return
+        if item is not None:
+            self._requeue(item)
+        if name in _TRANSIENT:
+            with self._cond:
+                self._why = f"the connection to {self.addr} was lost ({name}: {details or 'no details'})"
+            return
+        problem = (f"it ended the stream with {name}" + (f" ({details})" if details else "")
+                   + (": a gRPC server without Rerun's message proxy" if name == "UNIMPLEMENTED" else ""))
+        self._not_rerun(problem)
+        with self._cond:
+            if sent[0]:
+                self.dropped += sent[0]
+                self.dropped_rows += sent[1]
+                self.dropped_bytes += sent[2]
+                self.loss.add(self.place, f"{self.addr} refused the stream ({name}); what was sent on it "
+                              "is lost", chunks=sent[0], rows=sent[1], nbytes=sent[2])
+
+    def _run(self) -> None:
+        tries_since_close = 0
+        while True:
+            with self._cond:
+                # closing: a few more tries (a transient failure, e.g. a channel made
+                # just after os.fork(), is retried), never a wait for an absent server
+                if self._done() or tries_since_close >= _CLOSE_TRIES:
+                    return
+                tries_since_close += self._closing
+            problem = self._probe()
+            if not problem:
+                self._stream_once()
+                problem = self.peer_problem
+            with self._cond:
+                if self._closing:
+                    if self._done() or (problem and problem != "unreachable"):
+                        return  # all sent, time is up, or not a Rerun server (a retry cannot help)
+                    left = self._left()
+                    self._cond.wait(min(self.retry_secs, max(0.0, left if left is not None else 0.0)))
+                    continue
+                if not problem and self._queue:
+                    continue
+                self._cond.wait(self.retry_secs if not problem or problem == "unreachable"
+                                else max(self.retry_secs, 5.0))
+
+
+# ------------------------------------------------------- Rerun's sink descriptors
+
+
+class FileSinkSpec:
+    """``rr.FileSink(path, *, write_footer=True)``: where ``set_sinks`` writes a file.
+
+    A description, as in Rerun: the file is opened by ``set_sinks`` (a path that
+    cannot be written raises PixelrunSaveError there). ``write_footer=False`` leaves
+    out the End message and stream footer (Rerun's opt-out, for streams that are
+    appended to); every message before stays readable.
+    """
+
+    def __init__(self, path: "str | os.PathLike", *, write_footer: bool = True) -> None:
+        self.path = os.fspath(path)
+        self.write_footer = bool(write_footer)
+
+    def __repr__(self) -> str:
+        return f"FileSink({self.path!r}, write_footer={self.write_footer})"
+
+
+class GrpcSinkSpec:
+    """``rr.GrpcSink(url=None)``: a Rerun-compatible gRPC server ``set_sinks`` streams
+    to (default ``rerun+http://127.0.0.1:9876/proxy``, port: PIXELRUN_PORT when set).
+    A malformed URL raises ValueError here."""
+
+    def __init__(self, url: Optional[str] = None) -> None:
+        self.url = url or default_grpc_url()
+        wire.parse_url(self.url)
+
+    def __repr__(self) -> str:
+        return f"GrpcSink({self.url!r})"
 
 
 # ------------------------------------------------------------------------- fork

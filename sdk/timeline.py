@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 __all__ = [
     "TimeSequenceColumn", "TimeSecondsColumn", "TimeNanosColumn", "TimeColumn",
@@ -30,32 +31,60 @@ def seconds_kind(nanos: int) -> str:
     return "timestamp" if abs(int(nanos)) >= _TIMESTAMP_THRESHOLD_NS else "duration"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _delta_nanos(d: timedelta) -> int:
+    """Exact ns of a timedelta (integer arithmetic: no float rounding far from 0)."""
+    return (d.days * 86400 + d.seconds) * 1_000_000_000 + d.microseconds * 1000
+
+
+def _reject_low_precision(value: Any, what: str) -> None:
+    # Rerun refuses these: a float16/float32 cannot hold seconds to the nanosecond
+    if isinstance(value, (np.float16, np.float32)):
+        raise TypeError(f"{what} as {type(value).__name__} has not enough precision for nanoseconds; "
+                        "use a Python float or numpy.float64")
+
+
 def to_nanos(duration: Any) -> int:
     """Duration in ns from seconds (int/float), timedelta or numpy.timedelta64."""
     if isinstance(duration, np.timedelta64):
         return int(duration.astype("timedelta64[ns]").astype(np.int64))
     if isinstance(duration, timedelta):
-        return round(duration.total_seconds() * 1e9)
+        return _delta_nanos(duration)
     if isinstance(duration, (int, np.integer)) and not isinstance(duration, bool):
         return int(duration) * 1_000_000_000
+    _reject_low_precision(duration, "duration")
     if isinstance(duration, (float, np.floating)):
         return round(float(duration) * 1e9)
     raise TypeError(f"duration must be seconds, timedelta or numpy.timedelta64, got {type(duration).__name__}")
 
 
 def to_nanos_since_epoch(ts: Any) -> int:
-    """Timestamp in ns from seconds since epoch, datetime or numpy.datetime64."""
+    """Timestamp in ns from seconds since epoch, datetime (pandas Timestamps keep
+    their nanoseconds), numpy.datetime64 or a pyarrow timestamp scalar."""
     if isinstance(ts, np.datetime64):
         return int(ts.astype("datetime64[ns]").astype(np.int64))
+    if isinstance(ts, pa.TimestampScalar):
+        if not ts.is_valid:
+            raise TypeError("timestamp is a null pyarrow scalar")
+        return int(ts.cast(pa.timestamp("ns", tz=ts.type.tz)).value)
     if isinstance(ts, datetime):
+        to64 = getattr(ts, "to_datetime64", None)  # pandas.Timestamp: ns precision, UTC
+        if to64 is not None:
+            return int(np.datetime64(to64(), "ns").astype(np.int64))
         if ts.tzinfo is None:
             ts = ts.replace(tzinfo=timezone.utc)
-        return round((ts - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds() * 1e9)
+        return _delta_nanos(ts - _EPOCH)
+    _reject_low_precision(ts, "timestamp")
     if isinstance(ts, (int, float, np.integer, np.floating)) and not isinstance(ts, bool):
         if ts > 1e11:
             raise ValueError("timestamp= expects seconds since the Unix epoch; this looks like milliseconds")
+        if isinstance(ts, (int, np.integer)):
+            return int(ts) * 1_000_000_000
         return int(round(float(ts) * 1e9))
-    raise TypeError(f"timestamp must be seconds, datetime or numpy.datetime64, got {type(ts).__name__}")
+    raise TypeError(f"timestamp must be seconds, datetime, numpy.datetime64 or a pyarrow timestamp, got "
+                    f"{type(ts).__name__}")
 
 
 # ----------------------------------------------------------------- time columns
@@ -88,6 +117,11 @@ class TimeColumn:
 
     def __len__(self) -> int:
         return len(self.values)
+
+    def as_arrow_array(self) -> pa.Array:
+        """The values as Rerun's Arrow column: int64 (sequence), duration[ns] or timestamp[ns]."""
+        arrow_type = {"sequence": pa.int64(), "duration": pa.duration("ns"), "timestamp": pa.timestamp("ns")}
+        return pa.array(self.values, type=pa.int64()).view(arrow_type[self.kind])
 
 
 def _nanos_array(values: Any, np_unit: str, scalar) -> np.ndarray:

@@ -32,10 +32,12 @@ from pixelrun.engine.rrd.encode import (
     EncodedChunk,
     RrdEncoder,
     encode_chunk,
+    encode_payload,
     encode_recording,
     encode_store_info,
     ipc_payload,
     ipc_size,
+    lz4_compress,
     stream_header,
 )
 from pixelrun.engine.rrd.ipc import (
@@ -75,8 +77,8 @@ from pixelrun.engine.rrd.messages import (
 
 __all__ = [
     "RESCAN_BYTES", "SNIFF_BYTES", "RrdDecoder", "index_of", "iter_messages", "looks_like_rrd", "read_rrd",
-    "EncodedChunk", "RrdEncoder", "encode_chunk", "encode_recording", "encode_store_info", "ipc_payload",
-    "ipc_size", "stream_header",
+    "EncodedChunk", "RrdEncoder", "encode_chunk", "encode_payload", "encode_recording", "encode_store_info",
+    "ipc_payload", "ipc_size", "lz4_compress", "stream_header",
     "DEFAULT_MAX_DECOMPRESSED_BYTES", "LZ4_MAX_EXPANSION", "check_ipc_payload",
     "default_max_decompressed_bytes", "lz4_decompress",
     "DEFAULT_MAX_MESSAGE_BYTES", "FOOTER_ID", "FOURCC", "KIND_ARROW_MSG", "KIND_BLUEPRINT_ACTIVATION",

@@ -147,18 +147,41 @@ def encode_chunk(
         batch = to_record_batch(chunk)
     if compression:
         ipc = ipc_payload(batch)
-        uncompressed = ipc.size
-        payload = lz4.block.compress(memoryview(ipc), store_size=False)
-        plen = len(payload)
-    else:
-        payload = None
+        return encode_payload(chunk, store, batch, lz4_compress(ipc), compressed=True,
+                              uncompressed_size=ipc.size)
+    return encode_payload(chunk, store, batch, None, compressed=False)
+
+
+def lz4_compress(ipc) -> bytes:
+    """An IPC payload as one LZ4 *block* (no size prefix), as Rerun 0.41 stores it;
+    python-lz4 releases the GIL while it compresses."""
+    return lz4.block.compress(memoryview(ipc), store_size=False)
+
+
+def encode_payload(
+    chunk: Chunk, store: StoreInfo, batch: pa.RecordBatch, payload, *, compressed: bool,
+    uncompressed_size: Optional[int] = None,
+) -> EncodedChunk:
+    """One ArrowMsg around a payload the caller prepared: `payload` is the LZ4 block
+    of ``ipc_payload(batch)`` when `compressed` (`uncompressed_size` = the IPC size),
+    else that IPC payload itself, or None to stream it lazily from `batch`. Lets a
+    caller that tried LZ4 and kept the raw IPC bytes write them without encoding twice."""
+    if chunk.chunk_id is None:
+        raise ValueError("encode_payload: chunk_id must be set")
+    if compressed:
+        if payload is None or uncompressed_size is None:
+            raise ValueError("encode_payload: a compressed payload needs its bytes and uncompressed_size")
+        uncompressed, plen = uncompressed_size, len(payload)
+    elif payload is None:
         uncompressed = plen = ipc_size(batch)
+    else:
+        uncompressed = plen = payload.size if isinstance(payload, pa.Buffer) else len(payload)
     msg = pb.ArrowMsg()
     msg.store_id.CopyFrom(store_id_pb(store))
     t, inc = chunk_id_parts(chunk.chunk_id)
     msg.chunk_id.time_ns = t
     msg.chunk_id.inc = inc
-    msg.compression = pb.COMPRESSION_LZ4 if compression else pb.COMPRESSION_NONE
+    msg.compression = pb.COMPRESSION_LZ4 if compressed else pb.COMPRESSION_NONE
     msg.uncompressed_size = uncompressed
     msg.encoding = pb.ENCODING_ARROW_IPC
     msg.is_static = chunk.is_static

@@ -1,4 +1,11 @@
-"""The viewer's TCP listener: SDK processes stream .rrd bytes in, chunks come out.
+"""The viewer's listener: SDK processes stream recordings in, chunks come out.
+
+Two protocols share the port: Rerun 0.41's gRPC message proxy (what rerun-sdk and
+pixelrun's ``connect_grpc``/``spawn`` speak; `_GrpcFrontend`) and pixelrun's raw .rrd
+byte stream over TCP (``rr.connect_tcp``). A connection that opens with the HTTP/2
+preface is relayed to the gRPC side; any other is greeted and read as raw .rrd
+(what follows describes that raw path; the gRPC side reuses its decoder, limits
+and counters).
 
 One accept thread, one reader thread per connection (several programs may stream into
 one viewer at once). Each reader cuts its connection's bytes into whole .rrd units —
@@ -38,8 +45,9 @@ timed out, dropped, malformed messages, bytes, chunks, in-flight bytes);
 ``server.stats_snapshot()`` is a consistent copy and ``ServerStats.status_line()``
 its one-line summary for the window's status bar.
 
-Greeting: on accept the server sends `GREETING` (its only bytes on the connection),
-so a client can tell it is talking to a pixelrun viewer.
+Greeting: a raw client is sent `GREETING` (its only bytes on the connection), so it
+can tell it is talking to a pixelrun viewer: once its first bytes show it is not a
+gRPC client, or after `SNIFF_S` of silence.
 
 The listener binds 127.0.0.1 unless told otherwise: a viewer must not be reachable
 from other machines unless the user asks for it.
@@ -50,16 +58,20 @@ from __future__ import annotations
 import collections
 import copy
 import logging
+import select
 import socket
 import threading
 import time
+from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional, Protocol
 
+import grpc
 import numpy as np
 
 from pixelrun.engine import rrd
 from pixelrun.engine.chunk import Chunk
+from pixelrun.engine.grpc import wire
 from pixelrun.engine.rrd.messages import KIND_NAMES, MESSAGE_HEADER
 
 __all__ = [
@@ -480,14 +492,167 @@ class _UnitReader:
         unit.reserved = 0
 
 
+# A gRPC client's first bytes: the start of the HTTP/2 connection preface.
+_H2_START = b"PRI * HTTP/2.0"
+# How long a new connection may take to show that it speaks HTTP/2 before it is
+# greeted as a raw .rrd client. gRPC clients send the preface as soon as they connect;
+# a raw client that waits for the greeting before sending waits this long once.
+SNIFF_S = 1.0
+_RELAY_BUFFER = 1 << 20
+# gRPC calls (HTTP/2 streams) one connection may have open at once; more wait in the client.
+GRPC_CALLS_PER_CONNECTION = 4
+
+
+class _GrpcFrontend:
+    """Rerun 0.41's gRPC message proxy (``MessageProxyService/WriteMessages``, see
+    engine/grpc/wire.py) on the viewer's own port, so Rerun SDKs stream into it.
+
+    grpcio serves on a loopback port of its own; the listener relays to it every
+    connection that opens with the HTTP/2 preface (`proxy`), so both protocols share
+    one port and every gRPC connection stays under the listener's rules: the
+    connection limit and eviction, the handshake and idle timeouts, the counters.
+    Each request carries one .rrd message; it is decoded by the call's own
+    `RrdStreamDecoder` (size limits, LZ4 bound) one decode at a time across all
+    connections, as raw streams are. A malformed request ends its call with
+    INVALID_ARGUMENT naming the problem (counted as malformed); a callback error
+    ends it with INTERNAL; the viewer and every other call go on.
+
+    What the relay does not see: message boundaries inside HTTP/2, so the raw
+    path's per-unit slow-rate check does not apply; grpcio bounds a message at
+    ``max_message_bytes`` and the number of calls at ``max_connections``.
+    """
+
+    def __init__(self, server: "ViewerServer") -> None:
+        self._server = server
+        lim = server.limits
+        self._links: dict[int, _Link] = {}  # relay's local port -> the client's link
+        handler = grpc.method_handlers_generic_handler(wire.SERVICE, {
+            "WriteMessages": grpc.stream_unary_rpc_method_handler(self._write_messages)})
+        # A connection may hold a few calls at once (an SDK uses one per recording), so
+        # one client cannot take every call slot; taking them all needs every
+        # connection, and the listener evicts connections that deliver nothing.
+        calls = lim.max_connections * GRPC_CALLS_PER_CONNECTION
+        self._grpc = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=calls, thread_name_prefix="pixelrun-viewer-grpc"),
+            handlers=[handler], maximum_concurrent_rpcs=calls,
+            options=[("grpc.max_receive_message_length", lim.max_message_bytes + 64),
+                     ("grpc.max_send_message_length", 1 << 16), ("grpc.so_reuseport", 0),
+                     ("grpc.max_concurrent_streams", GRPC_CALLS_PER_CONNECTION)])
+        self.port = self._grpc.add_insecure_port("127.0.0.1:0")
+        self._grpc.start()
+
+    def stop(self, timeout: float) -> None:
+        self._grpc.stop(grace=None).wait(max(0.0, timeout))
+
+    # -- the relay (the listener's connection thread)
+
+    def proxy(self, link: _Link) -> None:
+        srv = self._server
+        kind, reason = "closed", ""
+        up = key = None
+        try:
+            up = socket.create_connection(("127.0.0.1", self.port), timeout=srv.limits.read_timeout_s)
+            key = up.getsockname()[1]
+            with srv._lock:
+                self._links[key] = link
+                link.standing = max(link.standing, 1)  # a valid HTTP/2 start
+            self._relay(link, up)
+        except _Timeout as exc:
+            kind, reason = "timeout", str(exc)
+        except OSError as exc:
+            if not srv._stopping.is_set() and link.end is None:
+                kind, reason = "error", f"connection error: {exc}"
+        finally:
+            with srv._lock:
+                self._links.pop(key, None)
+            if up is not None:
+                _shutdown(up)
+                up.close()
+            srv._close(link, kind, reason)
+
+    def _relay(self, link: _Link, up: socket.socket) -> None:
+        """Bytes both ways until either side closes; bounded waits throughout."""
+        srv, lim = self._server, self._server.limits
+        view = memoryview(bytearray(_RELAY_BUFFER))
+        link.sock.settimeout(lim.read_timeout_s)  # a send that cannot go on for this long fails
+        up.settimeout(lim.read_timeout_s)
+        while not srv._stopping.is_set() and link.end is None:
+            ready = select.select([link.sock, up], [], [], lim.poll_s)[0]
+            now = time.monotonic()
+            if not ready:
+                if lim.idle_timeout_s is not None and now - link.last_activity > lim.idle_timeout_s:
+                    raise _Timeout(f"idle: nothing sent or received for {lim.idle_timeout_s:g} s")
+                continue
+            for src in ready:
+                try:
+                    n = src.recv_into(view)
+                except ConnectionResetError:
+                    n = 0
+                if n == 0:
+                    return
+                (up if src is link.sock else link.sock).sendall(view[:n])
+                link.last_activity = now
+
+    # -- the calls (grpcio's threads)
+
+    def _link_of(self, peer: str) -> Optional[_Link]:
+        port = peer.rpartition(":")[2]
+        with self._server._lock:
+            return self._links.get(int(port)) if port.isdigit() else None
+
+    def _write_messages(self, requests, context) -> bytes:
+        srv = self._server
+        link = self._link_of(context.peer())
+        if link is None:  # not through the listener (a local client that found the loopback port)
+            link = _Link(None, f"{context.peer()} (direct)", time.monotonic())
+        problem = None
+        try:
+            decoder = srv._decoder_factory()
+            decoder.feed(rrd.stream_header(False))  # a call is one stream: its messages follow
+            for req in requests:
+                if srv._stopping.is_set():
+                    break
+                kind, body, header = wire.frame_from_request(req)
+                frame = bytearray(len(header) + len(body))  # the decoder takes whole frames
+                frame[: len(header)] = header
+                frame[len(header):] = body
+                srv._count_bytes(len(req))
+                chunks = srv._decode(decoder, _Unit(kind, memoryview(frame)), link)
+                del frame, req, body
+                if chunks:
+                    with srv._lock:
+                        srv.stats.chunks_received += len(chunks)
+                    srv._on_chunks(chunks, link.peer)
+                link.last_activity = time.monotonic()
+        except grpc.RpcError:
+            return b""  # the client went away mid-stream: nothing to answer
+        except (wire.WireError, StreamError) as exc:
+            problem = (grpc.StatusCode.INVALID_ARGUMENT, "malformed", str(exc))
+        except _Busy as exc:
+            problem = (grpc.StatusCode.RESOURCE_EXHAUSTED, "error", f"server busy: {exc}")
+        except Exception as exc:  # a decoder or callback failure: this call only
+            problem = (grpc.StatusCode.INTERNAL, "error", f"{type(exc).__name__}: {exc}")
+        if problem is None:
+            return b""
+        code, kind, reason = problem
+        with srv._lock:
+            srv.stats.messages_malformed += kind == "malformed"
+            srv.stats.note_error(f"dropped gRPC stream from {link.peer}: {reason}")
+        log.warning("viewer: dropped gRPC stream from %s: %s", link.peer, reason)
+        srv._event(f"dropped gRPC stream from {link.peer}: {reason}")
+        context.abort(code, f"pixelrun viewer: {reason}")
+        return b""  # not reached: abort raises
+
+
 class ViewerServer:
     """Listen on (host, port) and decode what every client sends.
 
     on_chunks(chunks, peer) is called from the connection's thread for every batch of
     decoded chunks; it may raise, which drops that connection only. `limits` bounds
     sizes, times and connection counts (see `ServerLimits`); `decoder_factory`, when
-    given, makes each connection's decoder (default: `RrdStreamDecoder` with the
-    limits' max_message_bytes and max_decompressed_bytes).
+    given, makes each connection's (and gRPC call's) decoder (default:
+    `RrdStreamDecoder` with the limits' max_message_bytes and max_decompressed_bytes).
+    `serve_grpc` (default True) also serves Rerun's gRPC protocol on the same port.
     """
 
     def __init__(
@@ -499,6 +664,7 @@ class ViewerServer:
         decoder_factory: Optional[Callable[[], StreamDecoder]] = None,
         limits: ServerLimits = ServerLimits(),
         on_event: Optional[Callable[[str], None]] = None,
+        serve_grpc: bool = True,
     ) -> None:
         self._on_chunks = on_chunks
         self.limits = limits
@@ -514,6 +680,13 @@ class ViewerServer:
         self._stopping = threading.Event()
         self._sock = self._listen(host, port)
         self.host, self.port = self._sock.getsockname()[:2]
+        self._grpc: Optional[_GrpcFrontend] = None
+        if serve_grpc:
+            try:
+                self._grpc = _GrpcFrontend(self)
+            except BaseException:
+                self._sock.close()
+                raise
         self._accept_thread = threading.Thread(
             target=self._accept_loop, name="pixelrun-viewer-accept", daemon=True
         )
@@ -609,10 +782,6 @@ class ViewerServer:
             if victim is not None:
                 _shutdown(victim.sock)  # its reader sees EOF and accounts the eviction
             conn.settimeout(self.limits.poll_s)
-            try:
-                conn.send(GREETING)  # fits any empty send buffer: never waits
-            except OSError:
-                pass  # gone already: its reader sees the end of stream
             link.thread = threading.Thread(
                 target=self._serve, args=(link,), name=f"pixelrun-viewer-{peer}", daemon=True
             )
@@ -639,7 +808,33 @@ class ViewerServer:
                 self.stats.messages_received += 1
         return chunks
 
+    def _speaks_http2(self, link: _Link) -> bool:
+        """Whether the client opened with the HTTP/2 preface (a gRPC client) within
+        `SNIFF_S`; a raw .rrd client (or silence) is greeted instead."""
+        deadline = time.monotonic() + min(SNIFF_S, self.limits.handshake_timeout_s)
+        got = b""
+        while len(got) < len(_H2_START) and _H2_START.startswith(got):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                if not select.select([link.sock], [], [], min(left, 0.05))[0]:
+                    continue
+                got = link.sock.recv(len(_H2_START), socket.MSG_PEEK)
+            except OSError:
+                return False  # its reader sees the error
+            if not got:
+                break
+        return got == _H2_START
+
     def _serve(self, link: _Link) -> None:
+        if self._grpc is not None and self._speaks_http2(link):
+            self._grpc.proxy(link)
+            return
+        try:
+            link.sock.send(GREETING)  # fits any empty send buffer: never waits
+        except OSError:
+            pass  # gone already: its reader sees the end of stream
         kind, reason = "closed", ""
         reader = _UnitReader(link, self.limits, self._budget, self._count_bytes,
                              cancelled=lambda: self._stopping.is_set() or link.end is not None)
@@ -735,6 +930,8 @@ class ViewerServer:
         for ln in links:
             _shutdown(ln.sock)
         self._budget.wake()
+        if self._grpc is not None:  # ends its calls (their relays see the close)
+            self._grpc.stop(min(1.0, max(0.0, deadline - time.monotonic())))
         threads = [self._accept_thread] + list(self._threads)
         for t in threads[1:]:
             if t is not threading.current_thread():

@@ -1,4 +1,4 @@
-"""The TCP sink (rr.connect): same encoding as files, reconnects, bounded buffering,
+"""The TCP sink (rr.connect_tcp): same encoding as files, reconnects, bounded buffering,
 every drop counted and reported, peers that are not a pixelrun viewer named."""
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def test_streams_into_the_real_viewer_server():
         rec = rr.RecordingStream("tcp-real")
         with warnings.catch_warnings():
             warnings.simplefilter("error", rr.PixelrunWarning)  # nothing is named or dropped
-            rec.connect(f"127.0.0.1:{srv.port}")
+            rec.connect_tcp(f"127.0.0.1:{srv.port}")
             for i in range(5):
                 rec.set_time("i", sequence=i)
                 rec.log("cam", _img())
@@ -359,7 +359,7 @@ def test_reruns_own_grpc_server_is_named(tmp_path):
         assert proc.stdout.readline().strip() == "up"
         rec = rr.RecordingStream("peer")
         with pytest.warns(rr.PixelrunWarning, match=rf"127\.0\.0\.1:{port} is not a pixelrun viewer: an HTTP"):
-            rec.connect(f"127.0.0.1:{port}")
+            rec.connect_tcp(f"127.0.0.1:{port}")  # raw TCP: Rerun's server is named
             rec.log("x", _img())
             sink = rec._sinks[0]
             assert wait_until(lambda: sink.peer_problem != "")
@@ -414,7 +414,7 @@ def test_spawn_into_a_port_taken_by_something_else_says_so(monkeypatch):
     srv = Listener(b"", b"HTTP/1.1 400 Bad Request\r\n\r\n")
     monkeypatch.delenv("PIXELRUN_SAVE", raising=False)
     rec = rr.RecordingStream("spawned")
-    with pytest.warns(rr.PixelrunWarning, match=rf"127\.0\.0\.1:{srv.port} is not a pixelrun viewer"):
+    with pytest.warns(rr.PixelrunWarning, match=rf"127\.0\.0\.1:{srv.port} is not a Rerun-compatible gRPC server"):
         rec.spawn(port=srv.port)  # something listens: no viewer is started, the sink checks it
         rec.log("x", _img())
         assert wait_until(lambda: rec._sinks[0].peer_problem != "")
