@@ -29,15 +29,21 @@ alternates A B A B so drift hits every contender alike; write to /dev/shm.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import os
 import platform
+import shutil
 import statistics
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional
 
 __all__ = ["Timing", "bench_args", "time_runs", "measure", "measure_interleaved", "print_table",
-           "format_table", "machine_line"]
+           "format_table", "machine_line", "frame_size", "opencv_peer", "scratch_dir"]
 
 
 @dataclass
@@ -81,6 +87,42 @@ def bench_args(description: Optional[str] = None, argv: Optional[list[str]] = No
     if args.repeat is None:
         args.repeat = quick_repeat if args.quick else repeat
     return args
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """``WxH`` (e.g. ``1920x1080``) -> (width, height): the ``type=`` of a ``--size`` flag."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 1920x1080; got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive width and height; got {text!r}")
+    return w, h
+
+
+def opencv_peer(script: str):
+    """The ``cv2`` module, the peer of the conversion benchmarks, or exit naming `script`
+    and how to install it."""
+    try:
+        import cv2  # the test extra, not a dependency of pixelrun
+    except ImportError:
+        sys.exit(f"{script}: OpenCV is the peer; install it with pip install -e '.[test]'")
+    return cv2
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str, keep: bool = False) -> Iterator[Path]:
+    """A new folder for a benchmark's generated inputs, in /dev/shm where there is one (so
+    the disk is not what is measured); removed at the end, or kept (--keep) and named on
+    stderr."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+    try:
+        yield work
+    finally:
+        if keep:
+            print(f"generated files kept in {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def time_runs(fn: Callable[[], object], repeat: int, warmup: int = 1,
@@ -180,7 +222,6 @@ def format_table(rows: Iterable[Timing], title: Optional[str] = None,
 
 def machine_line() -> str:
     """One line naming the machine, printed under each table so numbers carry context."""
-    import os
     return (f"{platform.machine()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}, "
             f"{platform.platform(terse=True)}")
 

@@ -23,25 +23,16 @@ from functools import partial
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import bench_args, measure, print_table
+from _bench import bench_args, frame_size, measure, opencv_peer, print_table
 
 from pixelrun.kernels.reference.convert import to_display_rgba
 from pixelrun.kernels.samples import sample
 
 
-def _size(text: str) -> tuple[int, int]:
-    w, h = (int(v) for v in text.lower().split("x"))
-    return w, h
-
-
 def main() -> None:
-    try:
-        import cv2
-    except ImportError:
-        sys.exit("convert_cpu: OpenCV is the peer; install it with pip install -e '.[test]'")
-
+    cv2 = opencv_peer("convert_cpu")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=_size, default=(1920, 1080), metavar="WxH")
+    parser.add_argument("--size", type=frame_size, default=(1920, 1080), metavar="WxH")
     args = bench_args(parser=parser)
     w, h = args.size
 

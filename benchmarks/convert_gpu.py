@@ -34,16 +34,11 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import bench_args, measure, print_table
+from _bench import bench_args, frame_size, measure, opencv_peer, print_table
 
 from pixelrun.kernels.formats import ChannelDatatype, ColorModel, ImageFormat
 from pixelrun.kernels.samples import sample
 from pixelrun.kernels.table_plan import plan_for
-
-
-def _size(text: str) -> tuple[int, int]:
-    w, h = (int(v) for v in text.lower().split("x"))
-    return w, h
 
 
 def _cv_cases(cv2, w: int, h: int) -> dict:
@@ -198,16 +193,13 @@ def _case_rows(conv, wait, cv2, case: str, key: str, cv_fn, w: int, h: int, repe
 
 
 def main() -> None:
-    try:
-        import cv2
-    except ImportError:
-        sys.exit("convert_gpu: OpenCV is the peer; install it with pip install -e '.[test]'")
+    cv2 = opencv_peer("convert_gpu")
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
     from pixelrun.kernels.wgpu import device as gpu
     from pixelrun.kernels.wgpu.convert import converter_for, wait_idle
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=_size, default=(1920, 1080), metavar="WxH")
+    parser.add_argument("--size", type=frame_size, default=(1920, 1080), metavar="WxH")
     parser.add_argument("--formats", default="", help="comma-separated case names (default: all)")
     args = bench_args(parser=parser)
     w, h = args.size

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import bench_args, measure, print_table
+from _bench import bench_args, frame_size, measure, opencv_peer, print_table
 
 from pixelrun.engine import encoded
 from pixelrun.kernels import backends
@@ -51,19 +51,11 @@ def _frame(w: int, h: int) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _size(text: str) -> tuple[int, int]:
-    w, h = (int(v) for v in text.lower().split("x"))
-    return w, h
-
-
 def main() -> None:
-    try:
-        import cv2
-    except ImportError:
-        sys.exit("decode_encoded: OpenCV is the peer; install it with pip install -e '.[test]'")
+    cv2 = opencv_peer("decode_encoded")
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=_size, default=(1920, 1080), metavar="WxH")
+    parser.add_argument("--size", type=frame_size, default=(1920, 1080), metavar="WxH")
     args = bench_args(parser=parser)
     w, h = args.size
     frame = _frame(w, h)

@@ -50,7 +50,6 @@ import io
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -58,12 +57,13 @@ import numpy as np
 import ray
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import Timing, bench_args, print_table, time_runs
+from _bench import Timing, bench_args, print_table, scratch_dir, time_runs
 
 import pixelrun as rr
 import pixelrun.data
 from pixelrun.engine import api as R
 from pixelrun.engine.cli.main import main as cli
+from pixelrun.engine.fleet import cluster
 from pixelrun.engine.fleet import frames as F
 from pixelrun.kernels import backends
 
@@ -132,9 +132,7 @@ def main() -> None:
                    help="CPU-side backend of every contender (default numpy: the same on every machine)")
     p.add_argument("--keep", action="store_true", help="keep the generated recordings")
     args = bench_args(__doc__, parser=p, repeat=2, quick_repeat=1)
-    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    work = Path(tempfile.mkdtemp(prefix="pixelrun-fleet-bench-", dir=shm))
-    try:
+    with scratch_dir("pixelrun-fleet-bench-", args.keep) as work:
         paths = generate(work, args.recordings, args.frames)
         total = args.recordings * args.frames
         out = work / "out"
@@ -172,7 +170,7 @@ def main() -> None:
             timed(PEER_RENDER, "render", render_loop)
             for workers in (1, 2):
                 t0 = time.perf_counter()
-                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+                cluster.connect(None, workers)  # a local Ray, as `pixelrun render --ray` starts one
                 starts.append(time.perf_counter() - t0)
                 ray.data.DataContext.get_current().enable_progress_bars = False
                 try:
@@ -194,11 +192,6 @@ def main() -> None:
                                 f"({args.backend} backend on CPU workers)",
                     footer=f"_Ray start: {min(starts):.1f}..{max(starts):.1f} s, not in the rows; "
                            f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPU(s)._")
-    finally:
-        if args.keep:
-            print(f"recordings kept in {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -50,9 +48,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # `import mcap` finds the package and `_bench` is still found (as benchmarks/mcap.py does)
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
 sys.path.insert(0, os.path.dirname(HERE))
-from _bench import Timing, bench_args, print_table, time_runs
+from _bench import Timing, bench_args, print_table, scratch_dir, time_runs
 
 import pixelrun.data
+from pixelrun.engine.fleet import cluster
 from pixelrun.engine.fleet import frames as F
 from tests.mcap_fixtures import RawImage, write_ros_bag
 
@@ -90,9 +89,7 @@ def main() -> None:
     p.add_argument("--keep", action="store_true", help="keep the generated bag")
     args = bench_args(__doc__, parser=p, repeat=3, quick_repeat=1)
     frames = args.frames or (16 if args.quick else 48)
-    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    work = Path(tempfile.mkdtemp(prefix="pixelrun-fleet-mcap-bench-", dir=shm))
-    try:
+    with scratch_dir("pixelrun-fleet-mcap-bench-", args.keep) as work:
         bag = str(work / "big.mcap")
         generate(Path(bag), frames)
         F.MIN_SHARD_BYTES = 16 << 20
@@ -107,7 +104,7 @@ def main() -> None:
                 lambda: ray_rows(bag, 2, "ros2_timestamp"),
         }
         t0 = time.perf_counter()
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+        cluster.connect(None, 2)  # a local Ray, as `pixelrun render --ray` starts one
         start = time.perf_counter() - t0
         ray.data.DataContext.get_current().enable_progress_bars = False
         samples: dict[str, list[float]] = {}
@@ -129,11 +126,6 @@ def main() -> None:
         print_table(rows, title=f"one ROS 2 bag of {frames} NV12 {W}x{H} frames, raw rows (decode=False)",
                     footer=f"_Ray start: {start:.1f} s, not in the rows; load average at the end: "
                            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPU(s)._")
-    finally:
-        if args.keep:
-            print(f"bag kept in {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,7 +41,7 @@ from pathlib import Path
 # `import mcap` finds the package and `_bench` is still found.
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
-from _bench import Timing, bench_args, print_table
+from _bench import Timing, bench_args, frame_size, print_table, scratch_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -151,17 +150,16 @@ def _command(argv: list) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, default=8, help="messages per camera topic (default 8; ~300 for GBs)")
-    p.add_argument("--size", default="1920x1080", help="camera resolution WxH")
+    p.add_argument("--size", type=frame_size, default=(1920, 1080), metavar="WxH", help="camera resolution")
     p.add_argument("--backend", default="auto", help="pixelrun render backend")
     p.add_argument("--only", default="", help="run only the cases whose name contains this (e.g. seek)")
     p.add_argument("--rerun", default=str(ROOT / ".venv-rerun" / "bin" / "rerun"), help="Rerun 0.41 binary")
     args = bench_args(__doc__, parser=p, repeat=3, quick_repeat=1)
-    w, h = (int(v) for v in args.size.lower().split("x"))
-    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    w, h = args.size
     rerun = args.rerun if os.path.exists(args.rerun) else None
     xvfb = shutil.which("xvfb-run")
-    with tempfile.TemporaryDirectory(dir=base, prefix="pixelrun-mcap-bench-") as d:
-        bag, rrd, png = Path(d) / "cams.mcap", Path(d) / "out.rrd", Path(d) / "shot.png"
+    with scratch_dir("pixelrun-mcap-bench-") as d:
+        bag, rrd, png = d / "cams.mcap", d / "out.rrd", d / "shot.png"
         t0 = time.perf_counter()
         write_bag(bag, args.frames, w, h)
         size_mb = bag.stat().st_size / 1e6

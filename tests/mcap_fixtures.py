@@ -23,14 +23,9 @@ from mcap_ros2._dynamic import serialize_dynamic
 from mcap_ros2.writer import Writer as Ros2Writer
 from PIL import Image
 
-IMAGE_MSGDEF = """std_msgs/Header header
-uint32 height
-uint32 width
-string encoding
-uint8 is_bigendian
-uint32 step
-uint8[] data
-================================================================================
+# Written out here, not imported from engine/mcap/messages.py (which .db3 files are decoded
+# with): a wrong definition there must not also write the bags that test it.
+_HEADER_MSGDEFS = """================================================================================
 MSG: std_msgs/Header
 builtin_interfaces/Time stamp
 string frame_id
@@ -40,18 +35,19 @@ int32 sec
 uint32 nanosec
 """
 
+IMAGE_MSGDEF = """std_msgs/Header header
+uint32 height
+uint32 width
+string encoding
+uint8 is_bigendian
+uint32 step
+uint8[] data
+""" + _HEADER_MSGDEFS
+
 COMPRESSED_MSGDEF = """std_msgs/Header header
 string format
 uint8[] data
-================================================================================
-MSG: std_msgs/Header
-builtin_interfaces/Time stamp
-string frame_id
-================================================================================
-MSG: builtin_interfaces/Time
-int32 sec
-uint32 nanosec
-"""
+""" + _HEADER_MSGDEFS
 
 
 @dataclass

@@ -34,13 +34,19 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 _MSGDEFS = {ROS_IMAGE: IMAGE_MSGDEF, ROS_COMPRESSED: COMPRESSED_MSGDEF}
 
 
-def is_db3(path) -> bool:
-    """Whether a file starts with SQLite's magic (False when unreadable)."""
+def starts_with(path, magic: bytes) -> bool:
+    """Whether a file starts with `magic` (False when unreadable): how a bag's kind is told
+    (reader.py's `is_mcap` too)."""
     try:
         with open(os.fspath(path), "rb") as f:
-            return f.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+            return f.read(len(magic)) == magic
     except OSError:
         return False
+
+
+def is_db3(path) -> bool:
+    """Whether a file starts with SQLite's magic (False when unreadable)."""
+    return starts_with(path, SQLITE_MAGIC)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import importlib
 import json
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -131,6 +132,24 @@ def _from_foxglove(msg, compressed: bool) -> ImageMessage:
                         int(get("step", 0)), False)
 
 
+def _library_decoder(module: str, schema, channel, wire: str) -> Callable[[bytes], Any]:
+    """The message decoder that `module`'s DecoderFactory (mcap_ros2.decoder or
+    mcap_protobuf.decoder: the optional pixelrun[mcap] extra, imported on first use) makes
+    for this channel. SchemaError when the package is missing, the schema does not parse,
+    or the channel's message encoding is not `wire`."""
+    try:
+        factory = importlib.import_module(module).DecoderFactory
+    except ImportError as exc:  # this topic cannot be read; the others still are
+        raise SchemaError(missing_extra(exc)) from None
+    try:
+        dec = factory().decoder_for(channel.message_encoding, schema)
+    except Exception as exc:  # the libraries raise many kinds on a bad definition
+        raise SchemaError(f"{schema.encoding} schema {schema.name!r} does not parse: {exc}") from None
+    if dec is None:
+        raise SchemaError(f"message encoding {channel.message_encoding!r} is not {wire}")
+    return dec
+
+
 def decoder_for(schema, channel) -> Optional[Callable[[bytes], ImageMessage]]:
     """bytes -> ImageMessage for a channel; None when its schema is not an image message.
 
@@ -147,28 +166,10 @@ def decoder_for(schema, channel) -> Optional[Callable[[bytes], ImageMessage]]:
     if name in (ROS_IMAGE, ROS_COMPRESSED):
         if enc != "ros2msg":
             raise SchemaError(f"schema {schema.name!r} in encoding {enc!r} (only ros2msg is read)")
-        try:
-            from mcap_ros2.decoder import DecoderFactory  # noqa: PLC0415 - the optional pixelrun[mcap] extra
-        except ImportError as exc:  # this topic cannot be read; the others still are
-            raise SchemaError(missing_extra(exc)) from None
-        try:
-            dec = DecoderFactory().decoder_for(channel.message_encoding, schema)
-        except Exception as exc:  # the library raises many kinds on a bad definition
-            raise SchemaError(f"ros2msg schema {schema.name!r} does not parse: {exc}") from None
-        if dec is None:
-            raise SchemaError(f"message encoding {channel.message_encoding!r} is not CDR")
+        dec = _library_decoder("mcap_ros2.decoder", schema, channel, "CDR")
         return lambda data: _from_ros(dec(data), compressed)
     if enc == "protobuf":
-        try:
-            from mcap_protobuf.decoder import DecoderFactory as PbFactory  # noqa: PLC0415 - the optional extra
-        except ImportError as exc:  # this topic cannot be read; the others still are
-            raise SchemaError(missing_extra(exc)) from None
-        try:
-            dec = PbFactory().decoder_for(channel.message_encoding, schema)
-        except Exception as exc:
-            raise SchemaError(f"protobuf schema {schema.name!r} does not parse: {exc}") from None
-        if dec is None:
-            raise SchemaError(f"message encoding {channel.message_encoding!r} is not protobuf")
+        dec = _library_decoder("mcap_protobuf.decoder", schema, channel, "protobuf")
         return lambda data: _from_foxglove(dec(data), compressed)
     if enc == "jsonschema":
         try:

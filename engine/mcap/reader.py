@@ -25,7 +25,7 @@ import numpy as np
 
 from pixelrun.engine.archetypes import DEPTH_IMAGE, ENCODED_IMAGE, IMAGE, UTF8_TYPE
 from pixelrun.engine.chunk import COLUMN_BUILDERS, Chunk, TimeColumn, buffer_column, float_column, format_column
-from pixelrun.engine.mcap.db3 import is_db3, iter_db3_messages
+from pixelrun.engine.mcap.db3 import is_db3, iter_db3_messages, starts_with
 from pixelrun.engine.mcap.messages import ImageMessage, SchemaError, decoder_for, media_type_of, missing_extra
 from pixelrun.engine.mcap.ros_image import NotShown, RosImage, map_raw_image
 from pixelrun.engine.rrd import StoreInfo, default_max_decompressed_bytes
@@ -50,11 +50,7 @@ CHUNK_BYTES = 16 << 20
 
 def is_mcap(path) -> bool:
     """Whether a file starts with the MCAP magic (False when unreadable)."""
-    try:
-        with open(os.fspath(path), "rb") as f:
-            return f.read(len(MCAP_MAGIC)) == MCAP_MAGIC
-    except OSError:
-        return False
+    return starts_with(path, MCAP_MAGIC)
 
 
 def is_bag(path) -> bool:

@@ -1,4 +1,5 @@
-"""The CuPy compositor (contract §4) against compositing written out here in float64.
+"""The CuPy compositor (contract §4) against compositing written out in float64
+(tests/kernels/composite_spec.py).
 
 Two ways in: on any machine, the compositor's launch plans (`plan_composite` with
 NumPy arrays) run through the CUDA kernels compiled for the CPU
@@ -16,48 +17,13 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kernels"))
-from cuda_host_harness import build_host_kernels, gxx
+from composite_spec import spec_composite, spec_composite_layers
+from cuda_host_harness import host_kernels_or_skip
 
 from pixelrun.engine.scene import Layer
 from pixelrun.kernels.cuda import composite as cupy_composite
 from pixelrun.kernels.cuda.composite import plan_composite
 from pixelrun.kernels.formats import ChannelDatatype, ColorModel, ImageFormat, PixelFormat
-
-# --------------------------------------------------------- contract §4, written out in float64
-
-
-def _decode(c):
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-
-
-def _encode(c):
-    c = np.clip(c, 0.0, 1.0)
-    return np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
-
-
-def _q(x):
-    return np.floor(np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def spec_composite(layers, width, height, background=(0, 0, 0, 0)):
-    """layers: (rgba uint8 (h, w, 4), opacity) in draw order."""
-    bg = np.asarray(background, np.float64) / 255.0
-    acc = np.zeros((height, width, 4))
-    acc[..., :3] = _decode(bg[:3]) * bg[3]
-    acc[..., 3] = bg[3]
-    for rgba, opacity in layers:
-        h, w = rgba.shape[:2]
-        a = rgba[..., 3] / 255.0 * min(max(opacity, 0.0), 1.0)
-        c = _decode(rgba[..., :3] / 255.0)
-        region = acc[:h, :w]
-        region[..., :3] = c * a[..., None] + region[..., :3] * (1.0 - a[..., None])
-        region[..., 3] = a + region[..., 3] * (1.0 - a)
-    out = np.zeros((height, width, 4), np.uint8)
-    alpha = acc[..., 3]
-    seen = alpha > 0
-    out[seen, :3] = _q(_encode(acc[seen, :3] / alpha[seen, None]))
-    out[seen, 3] = _q(alpha[seen])
-    return out
 
 
 def assert_within_one(got, want):
@@ -70,9 +36,7 @@ def assert_within_one(got, want):
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    if gxx() is None:
-        pytest.skip("g++ is not installed: the CUDA kernels cannot be built for the host")
-    return build_host_kernels(tmp_path_factory.mktemp("cuda_host_composite"))
+    return host_kernels_or_skip(tmp_path_factory, "cuda_host_composite")
 
 
 def run_host(host, layers, width, height, background=(0, 0, 0, 0)):
@@ -172,13 +136,8 @@ def test_gpu_composite_equals_numpy_compositor():
 
 @needs_cuda
 def test_gpu_composite_equals_spec_formula_on_reference_decodes():
-    from pixelrun.engine.scene import order_layers
-    from pixelrun.kernels.reference import convert as reference
-
     layers = _layers()
-    decoded = [(reference.to_display_rgba(l.buffer, l.format), l.opacity) for l in order_layers(layers)]
-    want = spec_composite(decoded, 13, 11)
-    assert_within_one(cupy_composite.composite(layers), want)
+    assert_within_one(cupy_composite.composite(layers), spec_composite_layers(layers))
 
 
 @needs_cuda

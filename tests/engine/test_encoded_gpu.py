@@ -37,7 +37,7 @@ from pixelrun.kernels.reference import convert as reference_convert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kernels"))
 import cuda_host_harness
-from cuda_host_harness import FakeDeviceArray, build_host_kernels, fake_cupy_modules, gxx
+from cuda_host_harness import FakeDeviceArray, clear_cupy_caches, host_kernels_or_skip, install_fake_cupy
 
 RNG = np.random.default_rng(31)
 SMOOTH = (np.stack(np.meshgrid(np.arange(40), np.arange(24)), -1).sum(-1)[..., None] * [3, 5, 7] % 256).astype(np.uint8)
@@ -74,9 +74,7 @@ def _jpeg_and_png(rec):
 def _reset_gpu_choice():
     encoded._GPU.clear()
     scene._GPU_FALLBACK_SAID.clear()
-    cupy_convert.is_available.cache_clear()
-    cupy_convert._raw_module.cache_clear()
-    cupy_convert.kernel.cache_clear()
+    clear_cupy_caches()
 
 
 # ------------------------------------------------------------------ the fake decoder API
@@ -127,16 +125,12 @@ def _fake_nvimgcodec():
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    if gxx() is None:
-        pytest.skip("g++ is not installed: the CUDA kernels cannot be built for the host")
-    return build_host_kernels(tmp_path_factory.mktemp("cuda_host_encoded"))
+    return host_kernels_or_skip(tmp_path_factory, "cuda_host_encoded")
 
 
 @pytest.fixture
 def fake_cupy(host, monkeypatch):
-    cupy, cupyx = fake_cupy_modules(host, cupy_convert.cuda_source())
-    monkeypatch.setitem(sys.modules, "cupy", cupy)
-    monkeypatch.setitem(sys.modules, "cupyx", cupyx)
+    cupy = install_fake_cupy(host, monkeypatch)
     # the stand-in's streams are synchronous; nvImageCodec is handed CuPy's stream handle
     monkeypatch.setattr(cuda_host_harness._FakeStream, "ptr", 0, raising=False)
     _reset_gpu_choice()

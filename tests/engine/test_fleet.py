@@ -1,8 +1,9 @@
 """Fleet scale on Ray (engine/fleet/, `pixelrun.data`, `pixelrun render ... --ray`).
 
-One local Ray (2 CPUs) for the whole module, over recordings of different formats and
-sizes generated with the SDK: NV12 and I420 (YUV), a translucent RGBA image with opacity
-and a static image, odd-sized RGB with an image entity under another one, and U16 mono.
+One local Ray (2 CPUs, tests/engine/conftest.py's ray_local) for the session, over
+recordings of different formats and sizes generated with the SDK: NV12 and I420 (YUV), a
+translucent RGBA image with opacity and a static image, odd-sized RGB with an image entity
+under another one, and U16 mono.
 Every frame a dataset or `render --ray` gives is checked against the single-process
 render of the same recording on the same backend (numpy, the oracle), pixel for pixel.
 """
@@ -102,20 +103,6 @@ def damaged(fleet, tmp_path_factory):
     cut = root / "cut.rrd"
     cut.write_bytes(data[: len(data) * 2 // 3])
     return str(garbage), str(cut)
-
-
-@pytest.fixture(scope="session")
-def ray_local():
-    """One local Ray for these tests: 2 CPUs, no dashboard, shut down at the end."""
-    if ray.is_initialized():  # someone else's: use it, leave it running
-        yield ray
-        return
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 def _key(row) -> tuple:

@@ -1,7 +1,7 @@
 """Bags on Ray: `pixelrun.data.read_mcap` and `pixelrun render A.mcap B.rrd --ray`.
 
-One local Ray (2 CPUs) for the module, as tests/engine/test_fleet.py, over bags written
-with tests/mcap_fixtures.py: a ROS 2 MCAP bag (row-padded rgb8, NV12, 16UC1 depth and
+One local Ray (2 CPUs, tests/engine/conftest.py's ray_local) for the session, over bags
+written with tests/mcap_fixtures.py: a ROS 2 MCAP bag (row-padded rgb8, NV12, 16UC1 depth and
 PNG CompressedImage topics, several zstd chunks), a Foxglove protobuf bag (bgr8 and
 JPEG) and a rosbag2 .db3 (mono8). Every row's pixels are checked against the
 single-process ``pixelrun.engine.render`` of that topic at that time, on numpy.
@@ -120,20 +120,6 @@ def damaged(tmp_path_factory):
     chunk = root / "chunk.mcap"
     chunk.write_bytes(bytes(broken))
     return str(garbage), str(cut), str(chunk)
-
-
-@pytest.fixture(scope="session")
-def ray_local():
-    """One local Ray for these tests: 2 CPUs, no dashboard, shut down at the end."""
-    if ray.is_initialized():  # someone else's (test_fleet.py's): use it, leave it running
-        yield ray
-        return
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 def _rows_by_key(ds) -> dict:

@@ -7,8 +7,11 @@ CuPy (built by `plan_conversion(numpy, ...)` instead of `plan_conversion(cupy, .
 and compare the result with the NumPy reference -- so kernel logic and argument
 preparation are checked on machines without an NVIDIA GPU.
 
-    lib = build_host_kernels(tmp_dir)      # None (with a reason) when g++ is absent
+    lib = build_host_kernels(tmp_dir)      # FileNotFoundError when g++ is absent
     lib.run(plan)                          # executes every Launch of the plan
+
+In a test module: `host_kernels_or_skip` (a module fixture's body: skip without g++) and,
+for CuPy glue code, `install_fake_cupy` (the stand-in below, in sys.modules for one test).
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from __future__ import annotations
 import ctypes
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pytest
 
+from pixelrun.kernels.cuda import convert as cupy_convert
 from pixelrun.kernels.cuda.convert import CUDA_DIR, Launch
 
 HERE = Path(__file__).resolve().parent
@@ -86,6 +92,14 @@ def build_host_kernels(out_dir: Path) -> HostKernels:
     if proc.returncode != 0:
         raise subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
     return HostKernels(out)
+
+
+def host_kernels_or_skip(tmp_path_factory: pytest.TempPathFactory, folder: str) -> HostKernels:
+    """`build_host_kernels` into a new temporary `folder`, or skip the test when g++ is
+    missing (conftest.py's PIXELRUN_REQUIRE_CUDA hook knows this skip is not about CUDA)."""
+    if gxx() is None:
+        pytest.skip("g++ is not installed: the CUDA kernels cannot be built for the host")
+    return build_host_kernels(tmp_path_factory.mktemp(folder))
 
 
 # ------------------------------------------------------------------- a CuPy stand-in
@@ -220,3 +234,22 @@ def fake_cupy_modules(host: HostKernels, expected_source: str):
     )
     cupyx.empty_pinned = lambda shape, dtype=np.float64: np.empty(shape, dtype)
     return cupy, cupyx
+
+
+def clear_cupy_caches() -> None:
+    """Forget what kernels/cuda/convert.py cached about CuPy (whether it is there, the
+    compiled module, the kernels), so a stand-in installed or removed is seen."""
+    cupy_convert.is_available.cache_clear()
+    cupy_convert._raw_module.cache_clear()
+    cupy_convert.kernel.cache_clear()
+
+
+def install_fake_cupy(host: HostKernels, monkeypatch: pytest.MonkeyPatch):
+    """The stand-in (cupy, cupyx) in sys.modules until `monkeypatch` undoes it, with the
+    caches cleared so kernels/cuda finds it; returns the cupy stand-in. The caller clears
+    the caches again (`clear_cupy_caches`) when the test is done."""
+    cupy, cupyx = fake_cupy_modules(host, cupy_convert.cuda_source())
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.setitem(sys.modules, "cupyx", cupyx)
+    clear_cupy_caches()
+    return cupy

@@ -9,34 +9,24 @@ class-colour table for a row they have already decoded.
 
 from __future__ import annotations
 
-import sys
 import warnings
 
 import numpy as np
 import pytest
-from cuda_host_harness import build_host_kernels, fake_cupy_modules, gxx
+from composite_spec import spec_composite_layers
+from cuda_host_harness import clear_cupy_caches, host_kernels_or_skip, install_fake_cupy
 
 from pixelrun.kernels.backends import availability
 from pixelrun.kernels.colormaps import Colormap
-from pixelrun.kernels.cuda import convert as cupy_convert
 from pixelrun.kernels.errors import RenderWarning
 from pixelrun.kernels.formats import ChannelDatatype, ColorModel, ImageFormat
-from pixelrun.kernels.layers import Layer, layer_decode_args, order_layers
+from pixelrun.kernels.layers import Layer
 from pixelrun.kernels.reference import composite as numpy_composite
-from pixelrun.kernels.reference import convert as reference
 
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    if gxx() is None:
-        pytest.skip("g++ is not installed: the CUDA kernels cannot be built for the host")
-    return build_host_kernels(tmp_path_factory.mktemp("cuda_host_composite_table"))
-
-
-def _clear_cupy_caches():
-    cupy_convert.is_available.cache_clear()
-    cupy_convert._raw_module.cache_clear()
-    cupy_convert.kernel.cache_clear()
+    return host_kernels_or_skip(tmp_path_factory, "cuda_host_composite_table")
 
 
 @pytest.fixture(params=["numpy", "wgpu", "cupy-fake"])
@@ -58,11 +48,7 @@ def compose(request, monkeypatch):
         yield renderer.render_offscreen
         renderer.clear_cache()
         return
-    host = request.getfixturevalue("host")
-    cupy, cupyx = fake_cupy_modules(host, cupy_convert.cuda_source())
-    monkeypatch.setitem(sys.modules, "cupy", cupy)
-    monkeypatch.setitem(sys.modules, "cupyx", cupyx)
-    _clear_cupy_caches()
+    cupy = install_fake_cupy(request.getfixturevalue("host"), monkeypatch)
     from pixelrun.kernels.cuda import composite as cupy_composite
 
     cache = cupy_composite._DecodedCache(1 << 30)
@@ -71,33 +57,7 @@ def compose(request, monkeypatch):
         return np.asarray(cupy_composite._composite_on_device(cupy, list(layers), (0, 0, 0, 0), cache))
 
     yield run
-    _clear_cupy_caches()
-
-
-def _spec(layers) -> np.ndarray:
-    """contract §4 in float64 over the reference's decode of each layer."""
-    def dec(c):
-        return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-
-    def enc(c):
-        c = np.clip(c, 0, 1)
-        return np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
-
-    w = max(l.format.width for l in layers)
-    h = max(l.format.height for l in layers)
-    acc = np.zeros((h, w, 4))
-    for l in order_layers(list(layers)):
-        rgba = reference.to_display_rgba(l.buffer, l.format, **layer_decode_args(l)) / 255.0
-        lh, lw = rgba.shape[:2]
-        a = rgba[..., 3] * min(max(l.opacity, 0), 1)
-        r = acc[:lh, :lw]
-        r[..., :3] = dec(rgba[..., :3]) * a[..., None] + r[..., :3] * (1 - a[..., None])
-        r[..., 3] = a + r[..., 3] * (1 - a)
-    out = np.zeros((h, w, 4), np.uint8)
-    seen = acc[..., 3] > 0
-    out[seen, :3] = np.floor(enc(acc[seen, :3] / acc[seen, 3:4]) * 255 + 0.5)
-    out[seen, 3] = np.floor(acc[seen, 3] * 255 + 0.5)
-    return out
+    clear_cupy_caches()
 
 
 def _close(got, want, what):
@@ -129,12 +89,12 @@ def _layers(colormap=Colormap.Turbo, depth_range=None, colors_seed=0):
 
 def test_depth_image_and_segmentation_composite_like_the_contract(compose):
     layers = _layers()
-    _close(compose(layers), _spec(layers), "depth -20, image -10, segmentation 0")
+    _close(compose(layers), spec_composite_layers(layers), "depth -20, image -10, segmentation 0")
 
 
 def test_a_changed_colormap_range_or_class_table_is_never_a_stale_decode(compose):
     first = _layers()
-    _close(compose(first), _spec(first), "first draw")
+    _close(compose(first), spec_composite_layers(first), "first draw")
     # same rows (row ids and bytes), new colours: each must show the new mapping
     for changed in (_layers(colormap=Colormap.Viridis), _layers(depth_range=(1000, 2000)),
                     _layers(colors_seed=1)):
@@ -143,8 +103,8 @@ def test_a_changed_colormap_range_or_class_table_is_never_a_stale_decode(compose
         changed = [Layer(l.entity, l.row_id, old.buffer, l.format, l.opacity, l.draw_order, kind=l.kind,
                          value_range=l.value_range, colormap=l.colormap, class_colors=l.class_colors,
                          class_colors_key=l.class_colors_key) for l, old in zip(changed, first)]
-        want = _spec(changed)
-        assert not np.array_equal(want, _spec(first))
+        want = spec_composite_layers(changed)
+        assert not np.array_equal(want, spec_composite_layers(first))
         _close(compose(changed), want, "after a change")
 
 
@@ -153,9 +113,9 @@ def test_an_image_s_pinned_value_range_is_honoured(compose):
     data = np.arange(45, dtype=np.uint16).reshape(5, 9) * 40
     auto = Layer("/img", 21, data.view(np.uint8).reshape(-1), fmt)
     pinned = Layer("/img", 21, auto.buffer, fmt, value_range=(0, 1000))
-    _close(compose([auto]), _spec([auto]), "automatic range")
+    _close(compose([auto]), spec_composite_layers([auto]), "automatic range")
     got = compose([pinned])
-    _close(got, _spec([pinned]), "pinned range")
+    _close(got, spec_composite_layers([pinned]), "pinned range")
     assert (got[..., 0][data >= 1000] == 255).all()  # the pin, not the image's own max (1760)
 
 
@@ -168,4 +128,4 @@ def test_a_multi_channel_depth_layer_is_left_out_with_its_name(compose):
         got = compose([good, bad])
     assert any(issubclass(w.category, RenderWarning) and "/bad_depth" in str(w.message) for w in caught), \
         [str(w.message) for w in caught]
-    _close(got, _spec([good]), "without the bad layer")
+    _close(got, spec_composite_layers([good]), "without the bad layer")

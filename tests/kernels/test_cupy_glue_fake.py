@@ -10,12 +10,11 @@ by test_cupy_backend.py and test_conformance.py on a CUDA machine.)
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
+from composite_spec import spec_composite_layers
 from conformance_cases import CASES
-from cuda_host_harness import FakeDeviceArray, build_host_kernels, fake_cupy_modules, gxx
+from cuda_host_harness import FakeDeviceArray, clear_cupy_caches, host_kernels_or_skip, install_fake_cupy
 
 from pixelrun.kernels.cuda import convert as cupy_convert
 from pixelrun.kernels.formats import ChannelDatatype, ColorModel, ImageFormat, PixelFormat, validate
@@ -24,25 +23,13 @@ from pixelrun.kernels.reference import convert as reference
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    if gxx() is None:
-        pytest.skip("g++ is not installed: the CUDA kernels cannot be built for the host")
-    return build_host_kernels(tmp_path_factory.mktemp("cuda_host_glue"))
-
-
-def _clear_caches():
-    cupy_convert.is_available.cache_clear()
-    cupy_convert._raw_module.cache_clear()
-    cupy_convert.kernel.cache_clear()
+    return host_kernels_or_skip(tmp_path_factory, "cuda_host_glue")
 
 
 @pytest.fixture
 def fake(host, monkeypatch):
-    cupy, cupyx = fake_cupy_modules(host, cupy_convert.cuda_source())
-    monkeypatch.setitem(sys.modules, "cupy", cupy)
-    monkeypatch.setitem(sys.modules, "cupyx", cupyx)
-    _clear_caches()
-    yield cupy
-    _clear_caches()
+    yield install_fake_cupy(host, monkeypatch)
+    clear_cupy_caches()
 
 
 def _close(got, want, tol, what=""):
@@ -141,35 +128,6 @@ def _layers():
     ]
 
 
-def _spec_composite(layers, background=(0, 0, 0, 0)):
-    """contract §4 in float64 over reference decodes (same formula as tests/engine)."""
-    from pixelrun.engine.scene import canvas_size, order_layers
-
-    def dec(c):
-        return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-
-    def enc(c):
-        c = np.clip(c, 0, 1)
-        return np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
-
-    w, h = canvas_size(layers)
-    bg = np.asarray(background, float) / 255
-    acc = np.zeros((h, w, 4))
-    acc[..., :3], acc[..., 3] = dec(bg[:3]) * bg[3], bg[3]
-    for l in order_layers(layers):
-        rgba = reference.to_display_rgba(l.buffer, l.format) / 255.0
-        lh, lw = rgba.shape[:2]
-        a = rgba[..., 3] * min(max(l.opacity, 0), 1)
-        r = acc[:lh, :lw]
-        r[..., :3] = dec(rgba[..., :3]) * a[..., None] + r[..., :3] * (1 - a[..., None])
-        r[..., 3] = a + r[..., 3] * (1 - a)
-    out = np.zeros((h, w, 4), np.uint8)
-    seen = acc[..., 3] > 0
-    out[seen, :3] = np.floor(enc(acc[seen, :3] / acc[seen, 3:4]) * 255 + 0.5)
-    out[seen, 3] = np.floor(acc[seen, 3] * 255 + 0.5)
-    return out
-
-
 def test_composite_and_render_many(fake):
     from pixelrun.kernels.cuda import composite as cupy_composite
     from pixelrun.kernels.reference import composite as numpy_composite
@@ -177,7 +135,7 @@ def test_composite_and_render_many(fake):
     layers = _layers()
     got = cupy_composite.composite(layers)
     assert type(got) is np.ndarray
-    _close(got, _spec_composite(layers), 1, "composite")
+    _close(got, spec_composite_layers(layers), 1, "composite")
     _close(got, numpy_composite.composite(layers), 1, "NumPy compositor")
     bg = (13, 13, 13, 255)
     _close(cupy_composite.composite(layers, bg), numpy_composite.composite(layers, bg), 1, "opaque background")
@@ -185,7 +143,7 @@ def test_composite_and_render_many(fake):
     frames = list(cupy_composite.render_many(scenes, window=3))
     assert len(frames) == 4
     for frame, scene in zip(frames, scenes):
-        _close(frame, _spec_composite(scene), 1, "render_many")
+        _close(frame, spec_composite_layers(scene), 1, "render_many")
 
 
 # ----------------------------------------------------------------------- gpu_input

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conformance_cases import CASES, Case
-from cuda_host_harness import build_host_kernels, gxx
+from cuda_host_harness import host_kernels_or_skip
 
 from pixelrun.kernels.cuda import convert as cupy_convert
 from pixelrun.kernels.cuda.convert import frame_value_ranges, plan_conversion
@@ -26,9 +26,7 @@ SENTINEL = 77  # pre-fill of the output: a pixel the kernels forgot shows up as 
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    if gxx() is None:
-        pytest.skip("g++ is not installed: the CUDA kernels cannot be built for the host")
-    return build_host_kernels(tmp_path_factory.mktemp("cuda_host"))
+    return host_kernels_or_skip(tmp_path_factory, "cuda_host")
 
 
 def convert_on_host(host, frames: list[bytes], fmt: ImageFormat, value_range=None):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cuda_host_harness import build_host_kernels, gxx
+from cuda_host_harness import host_kernels_or_skip
 from rerun_colormap_samples import RERUN_SHOWS, TRANSPARENT_IN_RERUN
 
 from pixelrun.kernels.backends import availability, backend_module
@@ -30,9 +30,7 @@ BACKEND_NAMES = ["numpy", "wgpu", "cupy", "cuda-host"]
 
 @pytest.fixture(scope="module")
 def host_kernels(tmp_path_factory):
-    if gxx() is None:
-        pytest.skip("g++ is not installed: the CUDA kernels cannot be built for the host")
-    return build_host_kernels(tmp_path_factory.mktemp("cuda_host_table"))
+    return host_kernels_or_skip(tmp_path_factory, "cuda_host_table")
 
 
 @pytest.fixture(scope="module", params=BACKEND_NAMES)
