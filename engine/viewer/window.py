@@ -195,6 +195,9 @@ class Viewer:
         from pixelrun.kernels.wgpu.composite import Renderer  # noqa: PLC0415 - imports wgpu
 
         self.renderer = Renderer(self.device, vram_budget=texture_budget)
+        # compile the composite and common decode pipelines now, while the window opens:
+        # the first frame with data would otherwise pay a few hundred ms for them
+        self.renderer.warm_up(self.cache_format)
         self._blit_pipeline = self._make_blit_pipeline()
         self._cache_tex = None
         self._cache_bind = None

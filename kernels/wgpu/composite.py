@@ -38,7 +38,9 @@ API (the window viewer and headless render both use it)::
   1/k or less, and when the frame's textures would not fit the budget together (the
   largest layers are reduced first; ``last_draw.levels`` names the reduced layers,
   ``last_draw.over_budget`` those reduced for the budget); at zoom 1/k with a whole-pixel
-  offset a reduced level gives exactly the full image's pixels. ``render_offscreen``
+  offset a reduced level gives exactly the full image's pixels. A layer not yet decoded
+  is decoded straight to its level (``WgslConverter.decode(level=)``: only the texels the
+  level keeps; Bayer images are decoded, then reduced). ``render_offscreen``
   always uses full resolution. Images larger than the device's max texture size are kept
   as several tiles; targets whose accumulation buffer exceeds one storage binding are
   composited in bands of rows. ``max_texture_dim`` / ``max_acc_bytes`` lower those
@@ -61,6 +63,7 @@ import numpy as np
 import wgpu
 
 from pixelrun.kernels.errors import RenderWarning, user_stacklevel
+from pixelrun.kernels.formats import ChannelDatatype, ColorModel, ImageFormat, PixelFormat
 from pixelrun.kernels.layers import (
     MAGNIFICATION_LINEAR,
     Layer,
@@ -193,6 +196,7 @@ class Renderer:
         self._acc_size = 0
         self._present_pipelines: dict[str, object] = {}
         self._shift_buffers: dict[int, object] = {}
+        self._fuse_clear = True  # `blend_first` where it can replace `clear` (False: never; for tests)
         self._build_pipelines()
 
     # ------------------------------------------------------------------ setup
@@ -250,6 +254,9 @@ class Renderer:
         self._blend = dev.create_compute_pipeline(
             layout=compute_layout, compute={"module": self._module, "entry_point": "blend"}
         )
+        self._blend_first = dev.create_compute_pipeline(
+            layout=compute_layout, compute={"module": self._module, "entry_point": "blend_first"}
+        )
         self._reduce = dev.create_compute_pipeline(
             layout=dev.create_pipeline_layout(bind_group_layouts=[self._reduce_layout]),
             compute={"module": self._module, "entry_point": "reduce"},
@@ -304,15 +311,19 @@ class Renderer:
         self._cache_bytes += entry.nbytes
         return entry
 
-    def _decode(self, layer: Layer, encoder) -> list[DecodedTile]:
+    def _decode(self, layer: Layer, encoder, shift: int = 0) -> Optional[list[DecodedTile]]:
+        """The layer's textures at level `shift`, decoded straight to it; None when the
+        converter cannot decode this layer straight to that level (decode, then reduce)."""
         conv = self.converter
         # depth / colormapped / segmentation layers: their table lookup (contract §8)
         plan = plan_for(layer.buffer, layer.format, **layer_decode_args(layer))
+        if shift and not conv.decodes_level(layer.format, shift, self.max_tile, plan):
+            return None
         raw = conv.upload(layer.buffer, layer.format, entity=layer.entity)
         # wgpu keeps the raw buffer alive until the recorded work has run; dropping our
         # reference lets it go once that is done (the display textures are what we keep)
         return conv.decode(raw, layer.format, layer.value_range, plan=plan, max_tile=self.max_tile,
-                           encoder=encoder)
+                           encoder=encoder, level=shift)
 
     def _entry(self, layer: Layer, shift: int, encoder) -> _Entry:
         """The cached textures of `layer` at reduced level `shift` (0: full resolution),
@@ -329,8 +340,13 @@ class Renderer:
         if full is not None:
             self._cache.move_to_end((base, 0))
             src = full.tiles
-        else:  # decoded for this reduction only: let go once the GPU has used it
-            src = self._decode(layer, encoder)
+        else:
+            # a new frame shown reduced: decode only the texels the level keeps (a quarter
+            # of the work at level 1), the same pixels as decoding all and reducing
+            direct = self._decode(layer, encoder, shift)
+            if direct is not None:
+                return self._store(key, direct)
+            src = self._decode(layer, encoder)  # decoded for this reduction only: let go once used
         enc = encoder if encoder is not None else self.device.create_command_encoder()
         reduced = [self._reduce_tile(enc, t, shift) for t in src]
         if encoder is None:
@@ -501,10 +517,10 @@ class Renderer:
         n_records = sum(1 + len(d) for _, _, d in jobs)
         words = np.zeros((n_records, _RECORD // 4), dtype=np.uint32)
         rec = 0
-        clear_pixels = []
+        clear_rects = []
         for t, (y0, bh), dispatches in jobs:
             cx0, cy0, cw, ch = self._scene_rect(t, (y0, bh), width, height)
-            clear_pixels.append(cw * ch)
+            clear_rects.append((cx0, cy0, cw, ch))
             FRAME.pack_into(
                 words[rec], scale=t.scale, offset=t.offset, scene_w=width, scene_h=height,
                 width=t.size[0], band_y0=y0, band_h=bh,
@@ -526,7 +542,7 @@ class Renderer:
             region = (acc, (i % n_regions) * region_bytes, max(16, 16 * t.size[0] * band[1]))
             frame = {"buffer": params, "offset": rec * _RECORD, "size": FRAME.size}
             rec += 1
-            self._accumulate(enc, t, clear_pixels[i], frame, region, dispatches, params, rec)
+            self._accumulate(enc, t, clear_rects[i], frame, region, dispatches, params, rec)
             rec += len(dispatches)
             self._present(enc, t, frame, region, band[0] == 0)
         self.last_draw = stats
@@ -565,21 +581,30 @@ class Renderer:
                     out.append(((x_a, y_a, x_b - x_a, y_b - y_a), tile, view, shift, opacity, filt))
         return out
 
-    def _accumulate(self, enc, t: _Target, clear_px: int, frame, region, dispatches, params, rec) -> None:
-        """Clear the band's accumulator region to the background and blend every layer tile."""
+    def _accumulate(self, enc, t: _Target, clear_rect, frame, region, dispatches, params, rec) -> None:
+        """Clear the band's accumulator region to the background and blend every layer tile.
+
+        When the first tile's pixels cover the whole cleared rectangle (one image filling
+        its view: the usual case), `blend_first` clears and blends in one pass."""
         scene_group = self.device.create_bind_group(
             layout=self._scene_layout,
             entries=[*_frame_and_acc(frame, region), {"binding": 2, "resource": {"buffer": self._decode_lut}}],
         )
-        cpass = enc.begin_compute_pass()
-        cpass.set_pipeline(self._clear)
-        cpass.set_bind_group(0, scene_group)
-        cpass.set_bind_group(1, self._dummy_layer_group)
-        groups = math.ceil(clear_px / 64)
-        if groups:
-            gx = min(groups, 65535)
-            cpass.dispatch_workgroups(gx, math.ceil(groups / gx), 1)
-        cpass.end()
+        cx0, cy0, cw, ch = clear_rect
+        fused = False
+        if dispatches and self._fuse_clear:
+            x0, y0, w, h = dispatches[0][0]
+            fused = x0 <= cx0 and y0 <= cy0 and x0 + w >= cx0 + cw and y0 + h >= cy0 + ch
+        if not fused:
+            cpass = enc.begin_compute_pass()
+            cpass.set_pipeline(self._clear)
+            cpass.set_bind_group(0, scene_group)
+            cpass.set_bind_group(1, self._dummy_layer_group)
+            groups = math.ceil(cw * ch / 64)
+            if groups:
+                gx = min(groups, 65535)
+                cpass.dispatch_workgroups(gx, math.ceil(groups / gx), 1)
+            cpass.end()
         # One pass per dispatch: layers overlap in `acc`, and a pass boundary is where every
         # backend (GL included) is sure to order the writes.
         for i, ((_, _, w, h), _, view, _, _, _) in enumerate(dispatches):
@@ -592,7 +617,7 @@ class Renderer:
                 ],
             )
             cpass = enc.begin_compute_pass()
-            cpass.set_pipeline(self._blend)
+            cpass.set_pipeline(self._blend_first if fused and i == 0 else self._blend)
             cpass.set_bind_group(0, scene_group)
             cpass.set_bind_group(1, group)
             cpass.dispatch_workgroups(math.ceil(w / 8), math.ceil(h / 8), 1)
@@ -646,6 +671,26 @@ class Renderer:
         self._render(enc, layers, [target], bg, scene_size, zoom=zoom_shift(max(float(sx), float(sy))))
         if encoder is None:
             self.device.queue.submit([enc.finish()])
+
+    def warm_up(self, target_format: str) -> None:
+        """Draw two 2 x 2 images (RGBA8, NV12) into a 1 x 1 target of ``target_format`` and
+        forget them: the pipelines and first-use paths (shader compiles on the device, the
+        binding's struct types) are then ready before the first frame with data, which
+        otherwise pays a few hundred ms for them (a live viewer calls this when it opens)."""
+        tex = self.device.create_texture(size=(1, 1, 1), format=target_format,
+                                         usage=wgpu.TextureUsage.RENDER_ATTACHMENT)
+        formats = (ImageFormat(2, 2, color_model=ColorModel.RGBA, channel_datatype=ChannelDatatype.U8),
+                   ImageFormat(2, 2, pixel_format=PixelFormat.NV12))
+        layers = [Layer(f"warm-up {i}", -1, np.zeros(f.byte_count(), np.uint8), f) for i, f in enumerate(formats)]
+        for layer in layers:
+            self.draw([layer], tex.create_view(), (1, 1), target_format=target_format)
+        for key in [k for k in self._cache if k[0] in {self._key(l) for l in layers}]:
+            entry = self._cache.pop(key)
+            self._cache_bytes -= entry.nbytes
+            for t in entry.tiles:
+                t.texture.destroy()
+        tex.destroy()
+        self.last_draw, self.last_errors = DrawStats(), {}
 
     def render_offscreen(self, layers: Sequence[Layer], background=(0, 0, 0, 0)) -> np.ndarray:
         """The composited scene at native size (one texel per pixel) as (H, W, 4) uint8.

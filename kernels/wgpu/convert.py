@@ -370,6 +370,7 @@ class WgslConverter:
         plan: Optional[TablePlan] = None,
         max_tile: Optional[int] = None,
         encoder=None,
+        level: int = 0,
     ) -> list[DecodedTile]:
         """Decode an uploaded raw buffer into display-RGBA8 textures (one per tile).
 
@@ -379,11 +380,19 @@ class WgslConverter:
         replaces the colour rules. max_tile: largest tile side (default
         and upper bound: the device's max texture size). encoder: record into it and
         leave submitting to the caller; by default the work is submitted here.
+        level: decode straight to that reduced level (``Renderer``'s levels: each tile's
+        texture holds every 2^level-th texel, the same texels as decoding the tile and
+        reducing it); only where ``decodes_level`` says so.
         """
         limit = self.max_texture_dim if max_tile is None else max(1, min(int(max_tile), self.max_texture_dim))
         tile_rects = tile_grid(fmt.width, fmt.height, limit)
-        # (tile index, band rectangle): the unit of one dispatch and one output buffer
-        work = [(i, band) for i, rect in enumerate(tile_rects) for band in self._bands(rect)]
+        if level:
+            if not self.decodes_level(fmt, level, limit, plan):
+                raise ValueError(f"{fmt.describe()}: no direct decode to level {level} (decodes_level)")
+            work = list(enumerate(tile_rects))  # one band per tile: its reduced output fits (decodes_level)
+        else:
+            # (tile index, band rectangle): the unit of one dispatch and one output buffer
+            work = [(i, band) for i, rect in enumerate(tile_rects) for band in self._bands(rect)]
         rects = [band for _, band in work]
         dev = self.device
         own_encoder = encoder is None
@@ -445,6 +454,11 @@ class WgslConverter:
                 module, layout = "yuv.wgsl", YUV_PARAMS
                 params = [self._yuv_params(fmt, r) for r in rects]
                 decode_consts = {"HAS_UV": YUV_PARAMS.get(params[0], "has_uv")}
+        if level:
+            decode_consts["LEVEL"] = int(level)
+
+        def out_size(w: int, h: int) -> tuple[int, int]:  # a rectangle's texels at `level`
+            return -(-w >> level), -(-h >> level)
 
         tiles = [
             DecodedTile(
@@ -453,14 +467,14 @@ class WgslConverter:
                 tw,
                 th,
                 dev.create_texture(
-                    size=(tw, th, 1), format=wgpu.TextureFormat.rgba8unorm, usage=_TEXTURE_USAGE
+                    size=(*out_size(tw, th), 1), format=wgpu.TextureFormat.rgba8unorm, usage=_TEXTURE_USAGE
                 ),
             )
             for x0, y0, tw, th in tile_rects
         ]
         groups, outs = [], []
         for rect, words in zip(rects, params):
-            _, _, bw, bh = rect
+            bw, bh = out_size(*rect[2:])
             stride = self._row_stride(bw)
             layout.pack_into(words, out_stride=stride // 4)  # output row stride in u32 words
             out = dev.create_buffer(
@@ -490,12 +504,14 @@ class WgslConverter:
             cpass.dispatch_workgroups(1, 1, 1)
         cpass.set_pipeline(self._pipeline(module, "decode", decode_consts))
         wx, wy = _DECODE_WG
-        for (_, _, bw, bh), group in zip(rects, groups):
+        for (_, _, rw, rh), group in zip(rects, groups):
+            bw, bh = out_size(rw, rh)
             cpass.set_bind_group(0, group)
             cpass.dispatch_workgroups(math.ceil(bw / (_DECODE_PX[module] * wx)), math.ceil(bh / wy), 1)
         cpass.end()
-        for (ti, (_, by, bw, bh)), (out, stride) in zip(work, outs):
+        for (ti, (_, by, rw, rh)), (out, stride) in zip(work, outs):
             tile = tiles[ti]
+            bw, bh = out_size(rw, rh)
             enc.copy_buffer_to_texture(
                 {"buffer": out, "offset": 0, "bytes_per_row": stride, "rows_per_image": bh},
                 {"texture": tile.texture, "origin": (0, by - tile.y0, 0)},
@@ -504,6 +520,22 @@ class WgslConverter:
         if own_encoder:
             dev.queue.submit([enc.finish()])
         return tiles
+
+    def decodes_level(self, fmt: ImageFormat, level: int, max_tile: Optional[int] = None,
+                      plan: Optional[TablePlan] = None) -> bool:
+        """Whether ``decode(..., level=level)`` can decode `fmt` straight to that level:
+        every shader but Bayer's (which decodes 4 pixels of a row together from shared
+        neighbours), when each tile's reduced output fits one storage binding."""
+        if level < 0:
+            return False
+        if level == 0:
+            return True
+        if plan is None and fmt.pixel_format is not None and PIXEL_FORMATS[fmt.pixel_format].is_bayer:
+            return False
+        limit = self.max_texture_dim if max_tile is None else max(1, min(int(max_tile), self.max_texture_dim))
+        cap = min(self.max_binding, self.max_buffer)
+        return all(self._row_stride(-(-w >> level)) * -(-h >> level) <= cap
+                   for _, _, w, h in tile_grid(fmt.width, fmt.height, limit))
 
     # ----------------------------------------------------------------- readback
 

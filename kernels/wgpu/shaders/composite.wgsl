@@ -55,12 +55,29 @@ fn clear(@builtin(global_invocation_id) gid: vec3<u32>,
 
 @compute @workgroup_size(8, 8)
 fn blend(@builtin(global_invocation_id) gid: vec3<u32>) {
+    blend_over(gid, false);
+}
+
+// The first layer tile of a band when its pixels cover all that `clear` would clear:
+// clear and blend in one pass (acc starts as bg_lin, read from `frame` rather than from
+// acc: the same values, one pass over the band fewer). Its pixels outside the tile get
+// the background, as `clear` gives them.
+@compute @workgroup_size(8, 8)
+fn blend_first(@builtin(global_invocation_id) gid: vec3<u32>) {
+    blend_over(gid, true);
+}
+
+fn blend_over(gid: vec3<u32>, first: bool) {
     if (gid.x >= tile.w || gid.y >= tile.h) { return; }
     let p = vec2<u32>(tile.x0 + gid.x, tile.y0 + gid.y);
+    let idx = (p.y - frame.band_y0) * frame.width + p.x;
     let s = texel_of(vec2<f32>(p) + 0.5, frame);
     let lo = vec2<f32>(f32(tile.tx0), f32(tile.ty0));
     let hi = lo + vec2<f32>(f32(tile.tw), f32(tile.th));
-    if (any(s < lo) || any(s >= hi)) { return; }
+    if (any(s < lo) || any(s >= hi)) {
+        if (first) { acc[idx] = frame.bg_lin; }
+        return;
+    }
     let dims = textureDimensions(tile_tex);
     var src: vec4<f32>; // premultiplied, linear
     if (tile.sampling == 1u) {
@@ -80,8 +97,9 @@ fn blend(@builtin(global_invocation_id) gid: vec3<u32>) {
         src = premultiplied(textureLoad(tile_tex, t, 0));
     }
     let a = src.a * tile.opacity;
-    let idx = (p.y - frame.band_y0) * frame.width + p.x;
-    acc[idx] = vec4<f32>(src.rgb * tile.opacity, a) + acc[idx] * (1.0 - a);
+    var under = frame.bg_lin;
+    if (!first) { under = acc[idx]; }
+    acc[idx] = vec4<f32>(src.rgb * tile.opacity, a) + under * (1.0 - a);
 }
 
 // A display texel (straight-alpha sRGB bytes) as premultiplied linear light.

@@ -16,6 +16,10 @@
 
 const PX: u32 = 8u; // pixels per invocation (wgsl_convert.py's _DECODE_PX)
 override HAS_UV: u32 = 1u; // params.has_uv, as a pipeline constant
+// Decode straight to reduced level LEVEL (every K-th texel, K = 2^LEVEL): output texel o of
+// the tile is source texel min(o K + K/2, tw - 1), composite.wgsl's `reduce` rule, so the
+// pixels equal decoding the whole tile and reducing it. 0: one output texel per pixel.
+override LEVEL: u32 = 0u;
 
 fn byte_at(a: u32) -> u32 {
     return (raw[a >> 2u] >> ((a & 3u) * 8u)) & 0xffu;
@@ -31,15 +35,16 @@ fn byte_at(a: u32) -> u32 {
 fn decode(@builtin(global_invocation_id) gid: vec3<u32>) {
     let P = params;
     let lx = gid.x * PX;
-    if (lx >= P.tw || gid.y >= P.th) { return; }
-    let y = P.y0 + gid.y;
+    let K = 1u << LEVEL;
+    if (lx >= (P.tw + K - 1u) >> LEVEL || gid.y >= (P.th + K - 1u) >> LEVEL) { return; }
+    let y = P.y0 + min(gid.y * K + K / 2u, P.th - 1u);
     let o = gid.y * P.out_stride + lx;
-    let xmax = P.width - 1u;
+    let xmax = P.x0 + P.tw - 1u; // the tile's last pixel (its texture's clamp, as `reduce`)
     let yb = P.ya.offset + (y >> P.ya.shift_y) * P.ya.row_bytes;
     let ub = P.ua.offset + (y >> P.ua.shift_y) * P.ua.row_bytes;
     let vb = P.va.offset + (y >> P.va.shift_y) * P.va.row_bytes;
     for (var i = 0u; i < PX; i = i + 1u) {
-        let x = min(P.x0 + lx + i, xmax);
+        let x = min(P.x0 + (lx + i) * K + K / 2u, xmax);
         let yy = (f32(byte_at(yb + (x >> P.ya.shift_x) * P.ya.step)) - P.y_offset) / P.y_scale;
         var u = 0.0;
         var v = 0.0;
