@@ -191,10 +191,35 @@ class ViewerData:
 
     def ingest(self, chunks: Iterable[Chunk]) -> None:
         """Add decoded chunks (any thread); the store bumps its generation."""
+        chunks = list(chunks)
+        gen = self.store.generation
         report = self.store.add_chunks(chunks)
         self.dropped_chunks += len(report.dropped)
+        self._extend_timelines(gen, chunks, report)
         for fn in self._listeners:
             fn()
+
+    def _extend_timelines(self, gen: int, chunks: list[Chunk], report) -> None:
+        """Keep the cached timeline ranges current across a plain ingest of `chunks`
+        (store generation `gen` before it) without the store's summary, which walks every
+        chunk the store ever held: asked after every live ingest, a cost per frame that
+        grows with the recording. Anything more than rows added to known timelines (a
+        chunk refused or dropped, a new timeline, another change to the store in between)
+        leaves the cache stale, and the next `timelines()` asks the store."""
+        cached_gen, infos = self._timelines_cache
+        if (cached_gen != gen or self.store.generation != gen + 1 or report.dropped or report.problems
+                or report.chunks != len(chunks)):
+            return
+        ranges = {i.name: [i.lo, i.hi] for i in infos}
+        for chunk in chunks:
+            for tl, col in chunk.timelines.items():
+                r = ranges.get(tl)
+                if r is None:
+                    return  # a new timeline: its kind is the store's to say
+                values = np.asarray(col.values).astype(np.int64, copy=False)  # as the store keeps them
+                if values.size:
+                    r[0], r[1] = min(r[0], int(values.min())), max(r[1], int(values.max()))
+        self._timelines_cache = (gen + 1, [TimelineInfo(i.name, i.kind, *ranges[i.name]) for i in infos])
 
     def load_file(self, path: str) -> list[str]:
         """Read a whole .rrd file; returns the decoder's problems (truncation...)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Optional
 
+import numpy as np
 from imgui_bundle import imgui
 
 from pixelrun.engine.viewer.data import EntityOverride, format_time
@@ -84,6 +85,8 @@ class Panels:
         # where the last frame laid out the status block and the time range label (physical px)
         self.status_rect: Optional[tuple[float, float, float, float]] = None
         self.range_label_rect: Optional[tuple[float, float, float, float]] = None
+        self._marks_cache: tuple = (None, [])  # (the density dict, its mark runs): see _mark_runs
+        self._mark_colors: Optional[list[int]] = None  # packed colour of each mark alpha
 
     def wants_another_frame(self) -> bool:
         """imgui needs a follow-up frame while a widget is held (drag, slider), and once
@@ -300,21 +303,43 @@ class Panels:
         dl = imgui.get_window_draw_list()
         y = imgui.get_cursor_screen_pos().y
         bw = width / bins
-        for ent, counts in dens.items():
-            top = max(1, int(counts.max()))
-            for i in counts.nonzero()[0].tolist():
-                a = 90 + int(165 * counts[i] / top)
-                dl.add_rect_filled(imgui.ImVec2(x0 + i * bw, y + 1),
-                                   imgui.ImVec2(x0 + (i + 1) * bw, y + _MARK_ROW_H - 1), _rgba32(90, 170, 255, a))
+        for ent, total, runs in self._mark_runs(dens):
+            for i0, i1, color in runs:
+                dl.add_rect_filled(imgui.ImVec2(x0 + i0 * bw, y + 1),
+                                   imgui.ImVec2(x0 + i1 * bw, y + _MARK_ROW_H - 1), color)
             imgui.dummy(imgui.ImVec2(width, _MARK_ROW_H))
             if imgui.is_item_hovered():
-                imgui.set_tooltip(f"{ent}: {int(counts.sum())} frames")
+                imgui.set_tooltip(f"{ent}: {total} frames")
             y += _MARK_ROW_H
         cx = x0 + frac * width
         top_y = imgui.get_window_pos().y
         dl.add_line(imgui.ImVec2(cx, top_y), imgui.ImVec2(cx, top_y + h), _rgba32(255, 255, 255), 1.0)
         imgui.pop_style_var()
         imgui.end_child()
+
+    def _mark_runs(self, dens: dict) -> list[tuple[str, int, list[tuple[int, int, int]]]]:
+        """Per entity of `dens`: its frame count and its marks as runs of bins of one
+        colour (i0, i1 exclusive, colour), the darker the more frames in the bin.
+        Worked out once per density count (`ViewerData.density` returns the same dict
+        until it recounts), not every frame: one rectangle per run, not per bin."""
+        if self._marks_cache[0] is dens:
+            return self._marks_cache[1]
+        if self._mark_colors is None:  # imgui's packing of each alpha, asked once
+            self._mark_colors = [_rgba32(90, 170, 255, a) for a in range(256)]
+        rows = []
+        for ent, counts in dens.items():
+            top = max(1, int(counts.max()))
+            nz = counts.nonzero()[0]
+            alpha = (90 + 165 * counts[nz] / top).astype(np.int64)  # truncated, as int() does
+            # a run ends where the next bin is empty or of another colour
+            ends = np.flatnonzero((np.diff(nz) != 1) | (np.diff(alpha) != 0)) + 1
+            starts = np.concatenate(([0], ends)).astype(np.int64)
+            stops = np.concatenate((ends, [nz.size])).astype(np.int64)
+            runs = [(int(nz[a]), int(nz[b - 1]) + 1, self._mark_colors[int(alpha[a])])
+                    for a, b in zip(starts.tolist(), stops.tolist()) if b > a]
+            rows.append((ent, int(counts.sum()), runs))
+        self._marks_cache = (dens, rows)
+        return rows
 
     def _view_buttons(self) -> None:
         if imgui.button("Fit all"):

@@ -161,8 +161,11 @@ class Viewer:
         self.status_source = status_source  # e.g. the ViewerServer, for its stats
         self._wgpu = wgpu
         self._loop = loop
+        # rendercanvas looks for a requested draw once per 1/max_fps tick, so new data
+        # waits up to one tick before its frame starts: 120 halves that part of the
+        # log -> pixel latency (60: up to 16.7 ms) for 120 flag checks a second when idle.
         self.canvas = RenderCanvas(
-            size=size, title=title, update_mode="ondemand", max_fps=60, vsync=False
+            size=size, title=title, update_mode="ondemand", max_fps=120, vsync=False
         )
         self.device = _device()
         self.context = self.canvas.get_wgpu_context()
@@ -173,10 +176,13 @@ class Viewer:
         # the surface's own (sRGB) view, the format its backend was built for.
         twin = self.surface_format.removesuffix("-srgb")
         # Screenshots read the surface texture back when the surface allows copies
-        # (Vulkan surfaces do); otherwise the frame is drawn again offscreen.
+        # (Vulkan surfaces do); otherwise the frame is drawn again offscreen. A surface
+        # that can be copied into gets the cache by a texture copy (no full-window
+        # fragment pass: on a CPU adapter that is a few ms of every frame).
         self._surface_copy = True
         self.cache_format = twin
         for usage, views in (
+            ("RENDER_ATTACHMENT|COPY_SRC|COPY_DST", [twin]),
             ("RENDER_ATTACHMENT|COPY_SRC", [twin]),
             ("RENDER_ATTACHMENT", [twin]),
             ("RENDER_ATTACHMENT", []),
@@ -199,6 +205,7 @@ class Viewer:
         # the first frame with data would otherwise pay a few hundred ms for them
         self.renderer.warm_up(self.cache_format)
         self._blit_pipeline = self._make_blit_pipeline()
+        self.blit_by_copy = True  # False: always the blit pass (tests compare the two)
         self._cache_tex = None
         self._cache_bind = None
         self._cache_key = None  # the view layout the cache texture was last cleared for
@@ -647,7 +654,7 @@ class Viewer:
                 size=(size[0], size[1], 1),
                 format=self.cache_format,
                 usage=wgpu.TextureUsage.RENDER_ATTACHMENT | wgpu.TextureUsage.TEXTURE_BINDING
-                | wgpu.TextureUsage.COPY_DST,
+                | wgpu.TextureUsage.COPY_DST | wgpu.TextureUsage.COPY_SRC,
             )
             self._cache_bind = self.device.create_bind_group(
                 layout=self._blit_pipeline.get_bind_group_layout(0),
@@ -711,16 +718,20 @@ class Viewer:
         from imgui_bundle import imgui  # noqa: PLC0415 - window toolkit, only once a window is open
 
         w, h = texture.size[0], texture.size[1]
-        rp = encoder.begin_render_pass(
-            color_attachments=[{
-                "view": texture.create_view(format=self.cache_format),
-                "clear_value": (0, 0, 0, 1), "load_op": "clear", "store_op": "store",
-            }]
-        )
-        rp.set_pipeline(self._blit_pipeline)
-        rp.set_bind_group(0, self._cache_bind)
-        rp.draw(3)
-        rp.end()
+        if self._copies_cache_into(texture):
+            # same bytes as the blit (its views share cache_format), without drawing
+            encoder.copy_texture_to_texture({"texture": self._cache_tex}, {"texture": texture}, (w, h, 1))
+        else:
+            rp = encoder.begin_render_pass(
+                color_attachments=[{
+                    "view": texture.create_view(format=self.cache_format),
+                    "clear_value": (0, 0, 0, 1), "load_op": "clear", "store_op": "store",
+                }]
+            )
+            rp.set_pipeline(self._blit_pipeline)
+            rp.set_bind_group(0, self._cache_bind)
+            rp.draw(3)
+            rp.end()
         imgui.set_current_context(self.imgui.imgui_context)
         io = self.imgui.backend.io
         r = self.pixel_ratio()
@@ -739,11 +750,24 @@ class Viewer:
         if self.panels.wants_another_frame():
             self.request_draw()
 
+    def _copies_cache_into(self, texture) -> bool:
+        """Whether the cache can be copied into `texture` as it is: the copy needs
+        COPY_DST, the same size, and a format that differs at most in its sRGB suffix
+        (the blit writes the cache's bytes unchanged through a cache_format view)."""
+        tex = self._cache_tex
+        return (
+            self.blit_by_copy and tex is not None
+            and bool(texture.usage & self._wgpu.TextureUsage.COPY_DST)
+            and tuple(tex.size[:2]) == tuple(texture.size[:2])
+            and texture.format.removesuffix("-srgb") == self.cache_format
+        )
+
     def _offscreen_like(self, texture):
         return self.device.create_texture(
             size=texture.size,
             format=texture.format,
-            usage=self._wgpu.TextureUsage.RENDER_ATTACHMENT | self._wgpu.TextureUsage.COPY_SRC,
+            usage=self._wgpu.TextureUsage.RENDER_ATTACHMENT | self._wgpu.TextureUsage.COPY_SRC
+            | self._wgpu.TextureUsage.COPY_DST,
             view_formats=[self.cache_format] if self.cache_format != texture.format else [],
         )
 

@@ -11,6 +11,7 @@ from viewer_helpers import image_chunk
 
 from pixelrun.engine.store.store import ChunkStore
 from pixelrun.engine.viewer.data import EntityOverride, Recordings, ViewerData, settings_path
+from pixelrun.engine.viewer.panels import Panels
 from pixelrun.engine.viewer.view import Layout, Rect, default_view_key, grid_rects, grid_shape
 from pixelrun.kernels.formats import ImageFormat
 from pixelrun.kernels.layers import Layer
@@ -150,6 +151,64 @@ def test_density_marks_count_frames_per_entity():
     marks = d.density("step", 0, 9, 4)
     assert marks["/a"].tolist() == [3, 1, 0, 1]
     assert marks["/b"].tolist() == [0, 0, 0, 1]
+
+
+def test_timeline_marks_are_runs_of_one_colour_worked_out_once_per_count():
+    """The marks drawn as runs of equal-colour bins give every bin the colour the per-bin
+    rule gives it (90 + 165 * count / max), and are recomputed only for a new count."""
+    panels = Panels(viewer=None)
+    panels._mark_colors = list(range(256))  # colour = alpha: no imgui context needed
+    rng = np.random.default_rng(3)
+    steady = np.full(64, 2, np.int64)  # a steady stream: one run
+    steady[40:44] = 0  # a gap
+    dens = {"/steady": steady, "/noisy": rng.integers(0, 4, 200), "/none": np.zeros(8, np.int64)}
+    rows = panels._mark_runs(dens)
+    assert [(e, total) for e, total, _ in rows] == [(e, int(c.sum())) for e, c in dens.items()]
+    for (ent, _, runs), counts in zip(rows, dens.values()):
+        shown = {}
+        for i0, i1, color in runs:
+            assert i0 < i1
+            shown.update({i: color for i in range(i0, i1)})
+        top = max(1, int(counts.max()))
+        assert shown == {i: 90 + int(165 * counts[i] / top) for i in range(counts.size) if counts[i]}, ent
+    assert [len(runs) for _, _, runs in rows][0::2] == [2, 0]  # the steady entity: 2 runs around its gap
+    assert panels._mark_runs(dens) is rows  # the same count: nothing recomputed
+    again = panels._mark_runs(dict(dens))
+    assert again is not rows and again == rows
+
+
+def test_live_ingest_keeps_the_timeline_ranges_without_walking_the_store():
+    """While data streams in, each ingest extends the cached ranges: the store's summary
+    (a walk over every chunk it ever held) is not asked again, and the answer is the one
+    the store gives. A drop, a new timeline or a refused chunk falls back to the store."""
+    store = ChunkStore(memory_limit=None)
+    d = ViewerData(store)
+    d.ingest([image_chunk("a", np.zeros((2, 2), np.uint8), L8, step=5)])
+    asked = []
+    walk = store.timelines
+    store.timelines = lambda: asked.append(1) or walk()
+
+    def truth():
+        return [(n, k, lo, hi) for n, (k, lo, hi) in
+                ((n, (i.kind, int(i.min), int(i.max))) for n, i in walk().items())]
+
+    assert [(i.name, i.kind, i.lo, i.hi) for i in d.timelines()] == truth() == [("step", "sequence", 5, 5)]
+    for step in (7, 3, 12, 6):  # out of order too: both ends move
+        d.ingest([image_chunk("a", np.zeros((2, 2), np.uint8), L8, step=step),
+                  image_chunk("b", np.zeros((2, 2), np.uint8), L8, step=step + 1)])
+        d.sync_playback()
+        assert [(i.name, i.kind, i.lo, i.hi) for i in d.timelines()] == truth()
+    assert len(asked) == 1 and d.timelines()[0].hi == 13
+    d.ingest([image_chunk("a", np.zeros((2, 2), np.uint8), L8, step=None)])  # static rows: no timeline
+    assert [(i.lo, i.hi) for i in d.timelines()] == [(3, 13)] and len(asked) == 1
+    frame = image_chunk("c", np.zeros((2, 2), np.uint8), L8, step=1)
+    frame.timelines["frame"] = frame.timelines.pop("step")  # a new timeline: asked
+    d.ingest([frame])
+    assert [(i.name, i.lo, i.hi) for i in d.timelines()] == [(n, lo, hi) for n, _, lo, hi in truth()]
+    assert len(asked) == 2 and [i.name for i in d.timelines()] == ["frame", "step"]
+    store.set_memory_limit(1)  # every chunk dropped: the store is asked again
+    assert [(i.name, i.lo, i.hi) for i in d.timelines()] == [(n, lo, hi) for n, _, lo, hi in truth()]
+    assert len(asked) == 3
 
 
 def test_loop_wraps_to_the_start():

@@ -501,6 +501,25 @@ def test_entity_panel_overrides_change_the_picture(two_step_viewer, tmp_path):
     assert window_pixel(png, 3, 3) == GREEN  # cam fully transparent: 'top' below it shows
 
 
+def test_the_cached_scene_reaches_the_surface_by_copy_with_the_blits_pixels(two_step_viewer, tmp_path):
+    """A surface that can be copied into gets the cache by a texture copy, not the
+    full-window blit pass; the window's pixels are the same either way."""
+    v = two_step_viewer
+    used = []
+    check = v._copies_cache_into
+    v._copies_cache_into = lambda texture: used.append(check(texture)) or used[-1]
+    _move(v, v.image_area().x + 10, v.image_area().y + 10)  # a tooltip over the view: imgui on top
+    copied = np.asarray(Image.open(_shot(v, tmp_path, "copy")))
+    assert used and all(used)  # Vulkan surfaces (lavapipe here) allow COPY_DST
+    v.blit_by_copy = False
+    used.clear()
+    blitted = np.asarray(Image.open(_shot(v, tmp_path, "blit")))
+    assert used == [False]
+    assert copied.shape == blitted.shape
+    assert np.array_equal(copied, blitted)
+    assert window_pixel(tmp_path / "copy.png", 20, 12) == (0, 0, 255, 255)
+
+
 def test_panel_only_frames_reuse_the_composited_scene(two_step_viewer):
     v = two_step_viewer
     before = v.scene_draws

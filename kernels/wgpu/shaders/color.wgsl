@@ -324,22 +324,15 @@ fn pixel(p: u32, r: Range) -> u32 {
 // multiple of 64 >= tw, so those words always lie in the row: pixels past the tile's edge
 // land in the row padding, which the copy to the texture skips (their x is clamped to the
 // image so every read stays in range).
-// Decode straight to reduced level LEVEL (every K-th texel, K = 2^LEVEL): output texel o of
-// the tile is source texel min(o K + K/2, tw - 1), composite.wgsl's `reduce` rule, so the
-// pixels equal decoding the whole tile and reducing it. 0: one output texel per pixel.
-override LEVEL: u32 = 0u;
+#include "level.wgsl"
 
 @compute @workgroup_size(16, 4)
 fn decode(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let lx = gid.x * PX;
-    let K = 1u << LEVEL;
-    if (lx >= (params.tw + K - 1u) >> LEVEL || gid.y >= (params.th + K - 1u) >> LEVEL) { return; }
-    let row = (params.y0 + min(gid.y * K + K / 2u, params.th - 1u)) * params.width;
-    let xmax = params.x0 + params.tw - 1u; // the tile's last pixel (its texture's clamp, as `reduce`)
-    let o = gid.y * params.out_stride + lx;
+    let run = level_run(gid);
+    if (!run.inside) { return; }
     var r = range_buf;
     if (MODE != MODE_ON_DEVICE) { r.mode = MODE; }
     for (var i = 0u; i < PX; i = i + 1u) {
-        out_buf[o + i] = pixel(row + min(params.x0 + (lx + i) * K + K / 2u, xmax), r);
+        out_buf[run.out + i] = pixel(run.row + level_x(run.lx + i), r);
     }
 }

@@ -69,20 +69,13 @@ fn lookup(p: u32) -> u32 {
     return table[min(idx, params.n - 1u)];
 }
 
-// Decode straight to reduced level LEVEL (every K-th texel, K = 2^LEVEL): output texel o of
-// the tile is source texel min(o K + K/2, tw - 1), composite.wgsl's `reduce` rule, so the
-// pixels equal decoding the whole tile and reducing it. 0: one output texel per pixel.
-override LEVEL: u32 = 0u;
+#include "level.wgsl"
 
 @compute @workgroup_size(16, 4)
 fn decode(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let lx = gid.x * PX;
-    let K = 1u << LEVEL;
-    if (lx >= (params.tw + K - 1u) >> LEVEL || gid.y >= (params.th + K - 1u) >> LEVEL) { return; }
-    let row = (params.y0 + min(gid.y * K + K / 2u, params.th - 1u)) * params.width;
-    let xmax = params.x0 + params.tw - 1u; // the tile's last pixel (its texture's clamp, as `reduce`)
-    let o = gid.y * params.out_stride + lx;
+    let run = level_run(gid);
+    if (!run.inside) { return; }
     for (var i = 0u; i < PX; i = i + 1u) {
-        out_buf[o + i] = lookup(row + min(params.x0 + (lx + i) * K + K / 2u, xmax));
+        out_buf[run.out + i] = lookup(run.row + level_x(run.lx + i));
     }
 }
