@@ -66,6 +66,7 @@ __all__ = [
     "set_time_nanos", "reset_time", "disable_timeline", "save", "memory_recording",
     "connect", "connect_tcp", "connect_grpc", "spawn", "disconnect", "flush",
     "set_sinks", "FileSink", "GrpcSink", "ChunkBatcherConfig", "get_recording_id", "get_application_id",
+    "send_recording_name", "send_recording_start_time_nanos",
     "script_add_args", "script_setup", "script_teardown",
     "Image", "DepthImage", "SegmentationImage", "EncodedImage", "AnnotationContext",
     "AnnotationInfo", "ClassDescription", "Colormap", "MagnificationFilter", "Range1D", "ValueRange",
@@ -90,13 +91,15 @@ def init(
     spawn: bool = False,
     strict: Optional[bool] = None,
     default_enabled: bool = True,
+    send_properties: bool = True,
     **_ignored: Any,
 ) -> RecordingStream:
     """Create the global recording (and start a viewer when ``spawn=True``).
 
     `strict` sets strict mode for the process (None: follow PIXELRUN_STRICT). With
     PIXELRUN_SAVE set to a path that cannot be written, the run stops here with a
-    one-line message (SystemExit) rather than run with nothing saved.
+    one-line message (SystemExit) rather than run with nothing saved. `send_properties`
+    (as Rerun): the recording's start time is sent first (``/__properties``).
     """
     global _global
     if strict is not None:
@@ -107,7 +110,8 @@ def init(
     if old is not None and (old.application_id, old.recording_id) == (str(application_id), str(recording_id)):
         _global = None  # the same recording again: Rerun closes the old stream (its files get their footer)
         old.close()
-    _global = RecordingStream(application_id, recording_id=recording_id, spawn=spawn)
+    _global = RecordingStream(application_id, recording_id=recording_id, spawn=spawn,
+                              send_properties=send_properties)
     return _global
 
 
@@ -115,6 +119,21 @@ def get_recording_id(recording: Optional[RecordingStream] = None) -> Optional[st
     """The id of `recording` (default: the global one); None before ``rr.init``."""
     rec = recording if recording is not None else _global
     return rec.get_recording_id() if rec is not None else None
+
+
+def send_recording_name(name: str, recording: Optional[RecordingStream] = None) -> None:
+    """Name the recording (default: the global one), as Rerun's ``/__properties`` row."""
+    rec = _rec(recording)
+    if rec is not None:
+        rec.send_recording_name(name)
+
+
+def send_recording_start_time_nanos(nanos: int, recording: Optional[RecordingStream] = None) -> None:
+    """Set the recording's start time (nanoseconds since the UNIX epoch), as Rerun's
+    ``/__properties`` row; ``rr.init`` already sends the time of its call."""
+    rec = _rec(recording)
+    if rec is not None:
+        rec.send_recording_start_time_nanos(nanos)
 
 
 def get_application_id(recording: Optional[RecordingStream] = None) -> Optional[str]:
@@ -133,13 +152,14 @@ def set_sinks(*sinks: Any, default_blueprint: Any = None, recording: Optional[Re
 
 def new_recording(application_id: str, *, recording_id: Optional[str] = None,
                   make_default: bool = False, spawn: bool = False,
-                  strict: Optional[bool] = None, **_: Any) -> RecordingStream:
+                  strict: Optional[bool] = None, send_properties: bool = True, **_: Any) -> RecordingStream:
     """A further recording stream (optionally made the global one).
 
     `strict` applies to this recording only (None: follow the process setting).
     """
     global _global
-    rec = RecordingStream(application_id, recording_id=recording_id, spawn=spawn, strict=strict)
+    rec = RecordingStream(application_id, recording_id=recording_id, spawn=spawn, strict=strict,
+                          send_properties=send_properties)
     if make_default:
         _global = rec
     return rec

@@ -51,6 +51,7 @@ from pixelrun.image_input import check_buffer, warn_not_shown_by_rerun
 from pixelrun.kernels import formats
 from pixelrun.loss import LossLedger
 from pixelrun.sinks import (
+    PROPERTIES_ENTITY,
     BacklogSink,
     FileSinkSpec,
     GrpcSink,
@@ -84,6 +85,23 @@ def entity_path(path: Any) -> str:
 def reserved_part(path: str) -> Optional[str]:
     """The first part of a normalised path that starts with '__' (reserved), or None."""
     return next((p for p in path.split("/") if p.startswith("__")), None)
+
+
+# Rerun 0.41's recording properties: static rows of archetype RecordingInfo on this
+# entity, one chunk per property sent (what the Rerun viewer reads a recording's start
+# time and name from).
+_RECORDING_INFO = "rerun.archetypes.RecordingInfo"
+
+
+def _property_chunk(field_name: str, component_type: str, value: pa.Array) -> Chunk:
+    """A static one-row /__properties chunk of RecordingInfo's `field_name` (a one-value
+    Arrow array, wrapped in a list as every component column is)."""
+    column = f"RecordingInfo:{field_name}"
+    meta = {"rerun:archetype": _RECORDING_INFO, "rerun:component": column,
+            "rerun:component_type": component_type, "rerun:kind": "data"}
+    cell = pa.ListArray.from_arrays(pa.array([0, len(value)], pa.int32()), value)
+    return Chunk(PROPERTIES_ENTITY, ROW_IDS.next_many(1), {}, {column: cell}, ROW_IDS.next_bytes(),
+                 component_meta={column: meta})
 
 
 def _blob_size(v: Any) -> int:
@@ -198,6 +216,8 @@ class RecordingStream:
     noise) is written raw for a while (see `batcher.CompressionPolicy`); True/"always"
     compresses every chunk, False/"off" none. `compression_stats()` counts the
     decisions. `batcher_config` overrides flush thresholds and the in-flight memory bound.
+    `send_properties` (default True, as Rerun): the recording's start time goes out first,
+    as Rerun's static ``/__properties`` RecordingInfo row.
     """
 
     def __init__(
@@ -209,6 +229,7 @@ class RecordingStream:
         spawn: bool = False,
         compression: "bool | str | None" = None,
         batcher_config: "BatcherConfig | ChunkBatcherConfig | None" = None,
+        send_properties: bool = True,
     ) -> None:
         self.store = rrd.StoreInfo(str(application_id), str(recording_id or uuid.uuid4()))
         self.strict = strict
@@ -246,6 +267,8 @@ class RecordingStream:
         if forced is not None:
             self._set_sinks([forced])
         _STREAMS.add(self)
+        if send_properties:  # as Rerun: the recording's start time, first of its data
+            self.send_recording_start_time_nanos(time.time_ns())
         if spawn:
             self.spawn()
 
@@ -430,6 +453,30 @@ class RecordingStream:
 
         if not self._batcher.push_row(make_row, nbytes):
             self._refuse_closed(f"rr.log({path!r})", 1)
+
+    # ---------------------------------------------------------- properties
+
+    def _send_property(self, chunk: Chunk, what: str) -> None:
+        if self._closed:
+            self._refuse_closed(what, 1)
+        elif not self._batcher.push_chunk(chunk, 64):
+            self._refuse_closed(what, 1)
+
+    def send_recording_name(self, name: str) -> None:
+        """The recording's name (shown by the Rerun viewer): Rerun's static
+        ``/__properties`` ``RecordingInfo:name`` row."""
+        self._send_property(_property_chunk("name", "rerun.components.Name", pa.array([str(name)], pa.utf8())),
+                            "send_recording_name")
+
+    def send_recording_start_time_nanos(self, nanos: int) -> None:
+        """The recording's start time, nanoseconds since the UNIX epoch (``rr.init`` sends
+        the time of the call): Rerun's static ``/__properties`` ``RecordingInfo:start_time`` row."""
+        if isinstance(nanos, bool) or not isinstance(nanos, (int, np.integer)):
+            raise TypeError(f"send_recording_start_time_nanos: expected an int (nanoseconds since the UNIX "
+                            f"epoch), got {type(nanos).__name__}")
+        self._send_property(
+            _property_chunk("start_time", "rerun.components.Timestamp", pa.array([int(nanos)], pa.int64())),
+            "send_recording_start_time_nanos")
 
     # ------------------------------------------------------------- send_columns
 

@@ -361,6 +361,10 @@ class MemoryRecording:
         return len(self._sink._parts)
 
 
+# Rerun's entity for a recording's properties (RecordingInfo: start time, name).
+PROPERTIES_ENTITY = "/__properties"
+
+
 class BacklogSink(Sink):
     """Holds chunks while no sink is set (Rerun's buffered sink), bounded: past
     `max_bytes` the oldest temporal chunks are dropped and counted; what is still
@@ -402,8 +406,13 @@ class BacklogSink(Sink):
         self.nbytes = 0
 
     def close(self, timeout: Optional[float] = None) -> None:
-        """The recording closes with no sink ever set: what is held goes nowhere."""
+        """The recording closes with no sink ever set: what is held goes nowhere.
+        The recording's own properties (``/__properties``, sent by ``rr.init``) are not
+        counted: they describe a recording, they are nothing it logged (Rerun drops them
+        silently too); a recording that never logged or saved is no data loss."""
         for _, chunk, _, enc in self.items:
+            if chunk.entity_path == PROPERTIES_ENTITY:
+                continue
             self.loss.add(self.place, "the recording closed while no sink was set",
                           chunks=1, rows=chunk.num_rows, nbytes=enc.size)
         self.items.clear()
@@ -635,15 +644,22 @@ class TcpSink(Sink):
                 return describe_peer_bytes(got)
         return ""
 
-    def _open(self) -> Optional[socket.socket]:
-        """Connect, check the peer, send the preamble; None when that failed."""
+    def _dial(self, what: str) -> Optional[socket.socket]:
+        """A connection to the address within connect_timeout (and the close deadline);
+        None when it failed, with `_why` naming `what` was expected there."""
         left = self._left()
         timeout = self.connect_timeout if left is None else max(0.05, min(self.connect_timeout, left))
         try:
-            sock = _connect(self.host, self.port, timeout)
+            return _connect(self.host, self.port, timeout)
         except OSError as exc:
             with self._cond:
-                self._why = f"no viewer listening at {self.addr} ({_reason(exc)})"
+                self._why = f"no {what} listening at {self.addr} ({_reason(exc)})"
+            return None
+
+    def _open(self) -> Optional[socket.socket]:
+        """Connect, check the peer, send the preamble; None when that failed."""
+        sock = self._dial("viewer")
+        if sock is None:
             return None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -914,13 +930,8 @@ class GrpcSink(TcpSink):
 
     def _probe(self) -> str:
         """'' when an HTTP/2 server answers at the address; else why not (and `_why`)."""
-        left = self._left()
-        timeout = self.connect_timeout if left is None else max(0.05, min(self.connect_timeout, left))
-        try:
-            sock = _connect(self.host, self.port, timeout)
-        except OSError as exc:
-            with self._cond:
-                self._why = f"no gRPC server listening at {self.addr} ({_reason(exc)})"
+        sock = self._dial("gRPC server")
+        if sock is None:
             return "unreachable"
         got = b""
         try:

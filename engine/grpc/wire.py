@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Sequence
 from urllib.parse import urlsplit
 
+from pixelrun.engine.rrd.encode import varint
 from pixelrun.engine.rrd.messages import (
     KIND_ARROW_MSG,
     KIND_BLUEPRINT_ACTIVATION,
@@ -50,18 +51,6 @@ class WireError(ValueError):
     """Bytes that are not a WriteMessagesRequest this side can use."""
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def _read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
     value = shift = 0
     while True:
@@ -84,8 +73,8 @@ def request_from_frame(parts: Sequence) -> bytes:
     kind, length = MESSAGE_HEADER.unpack_from(head)
     if kind not in LOG_MSG_KINDS:
         raise WireError(f"an .rrd {KIND_NAMES.get(kind, kind)} message has no LogMsg form")
-    inner = bytes([kind << 3 | 2]) + _varint(length)
-    outer = bytes([_REQUEST_TAG]) + _varint(len(inner) + length)
+    inner = bytes([kind << 3 | 2]) + varint(length)
+    outer = bytes([_REQUEST_TAG]) + varint(len(inner) + length)
     return b"".join([outer, inner, head[MESSAGE_HEADER_SIZE:], *parts[1:]])
 
 

@@ -45,7 +45,8 @@ from pixelrun.engine.rrd.messages import (
 from pixelrun.engine.rrd.proto import pb
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """`n` as a protobuf base-128 varint."""
     out = bytearray()
     while True:
         b = n & 0x7F
@@ -185,7 +186,7 @@ def encode_payload(
     msg.uncompressed_size = uncompressed
     msg.encoding = pb.ENCODING_ARROW_IPC
     msg.is_static = chunk.is_static
-    prefix = msg.SerializeToString() + b"\x2a" + _varint(plen)  # field 5, wire type 2
+    prefix = msg.SerializeToString() + b"\x2a" + varint(plen)  # field 5, wire type 2
     head = message_header(KIND_ARROW_MSG, len(prefix) + plen) + prefix
     return EncodedChunk(head, batch, payload, plen, uncompressed)
 

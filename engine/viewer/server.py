@@ -501,6 +501,22 @@ SNIFF_S = 1.0
 _RELAY_BUFFER = 1 << 20
 # gRPC calls (HTTP/2 streams) one connection may have open at once; more wait in the client.
 GRPC_CALLS_PER_CONNECTION = 4
+# HTTP/2 flow-control window of each gRPC call (and of its connection): what grpcio may
+# hold received but not yet read by the call. Fixed, not grown by grpcio's bandwidth
+# probe, which on loopback grows it to hundreds of megabytes when the viewer ingests
+# more slowly than an SDK sends. 16 MiB keeps two 1080p frames moving (one on the wire
+# while one decodes); under a memory limit it shrinks to a 16th of the in-flight
+# budget (`_grpc_window`), since it is memory in flight too.
+GRPC_WINDOW_BYTES = 16 << 20
+# HTTP/2 frames a client may send (SETTINGS_MAX_FRAME_SIZE; HTTP/2's default is 16 KiB):
+# large frames keep a megabyte-sized message moving through a small window.
+GRPC_MAX_FRAME_BYTES = 1 << 20
+
+
+def _grpc_window(limits: "ServerLimits") -> int:
+    """The HTTP/2 window of each gRPC call: GRPC_WINDOW_BYTES, at most a 16th of the
+    in-flight budget, at least HTTP/2's default 64 KiB."""
+    return max(1 << 16, min(GRPC_WINDOW_BYTES, limits.max_inflight_bytes // 16))
 
 
 class _GrpcFrontend:
@@ -537,7 +553,9 @@ class _GrpcFrontend:
             handlers=[handler], maximum_concurrent_rpcs=calls,
             options=[("grpc.max_receive_message_length", lim.max_message_bytes + 64),
                      ("grpc.max_send_message_length", 1 << 16), ("grpc.so_reuseport", 0),
-                     ("grpc.max_concurrent_streams", GRPC_CALLS_PER_CONNECTION)])
+                     ("grpc.max_concurrent_streams", GRPC_CALLS_PER_CONNECTION),
+                     ("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", _grpc_window(lim)),
+                     ("grpc.http2.max_frame_size", GRPC_MAX_FRAME_BYTES)])
         self.port = self._grpc.add_insecure_port("127.0.0.1:0")
         self._grpc.start()
 
@@ -606,6 +624,10 @@ class _GrpcFrontend:
         if link is None:  # not through the listener (a local client that found the loopback port)
             link = _Link(None, f"{context.peer()} (direct)", time.monotonic())
         problem = None
+
+        def cancelled() -> bool:
+            return srv._stopping.is_set() or not context.is_active()
+
         try:
             decoder = srv._decoder_factory()
             decoder.feed(rrd.stream_header(False))  # a call is one stream: its messages follow
@@ -613,12 +635,25 @@ class _GrpcFrontend:
                 if srv._stopping.is_set():
                     break
                 kind, body, header = wire.frame_from_request(req)
-                frame = bytearray(len(header) + len(body))  # the decoder takes whole frames
-                frame[: len(header)] = header
-                frame[len(header):] = body
-                srv._count_bytes(len(req))
-                chunks = srv._decode(decoder, _Unit(kind, memoryview(frame)), link)
-                del frame, req, body
+                size = len(header) + len(body)
+                # the copy and its decode count against the in-flight budget, as a raw
+                # stream's message does (several calls at once wait for each other)
+                reserved = size if size > UNBUDGETED_MESSAGE_BYTES else 0
+                if reserved and not srv._budget.acquire(reserved, srv.limits.busy_wait_s, cancelled):
+                    if cancelled():
+                        break
+                    raise _Busy(f"a {size}-byte {KIND_NAMES[kind]} message waited {srv.limits.busy_wait_s:g} s "
+                                f"for the {srv._budget.capacity}-byte in-flight budget")
+                try:
+                    frame = bytearray(size)  # the decoder takes whole frames
+                    frame[: len(header)] = header
+                    frame[len(header):] = body
+                    srv._count_bytes(len(req))
+                    del req, body  # grpcio's copy goes before the decode's transient comes
+                    chunks = srv._decode(decoder, _Unit(kind, memoryview(frame)), link)
+                    del frame
+                finally:
+                    srv._budget.release(reserved)
                 if chunks:
                     with srv._lock:
                         srv.stats.chunks_received += len(chunks)

@@ -106,7 +106,7 @@ def _recording(timelines: list[str], frames: int = 2) -> bytes:
     """An SDK recording: one 4x3 image per time point, stamped on every timeline."""
     import pixelrun as rr
 
-    rec = rr.new_recording("names", recording_id="names")
+    rec = rr.new_recording("names", recording_id="names", send_properties=False)  # image chunks only
     mem = rec.memory_recording()
     for t in range(frames):
         for name in timelines:
@@ -287,7 +287,7 @@ def test_decompressed_size_limit_is_a_decoder_parameter(monkeypatch):
     import pixelrun as rr
 
     monkeypatch.setenv("PIXELRUN_COMPRESSION", "lz4")
-    rec = rr.new_recording("lz", recording_id="lz")
+    rec = rr.new_recording("lz", recording_id="lz", send_properties=False)  # one image chunk
     mem = rec.memory_recording()
     rec.set_time("step", sequence=0)
     rec.log("cam", rr.Image(np.zeros((512, 512, 4), np.uint8)))  # 1 MiB, compresses well
@@ -333,7 +333,7 @@ def _fuzz_recording() -> bytes:
     import pixelrun as rr
 
     rng = np.random.default_rng(7)
-    rec = rr.new_recording("fuzz", recording_id="fuzz")
+    rec = rr.new_recording("fuzz", recording_id="fuzz", send_properties=False)  # damage hits image data
     mem = rec.memory_recording()
     rec.log("bg", rr.Image(rng.integers(0, 256, (14, 20, 3), dtype=np.uint8)), static=True)
     rec.flush()

@@ -102,6 +102,9 @@ def _expected_send_columns():
     return {"/images": rows}
 
 
+# rr.init's start time, a static /__properties row with no image components, as Rerun writes it
+PROPERTIES_ROWS = {"/__properties": [(True, False, (), {})]}
+
 CASES = [
     ("image_simple", _expected_simple),
     ("image_formats", _expected_formats),
@@ -112,12 +115,12 @@ CASES = [
 @pytest.mark.parametrize("name,expected", CASES, ids=[c[0] for c in CASES])
 def test_seed_example(name, expected, tmp_path):
     got = _run(f"seed_{name}", tmp_path)
-    assert got == expected()
+    assert got == {**PROPERTIES_ROWS, **expected()}
 
 
 @pytest.mark.parametrize("name,expected", CASES, ids=[c[0] for c in CASES])
 def test_current_api_twin_gives_the_same_data(name, expected, tmp_path):
-    assert _run(f"current_{name}", tmp_path) == expected()
+    assert _run(f"current_{name}", tmp_path) == {**PROPERTIES_ROWS, **expected()}
 
 
 def test_seed_example_3_row_count_and_times(tmp_path):

@@ -23,3 +23,13 @@ class GateSink(Sink):
     def write_chunk(self, store, chunk, batch, enc):
         self.gate.wait(30)
         self.rows += chunk.num_rows
+
+
+# Rerun writes a recording's properties (RecordingInfo: start time, name) as static rows
+# of this entity ahead of its data; pixelrun does too (rr.init / RecordingStream).
+PROPERTIES = "/__properties"
+
+
+def logged(chunks) -> list:
+    """The chunks a test logged itself: all but the recording's /__properties."""
+    return [c for c in chunks if c.entity_path != PROPERTIES]

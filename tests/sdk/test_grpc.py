@@ -20,6 +20,7 @@ from pixelrun.engine import rrd
 from pixelrun.engine.chunk import IMAGE_BUFFER, buffer_row
 from pixelrun.engine.grpc import wire
 from pixelrun.engine.grpc.gen import rerun_log_msg_pb2, rerun_sdk_comms_pb2
+from pixelrun.engine.viewer.server import UNBUDGETED_MESSAGE_BYTES, ViewerServer
 from pixelrun.errors import DataLossWarning, PixelrunWarning
 from pixelrun.sinks import GrpcSink
 
@@ -229,7 +230,7 @@ class _Listener:
 def test_a_port_held_by_something_else_warns_and_counts_the_loss(answer, named):
     srv = _Listener(answer)
     try:
-        rec = rr.RecordingStream("not-rerun")
+        rec = rr.RecordingStream("not-rerun", send_properties=False)  # counts only the row it logs
         sink = GrpcSink(f"rerun+http://127.0.0.1:{srv.port}/proxy", handshake_timeout=2)
         # the warning comes on the caller's next call after the probe: set_sinks, log or flush
         with pytest.warns(PixelrunWarning, match=f"not a Rerun-compatible gRPC server: {named}"):
@@ -347,3 +348,22 @@ def test_a_slow_but_live_server_gets_back_pressure_not_drops():
         assert sum(1 for n in received if n > 700_000) == 40
     finally:
         server.stop(0)
+
+
+def test_grpc_messages_count_against_the_viewers_in_flight_budget():
+    """A gRPC call's frame copy and decode reserve the viewer's in-flight budget, as a
+    raw stream's message does (the memory plan's share for messages in flight)."""
+    got = []
+    srv = ViewerServer(lambda chunks, peer: got.extend(chunks), port=0).start()
+    try:
+        rec = rr.RecordingStream("budget", send_properties=False, compression=False)
+        rec.connect_grpc(f"rerun+http://127.0.0.1:{srv.port}/proxy")
+        frame = np.random.default_rng(0).integers(0, 256, (256, 512, 3), dtype=np.uint8)  # 384 KiB
+        rec.log("img", rr.Image(frame))
+        rec.close()
+        assert wait_until(lambda: len(got) == 1, 20)
+        stats = srv.stats_snapshot()
+        assert frame.nbytes > UNBUDGETED_MESSAGE_BYTES
+        assert stats.inflight_peak_bytes >= frame.nbytes and stats.inflight_bytes == 0
+    finally:
+        srv.stop()

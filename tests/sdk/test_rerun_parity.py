@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import time
 import warnings
 from datetime import timedelta
@@ -13,9 +15,11 @@ from datetime import timedelta
 import numpy as np
 import pytest
 from grpc_helpers import wait_until
+from sdk_helpers import PROPERTIES, logged
 
 import pixelrun as rr
 from pixelrun.engine import rrd
+from pixelrun.engine.api import render
 from pixelrun.engine.viewer.server import ViewerServer
 
 APP = "pixelrun_parity"
@@ -59,7 +63,7 @@ def test_save_write_footer_false_leaves_it_out_and_stays_readable(tmp_path):
     rec.disconnect()
     assert not _has_stream_footer(tmp_path / "b.rrd")
     got = rrd.read_rrd(tmp_path / "b.rrd")
-    assert sum(c.num_rows for c in got.chunks) == 10 and not got.has_footer
+    assert sum(c.num_rows for c in logged(got.chunks)) == 10 and not got.has_footer
 
 
 def test_module_save_write_footer_false(tmp_path):
@@ -90,9 +94,9 @@ def test_set_sinks_writes_a_file_and_streams_at_once(tmp_path):
         _log_some(rec, 5)
         rec.close()
         assert rec.dropped_rows == 0
-        assert wait_until(lambda: sum(c.num_rows for c in got) == 5)
+        assert wait_until(lambda: sum(c.num_rows for c in logged(got)) == 5)
         saved = rrd.read_rrd(tmp_path / "both.rrd")
-        assert sum(c.num_rows for c in saved.chunks) == 5 and saved.has_footer
+        assert sum(c.num_rows for c in logged(saved.chunks)) == 5 and saved.has_footer
     finally:
         srv.stop()
 
@@ -146,7 +150,7 @@ def test_init_again_closes_the_previous_recordings_file(tmp_path):
     rr.init("parity_reinit")
     assert not _is_open(path)
     assert _has_stream_footer(path)  # closed properly, with what was logged
-    assert sum(c.num_rows for c in rrd.read_rrd(path).chunks) == 1
+    assert sum(c.num_rows for c in logged(rrd.read_rrd(path).chunks)) == 1
 
 
 def test_isolated_streams_write_their_own_files(tmp_path):
@@ -161,7 +165,7 @@ def test_isolated_streams_write_their_own_files(tmp_path):
     for rid, entity in (("rec1", "/data1"), ("rec2", "/data2")):
         got = rrd.read_rrd(tmp_path / f"{rid}.rrd")
         assert [s.recording_id for s in got.store_infos] == [rid]
-        assert [c.entity_path for c in got.chunks] == [entity]
+        assert [c.entity_path for c in got.chunks] == [PROPERTIES, entity]  # as Rerun: properties first
 
 
 def test_get_recording_id_module_and_stream():
@@ -256,7 +260,7 @@ def test_script_helpers_save_and_close(tmp_path):
     rr.script_teardown(args)
     rr.set_strict_mode(None)
     assert _has_stream_footer(tmp_path / "script.rrd")
-    assert [c.entity_path for c in rrd.read_rrd(tmp_path / "script.rrd").chunks] == ["/img"]
+    assert [c.entity_path for c in rrd.read_rrd(tmp_path / "script.rrd").chunks] == [PROPERTIES, "/img"]
 
 
 def test_script_helpers_stdout_is_named_not_silently_ignored(tmp_path):
@@ -334,3 +338,94 @@ def test_image_buffer_and_format_are_batches_equal_to_reruns(shape, dtype):
     assert img.buffer == rr.Image(pixels.copy()).buffer
     assert img.format == img.format.as_arrow_array()
     assert img.buffer != rr.Image(pixels + 1).buffer
+
+
+# ------------------------------------------------------ recording properties
+
+
+def _property_columns(chunks) -> dict:
+    """column -> (Arrow type, component metadata, values) of the /__properties chunks."""
+    out = {}
+    for c in chunks:
+        if c.entity_path == PROPERTIES:
+            assert not c.timelines and c.num_rows == 1  # static, one row each, as Rerun writes them
+            for name, col in c.components.items():
+                out[name] = (col.type, c.component_meta.get(name), col.to_pylist())
+    return out
+
+
+def test_init_sends_the_start_time_first_as_rerun_does(tmp_path):
+    before = time.time_ns()
+    rr.init("parity_props", recording_id="props")
+    after = time.time_ns()
+    rr.save(tmp_path / "p.rrd")
+    rr.send_recording_name("my name")
+    rr.log("img", rr.Image(np.zeros((2, 2, 3), np.uint8)))
+    rr.disconnect()
+    got = rrd.read_rrd(tmp_path / "p.rrd")
+    assert [c.entity_path for c in got.chunks] == [PROPERTIES, PROPERTIES, "/img"]
+    props = _property_columns(got.chunks)
+    assert set(props) == {"RecordingInfo:start_time", "RecordingInfo:name"}
+    start_type, start_meta, start = props["RecordingInfo:start_time"]
+    assert str(start_type) == "list<item: int64>" and before <= start[0][0] <= after
+    assert start_meta["rerun:component_type"] == "rerun.components.Timestamp"
+    assert start_meta["rerun:archetype"] == "rerun.archetypes.RecordingInfo"
+    assert props["RecordingInfo:name"][2] == [["my name"]]
+
+
+def test_send_properties_false_sends_none_and_start_time_can_be_set():
+    rec = rr.RecordingStream(APP, send_properties=False)
+    mem = rec.memory_recording()
+    rec.log("img", rr.Image(np.zeros((2, 2, 3), np.uint8)))
+    assert PROPERTIES not in {c.entity_path for c in rrd.read_rrd(mem.rrd_bytes()).chunks}
+    rec.send_recording_start_time_nanos(123)
+    assert _property_columns(rrd.read_rrd(mem.rrd_bytes()).chunks)["RecordingInfo:start_time"][2] == [[123]]
+    with pytest.raises(TypeError, match="nanoseconds"):
+        rec.send_recording_start_time_nanos(1.5)
+    rec.close()
+
+
+def test_a_recording_that_never_saved_is_no_data_loss():
+    rec = rr.RecordingStream(APP)  # its start time waits in the buffer, then goes nowhere
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rec.close()
+    assert rec.dropped_rows == 0
+
+
+def test_properties_are_not_reported_as_undrawn(tmp_path):
+    rec = rr.RecordingStream(APP)
+    rec.save(tmp_path / "p.rrd")
+    rec.send_recording_name("n")
+    rec.log("img", rr.Image(np.zeros((2, 2, 3), np.uint8)))
+    rec.close()
+    info = subprocess.run([sys.executable, "-m", "pixelrun.engine.cli.main", "info", str(tmp_path / "p.rrd")],
+                          capture_output=True, text=True, timeout=120)
+    assert info.returncode == 0, info.stderr
+    (line,) = [x for x in info.stdout.splitlines() if PROPERTIES in x]  # listed, as for Rerun's own files
+    assert "not drawn" not in info.stdout + info.stderr, info.stdout
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "not drawn yet" notice either
+        assert render(tmp_path / "p.rrd", backend="numpy").shape == (2, 2, 4)
+
+
+def test_properties_equal_what_rerun_writes(tmp_path):
+    from grpc_helpers import RERUN_PY
+
+    if not RERUN_PY.exists():
+        pytest.skip("real rerun-sdk 0.41 not installed in .venv-rerun")
+    code = ("import sys, numpy as np, rerun as rr; rr.init('parity_props', recording_id='r'); rr.save(sys.argv[1]); "
+            "rr.send_recording_name('my name'); rr.log('img', rr.Image(np.zeros((2, 2, 3), np.uint8)))")
+    subprocess.run([str(RERUN_PY), "-c", code, str(tmp_path / "rerun.rrd")], check=True, timeout=120,
+                   capture_output=True)
+    rec = rr.RecordingStream("parity_props", recording_id="r")
+    rec.save(tmp_path / "ours.rrd")
+    rec.send_recording_name("my name")
+    rec.log("img", rr.Image(np.zeros((2, 2, 3), np.uint8)))
+    rec.close()
+    theirs = rrd.read_rrd(tmp_path / "rerun.rrd").chunks
+    ours = rrd.read_rrd(tmp_path / "ours.rrd").chunks
+    assert sorted(c.entity_path for c in ours) == sorted(c.entity_path for c in theirs)  # (batching order differs)
+    want = {k: (t, m) for k, (t, m, _) in _property_columns(theirs).items()}
+    assert {k: (t, m) for k, (t, m, _) in _property_columns(ours).items()} == want
+    assert _property_columns(ours)["RecordingInfo:name"][2] == _property_columns(theirs)["RecordingInfo:name"][2]

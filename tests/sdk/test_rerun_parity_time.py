@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pyarrow as pa
 import pytest
+from sdk_helpers import logged
 
 import pixelrun as rr
 from pixelrun.engine import rrd
@@ -58,7 +59,7 @@ def test_pandas_timestamps_keep_their_nanoseconds():
     mem = rec.memory_recording()
     rec.set_time("t", timestamp=pd.Timestamp("2000-01-01T00:00:00.123456789"))
     rec.log("img", rr.Image(np.zeros((2, 2, 3), np.uint8)))
-    chunk = rrd.read_rrd(mem.rrd_bytes()).chunks[0]
+    (chunk,) = logged(rrd.read_rrd(mem.rrd_bytes()).chunks)
     rec.close()
     assert chunk.timelines["t"].values.tolist() == [946684800123456789]
 

@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 from PIL import Image as PILImage
+from sdk_helpers import logged
 
 import pixelrun as rr
 from pixelrun.engine import chunk as ch
@@ -22,9 +23,10 @@ def _stream(strict=False):
 
 
 def _rows(mem) -> dict:
-    """entity -> list of (buffer bytes or None, ImageFormat or None) in row order."""
+    """entity -> list of (buffer bytes or None, ImageFormat or None) in row order
+    (the recording's /__properties are no image rows)."""
     out: dict = {}
-    for c in read_rrd(mem.rrd_bytes()).chunks:
+    for c in logged(read_rrd(mem.rrd_bytes()).chunks):
         bufs = c.components.get(ch.IMAGE_BUFFER)
         if ch.IMAGE_FORMAT in c.components:
             fmts = ch.formats_from_column(c.components[ch.IMAGE_FORMAT])

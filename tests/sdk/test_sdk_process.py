@@ -16,6 +16,7 @@ import sys
 import textwrap
 
 import pytest
+from sdk_helpers import logged
 
 from pixelrun.engine import chunk as ch
 from pixelrun.engine.rrd import read_rrd
@@ -251,7 +252,7 @@ def test_sigkill_leaves_every_complete_message_readable(tmp_path):
     rec = read_rrd(data)  # must not raise
     assert not rec.has_footer
     assert rec.problems and any("truncated" in p or "no end-of-stream footer" in p for p in rec.problems)
-    seqs = sorted(int(v) for c in rec.chunks for v in c.timelines["i"].values)
+    seqs = sorted(int(v) for c in logged(rec.chunks) for v in c.timelines["i"].values)
     assert seqs[:40] == list(range(40))  # everything flushed before the kill is there
     assert seqs == list(range(len(seqs)))  # and nothing is duplicated or missing before the cut
     # Cut the file inside its last message as well: still every complete one, reported.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sdk_helpers import GateSink
+from sdk_helpers import PROPERTIES, GateSink
 
 import pixelrun as rr
 from pixelrun.batcher import BatcherConfig
@@ -161,7 +161,8 @@ def test_separate_chunks_per_entity_and_timeline_set():
 
 def test_back_pressure_bounds_in_flight_memory():
     rec = rr.RecordingStream("bp", batcher_config=BatcherConfig(
-        flush_tick=0.001, flush_num_bytes=1, max_in_flight_bytes=3000))
+        flush_tick=0.001, flush_num_bytes=1, max_in_flight_bytes=3000),
+        send_properties=False)  # in flight: only the rows this test logs
     sink = GateSink()
     rec._set_sinks([sink])
     rec.log("e", rr.Image(np.zeros((1, 2000), np.uint8)))  # admitted (nothing in flight)
@@ -306,8 +307,8 @@ def test_two_recordings_in_one_process_keep_their_data_apart(tmp_path):
     ra, rb = read_rrd(tmp_path / "a.rrd"), read_rrd(tmp_path / "b.rrd")
     assert ra.problems == [] and rb.problems == []
     assert [s.recording_id for s in ra.store_infos] == ["A"]
-    assert {c.entity_path for c in ra.chunks} == {"/only_a"}
-    assert {c.entity_path for c in rb.chunks} == {"/only_b"}
+    assert {c.entity_path for c in ra.chunks} == {PROPERTIES, "/only_a"}  # each its own properties too
+    assert {c.entity_path for c in rb.chunks} == {PROPERTIES, "/only_b"}
 
 
 def test_data_logged_before_save_is_kept(tmp_path):
@@ -316,7 +317,7 @@ def test_data_logged_before_save_is_kept(tmp_path):
     rec.save(tmp_path / "x.rrd")
     rec.log("late", _img(2))
     rec.close()
-    assert {c.entity_path for c in read_rrd(tmp_path / "x.rrd").chunks} == {"/early", "/late"}
+    assert {c.entity_path for c in read_rrd(tmp_path / "x.rrd").chunks} == {PROPERTIES, "/early", "/late"}
 
 
 def test_disconnect_finishes_the_file_and_buffers_later_data(tmp_path):
@@ -339,7 +340,7 @@ def test_memory_recording_is_a_complete_stream_at_any_time():
     rec.log("b", _img(2))
     r2 = read_rrd(mem.rrd_bytes())
     assert r1.problems == [] and r1.has_footer
-    assert [c.entity_path for c in r2.chunks] == ["/a", "/b"]
+    assert [c.entity_path for c in r2.chunks] == [PROPERTIES, "/a", "/b"]
 
 
 @pytest.mark.skipif(not RERUN_BIN.exists(), reason="real rerun 0.41 not installed in .venv-rerun")
@@ -407,8 +408,8 @@ def test_pixelrun_save_captures_several_recordings_in_one_file(tmp_path, monkeyp
     got = read_rrd(path)
     assert got.problems == [] and got.has_footer
     assert sorted(s.recording_id for s in got.store_infos) == ["A", "B"]
-    assert [c.entity_path for c in got.chunks_of("A")] == ["/x"]
-    assert [c.entity_path for c in got.chunks_of("B")] == ["/y"]
+    assert [c.entity_path for c in got.chunks_of("A")] == [PROPERTIES, "/x"]
+    assert [c.entity_path for c in got.chunks_of("B")] == [PROPERTIES, "/y"]
     if RERUN_BIN.exists():
         r = subprocess.run([str(RERUN_BIN), "rrd", "verify", str(path)], capture_output=True, text=True,
                            timeout=120, env=dict(os.environ, XDG_RUNTIME_DIR="/tmp"))
@@ -426,7 +427,7 @@ def test_lz4_compression_option(tmp_path, monkeypatch):
     data = (tmp_path / "c.rrd").read_bytes()
     assert data[8] == 1  # stream header: LZ4
     msgs = list(rrd.iter_messages(data))
-    (cm,) = [m for m in msgs if isinstance(m, rrd.ChunkMsg)]
+    (cm,) = [m for m in msgs if isinstance(m, rrd.ChunkMsg) and m.chunk.entity_path == "/z"]
     assert cm.compressed
     assert bytes(ch.buffer_row(cm.chunk.components[ch.IMAGE_BUFFER], 0)) == bytes(256 * 256)
     assert len(data) < 256 * 256 // 2  # zeros compress

@@ -14,10 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sdk_helpers import PROPERTIES
 
 import pixelrun as rr
 from pixelrun.engine import rrd
 from pixelrun.sinks import GREETING, TcpSink
+
+# Tests that count drops make their recordings with send_properties=False: the counts are
+# of the rows each test logs (the start-time row rr.init sends is checked where streamed).
 
 ROOT = Path(__file__).resolve().parents[2]
 RERUN_PY = ROOT / ".venv-rerun" / "bin" / "python"
@@ -180,9 +184,9 @@ def test_streams_the_rrd_encoding():
     rec.log("a", _img())
     rec.log("b", _img())
     rec.flush()
-    assert v.wait_for(lambda s: len(s.entities()) == 2)
+    assert v.wait_for(lambda s: len(s.entities()) == 3)
     assert isinstance(v.msgs[0], rrd.StoreInfoMsg) and v.msgs[0].info.recording_id == "t1"
-    assert sorted(v.entities()) == ["/a", "/b"]
+    assert sorted(v.entities()) == [PROPERTIES, "/a", "/b"]  # the recording's start time goes too
     assert sink.peer_problem == "" and sink.dropped == 0
     rec.close()
     v.close()
@@ -218,7 +222,7 @@ def test_streams_into_the_real_viewer_server():
 def test_no_viewer_never_blocks_and_drops_with_a_count():
     port = _free_port()  # nothing listens here
     sink = TcpSink(f"127.0.0.1:{port}", max_queue_bytes=5000, retry_secs=0.05)
-    rec = rr.RecordingStream("tcp", batcher_config=rr.BatcherConfig(flush_num_rows=1))
+    rec = rr.RecordingStream("tcp", batcher_config=rr.BatcherConfig(flush_num_rows=1), send_properties=False)
     rec._set_sinks([sink])
     with pytest.warns(rr.DataLossWarning, match=rf"127\.0\.0\.1:{port}: dropping data: no viewer listening"):
         for _ in range(50):
@@ -245,7 +249,7 @@ def test_no_viewer_never_blocks_and_drops_with_a_count():
 def test_chunks_queued_at_close_are_counted():
     port = _free_port()
     sink = TcpSink(f"127.0.0.1:{port}", retry_secs=0.05)  # a queue large enough for all
-    rec = rr.RecordingStream("tcp", batcher_config=rr.BatcherConfig(flush_num_rows=1))
+    rec = rr.RecordingStream("tcp", batcher_config=rr.BatcherConfig(flush_num_rows=1), send_properties=False)
     rec._set_sinks([sink])
     for i in range(20):
         rec.set_time("i", sequence=i)
@@ -258,7 +262,7 @@ def test_chunks_queued_at_close_are_counted():
 def test_viewer_killed_mid_stream_drops_are_counted_and_reported():
     v = Viewer(close_after=1)  # takes one chunk, then the connection and listener go
     sink = TcpSink(f"127.0.0.1:{v.port}", max_queue_bytes=3000, retry_secs=0.05)
-    rec = rr.RecordingStream("tcp", batcher_config=rr.BatcherConfig(flush_num_rows=1))
+    rec = rr.RecordingStream("tcp", batcher_config=rr.BatcherConfig(flush_num_rows=1), send_properties=False)
     rec._set_sinks([sink])
     rec.log("first", _img())
     rec.flush()
@@ -313,7 +317,7 @@ def test_a_silent_peer_is_named_when_the_viewer_greets():
     srv = Listener()  # accepts and reads, never answers
     sink = TcpSink(f"127.0.0.1:{srv.port}", expect_greeting=True, handshake_timeout=0.3,
                    retry_secs=0.05, max_queue_bytes=3000)
-    rec = rr.RecordingStream("peer", batcher_config=rr.BatcherConfig(flush_num_rows=1))
+    rec = rr.RecordingStream("peer", batcher_config=rr.BatcherConfig(flush_num_rows=1), send_properties=False)
     with pytest.warns(rr.PixelrunWarning, match=rf"127\.0\.0\.1:{srv.port} is not a pixelrun viewer: "
                                                 r"it sent nothing within 0\.3 s"):
         rec._set_sinks([sink])  # the warning comes with the first SDK call after the check
@@ -337,7 +341,7 @@ def test_a_silent_peer_is_named_when_the_viewer_greets():
 def test_a_peer_that_answers_otherwise_is_named(what, on_connect, on_data, named):
     srv = Listener(on_connect, on_data)
     sink = TcpSink(f"127.0.0.1:{srv.port}", retry_secs=0.05)  # default check, no greeting required
-    rec = rr.RecordingStream("peer", batcher_config=rr.BatcherConfig(flush_num_rows=1))
+    rec = rr.RecordingStream("peer", batcher_config=rr.BatcherConfig(flush_num_rows=1), send_properties=False)
     with pytest.warns(rr.PixelrunWarning, match=rf"is not a pixelrun viewer: {re.escape(named)}"):
         rec._set_sinks([sink])  # the warning comes with the first SDK call after the check
         rec.log("x", _img())
@@ -357,7 +361,7 @@ def test_reruns_own_grpc_server_is_named(tmp_path):
     proc = subprocess.Popen([str(RERUN_PY), "-c", code, str(port)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "up"
-        rec = rr.RecordingStream("peer")
+        rec = rr.RecordingStream("peer", send_properties=False)
         with pytest.warns(rr.PixelrunWarning, match=rf"127\.0\.0\.1:{port} is not a pixelrun viewer: an HTTP"):
             rec.connect_tcp(f"127.0.0.1:{port}")  # raw TCP: Rerun's server is named
             rec.log("x", _img())
@@ -380,7 +384,7 @@ def test_connect_is_ignored_under_pixelrun_save(tmp_path, monkeypatch):
     rec.log("x", _img())
     rec.close()
     got = rrd.read_rrd(tmp_path / "cap.rrd")
-    assert [c.entity_path for c in got.chunks] == ["/x"] and got.problems == []
+    assert [c.entity_path for c in got.chunks] == [PROPERTIES, "/x"] and got.problems == []
 
 
 def test_spawn_without_viewer_module_or_display_warns_once(monkeypatch):
