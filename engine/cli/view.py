@@ -39,6 +39,7 @@ from pixelrun.engine.viewer.server import (
     DEFAULT_BIND,
     DEFAULT_MAX_INFLIGHT_BYTES,
     DEFAULT_MAX_MESSAGE_BYTES,
+    GRPC_TRANSPORT_BYTES,
     PortInUseError,
     ServerLimits,
     ViewerServer,
@@ -147,8 +148,11 @@ def _run(args) -> int:
         print(f"pixelrun view: {exc}", file=sys.stderr)
         return 1
     try:
+        # a listening viewer leaves room in its limit for the gRPC front end's own memory
+        listens = not args.no_listen and args.screenshot_to is None
         plan = plan_memory(args.memory_limit, textures_max=default_vram_budget(),
-                           inflight_max=DEFAULT_MAX_INFLIGHT_BYTES)
+                           inflight_max=DEFAULT_MAX_INFLIGHT_BYTES,
+                           transport_max=GRPC_TRANSPORT_BYTES if listens else 0)
     except ValueError as exc:
         print(f"pixelrun view: --memory-limit: {exc}", file=sys.stderr)
         return 2

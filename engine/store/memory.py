@@ -163,6 +163,7 @@ class RootLedger:
 # Shares of the process limit when the viewer splits it (see plan_memory).
 TEXTURE_SHARE = 0.25  # decoded textures (GPU memory; host memory on CPU adapters)
 INFLIGHT_SHARE = 0.125  # message bodies received but not yet decoded
+TRANSPORT_SHARE = 0.125  # at most this much for the live protocol stack's own memory (plan_memory)
 
 
 @dataclass(frozen=True)
@@ -172,21 +173,25 @@ class MemoryPlan:
     limit: the whole (bytes; None: no limit). store: what the chunk store may hold
     (it drops its oldest temporal chunks past it). textures: the renderer's decoded
     texture cache budget. inflight: message bodies being received and decoded at once
-    (the live server's budget). store + textures + inflight == limit.
+    (the live server's budget). transport: what the live server's protocol stack holds
+    beyond that (the gRPC front end's buffers and threads; 0 when not listening).
+    store + textures + inflight + transport == limit.
     """
 
     limit: Optional[int]
     store: Optional[int]
     textures: int
     inflight: int
+    transport: int = 0
 
     def describe(self) -> str:
         """One line, e.g. for `pixelrun view` at start-up."""
         mb = format_mb
         if self.limit is None:
             return f"memory: no limit (textures {mb(self.textures)}, in flight {mb(self.inflight)})"
+        transport = f", live transport {mb(self.transport)}" if self.transport else ""
         return (f"memory limit {mb(self.limit)}: store {mb(self.store)}, textures {mb(self.textures)}, "
-                f"messages in flight {mb(self.inflight)}")
+                f"messages in flight {mb(self.inflight)}{transport}")
 
 
 def format_mb(n: int) -> str:
@@ -194,15 +199,19 @@ def format_mb(n: int) -> str:
     return f"{n / 1e6:.0f} MB"
 
 
-def plan_memory(limit: Union[None, int, float, str], *, textures_max: int, inflight_max: int) -> MemoryPlan:
+def plan_memory(limit: Union[None, int, float, str], *, textures_max: int, inflight_max: int,
+                transport_max: int = 0) -> MemoryPlan:
     """Split a memory limit (any form `parse_memory_limit` takes) between the store, the
-    texture cache and in-flight messages: the caches get fixed shares (TEXTURE_SHARE,
-    INFLIGHT_SHARE, at most their own defaults `textures_max`/`inflight_max`), the store
-    the rest. With no limit, the caches keep their defaults and the store is unbounded.
+    texture cache, in-flight messages and the live transport: the caches get fixed shares
+    (TEXTURE_SHARE, INFLIGHT_SHARE, at most their own defaults `textures_max` /
+    `inflight_max`), the transport its measured cost `transport_max` (at most
+    TRANSPORT_SHARE), the store the rest. With no limit, the caches keep their defaults
+    and the store is unbounded.
     """
     total = parse_memory_limit(limit)
     if total is None:
-        return MemoryPlan(None, None, int(textures_max), int(inflight_max))
+        return MemoryPlan(None, None, int(textures_max), int(inflight_max), int(transport_max))
     textures = min(int(textures_max), int(total * TEXTURE_SHARE))
     inflight = min(int(inflight_max), int(total * INFLIGHT_SHARE))
-    return MemoryPlan(total, total - textures - inflight, textures, inflight)
+    transport = min(int(transport_max), int(total * TRANSPORT_SHARE))
+    return MemoryPlan(total, total - textures - inflight - transport, textures, inflight, transport)

@@ -512,6 +512,12 @@ GRPC_WINDOW_BYTES = 16 << 20
 # large frames keep a megabyte-sized message moving through a small window.
 GRPC_MAX_FRAME_BYTES = 1 << 20
 
+# What the gRPC front end holds beyond the in-flight budget (grpcio's threads, slices and
+# allocator caches, the relay's buffers), so the viewer's memory plan can leave room for it:
+# measured with tests/engine/test_viewer_memory.py (1080p NV12 at full speed, 500 MB limit),
+# the viewer grew ~40 MB more over gRPC than over the raw stream; 48 MB keeps a margin.
+GRPC_TRANSPORT_BYTES = 48 * 1000**2
+
 
 def _grpc_window(limits: "ServerLimits") -> int:
     """The HTTP/2 window of each gRPC call: GRPC_WINDOW_BYTES, at most a 16th of the

@@ -94,7 +94,7 @@ def test_stream_of_1080p_frames_stays_under_the_limit():
 
 
 def test_one_limit_is_split_between_store_textures_and_messages_in_flight():
-    from pixelrun.engine.store.memory import INFLIGHT_SHARE, TEXTURE_SHARE, plan_memory
+    from pixelrun.engine.store.memory import INFLIGHT_SHARE, TEXTURE_SHARE, TRANSPORT_SHARE, plan_memory
 
     plan = plan_memory("500MB", textures_max=1 << 30, inflight_max=2 << 30)
     assert plan.limit == 500 * 1000**2
@@ -110,3 +110,9 @@ def test_one_limit_is_split_between_store_textures_and_messages_in_flight():
     assert (none.store, none.textures, none.inflight) == (None, 123, 456)
     with pytest.raises(ValueError, match="memory limit"):
         plan_memory("lots", textures_max=1, inflight_max=1)
+    # a listening viewer: the live transport's own memory comes out of the store's share
+    live = plan_memory("500MB", textures_max=1 << 30, inflight_max=2 << 30, transport_max=48 * 1000**2)
+    assert live.transport == 48 * 1000**2 and live.store == plan.store - live.transport
+    assert live.store + live.textures + live.inflight + live.transport == live.limit
+    tiny = plan_memory("100MB", textures_max=1 << 30, inflight_max=2 << 30, transport_max=48 * 1000**2)
+    assert tiny.transport == int(tiny.limit * TRANSPORT_SHARE)  # never more than its share
