@@ -21,7 +21,8 @@ from PIL import Image as PILImage
 import pixelrun as rr
 import pixelrun.data
 from pixelrun.engine import api as R
-from pixelrun.engine import open_store, render
+from pixelrun.engine import open_store, render, rrd
+from pixelrun.engine.chunk import IMAGE_BUFFER
 from pixelrun.engine.cli.main import main
 from pixelrun.engine.cli.render import fleet_names
 from pixelrun.engine.fleet import frames as F
@@ -101,7 +102,11 @@ def damaged(fleet, tmp_path_factory):
     mixed = next(p for p in fleet if p.endswith("mixed.rrd"))
     data = Path(mixed).read_bytes()
     cut = root / "cut.rrd"
-    cut.write_bytes(data[: len(data) * 2 // 3])
+    # cut inside the last chunk that holds an image, so some frames are lost and some kept
+    # whatever the chunks' sizes (compression and the footer make a fixed fraction unreliable)
+    last = max(m.offset for m in rrd.iter_messages(data)
+               if isinstance(m, rrd.ChunkMsg) and IMAGE_BUFFER in m.chunk.components)
+    cut.write_bytes(data[: last + 24])
     return str(garbage), str(cut)
 
 
