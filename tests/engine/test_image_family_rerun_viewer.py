@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ import pytest
 from PIL import Image as PILImage
 
 from pixelrun.engine import api
+from tests.net_helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RERUN_PY = ROOT / ".venv-rerun" / "bin" / "python"
@@ -78,12 +78,6 @@ CASES = {"depth": 5, "depth_viridis": 5, "segmentation": 4, "segmentation_alpha"
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (200, 150, 50)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _encoded_file(case: str, d: Path) -> Path:
     rgb = np.zeros((B, 4 * B, 3), np.uint8)
     for i, c in enumerate(COLOURS):
@@ -104,7 +98,7 @@ def _screenshot(rrd: Path, tmp: Path, tries: int = 3) -> np.ndarray:
     image yet: its viewer loads the file on a background thread."""
     png = tmp / f"{rrd.stem}.png"
     for _ in range(tries):
-        subprocess.run(["xvfb-run", "-a", str(RERUN_BIN), str(rrd), "--port", str(_free_port()), "--headless",
+        subprocess.run(["xvfb-run", "-a", str(RERUN_BIN), str(rrd), "--port", str(free_port()), "--headless",
                         "--window-size", "800x600", "--screenshot-to", str(png)],
                        env=ENV, check=True, timeout=300, capture_output=True)
         img = np.asarray(PILImage.open(png).convert("RGB")).astype(int)

@@ -30,6 +30,8 @@ from viewer_helpers import wait_until
 sys.path.append(str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from _viewer_soak import empty_rss, stop, stream_and_sample
 
+from tests.net_helpers import free_port
+
 psutil = pytest.importorskip("psutil", reason="psutil measures RSS (pip install -e '.[test]')")
 
 LIMIT = 500 * 1000**2
@@ -37,11 +39,6 @@ SLACK = 128 * 1000**2
 SOAK_S = 40.0
 FRAME_BYTES = 1920 * 1080 * 3 // 2
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _accepts(port: int) -> bool:
@@ -55,7 +52,7 @@ def _accepts(port: int) -> bool:
 def test_memory_limit_bounds_the_whole_viewer_process(xvfb_display, tmp_path):
     from pixelrun.engine.viewer.window import read_view_metadata
 
-    port = _free_port()
+    port = free_port()
     shots = tmp_path / "shots"
     shots.mkdir()
     log = open(tmp_path / "viewer.log", "w+")

@@ -24,6 +24,7 @@ from viewer_helpers import image_chunk, rrd_stream, send, wait_until
 from pixelrun.engine.viewer.view import default_view_key
 from pixelrun.engine.viewer.window import read_view_metadata
 from pixelrun.kernels.formats import ImageFormat
+from tests.net_helpers import free_port
 
 RED, GREEN = (255, 0, 0, 255), (0, 255, 0, 255)
 
@@ -58,11 +59,6 @@ def view_pixel(png: Path, entity: str, u: int, v: int) -> tuple[int, ...] | None
                 return tuple(im.convert("RGBA").getpixel((int((u + 0.5) * s + ox), int((v + 0.5) * s + oy))))
     return None
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def viewer_cmd(*args: str) -> list[str]:

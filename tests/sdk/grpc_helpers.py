@@ -14,11 +14,6 @@ RERUN_BIN = ROOT / ".venv-rerun" / "bin" / "rerun"
 RERUN_PY = ROOT / ".venv-rerun" / "bin" / "python"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def listening(port: int) -> bool:
     try:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grpc_helpers import RERUN_BIN, RERUN_PY, RerunSaver, free_port, wait_until
+from grpc_helpers import RERUN_BIN, RERUN_PY, RerunSaver, wait_until
 
 import pixelrun as rr
 from pixelrun.batcher import ChunkBatcherConfig, CompressionPolicy, compression_mode
@@ -24,6 +24,7 @@ from pixelrun.engine import rrd
 from pixelrun.engine.chunk import IMAGE_BUFFER, buffer_row
 from pixelrun.engine.rrd.decode import ChunkMsg
 from pixelrun.errors import PixelrunWarning
+from tests.net_helpers import free_port
 
 needs_rerun = pytest.mark.skipif(not (RERUN_BIN.exists() and RERUN_PY.exists()),
                                  reason="real rerun 0.41 not installed in .venv-rerun")

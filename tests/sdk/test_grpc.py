@@ -13,7 +13,7 @@ from concurrent import futures
 import grpc
 import numpy as np
 import pytest
-from grpc_helpers import RERUN_BIN, RerunSaver, free_port, wait_until
+from grpc_helpers import RERUN_BIN, RerunSaver, wait_until
 
 import pixelrun as rr
 from pixelrun.engine import rrd
@@ -23,6 +23,7 @@ from pixelrun.engine.grpc.gen import rerun_log_msg_pb2, rerun_sdk_comms_pb2
 from pixelrun.engine.viewer.server import UNBUDGETED_MESSAGE_BYTES, ViewerServer
 from pixelrun.errors import DataLossWarning, PixelrunWarning
 from pixelrun.sinks import GrpcSink
+from tests.net_helpers import free_port
 
 needs_rerun = pytest.mark.skipif(not RERUN_BIN.exists(), reason="real rerun 0.41 not installed in .venv-rerun")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from grpc_helpers import RERUN_PY, free_port, wait_until
+from grpc_helpers import RERUN_PY, wait_until
 
 import pixelrun as rr
 from pixelrun.engine import rrd
@@ -23,6 +23,7 @@ from pixelrun.engine.chunk import IMAGE_BUFFER, buffer_row
 from pixelrun.engine.grpc import wire
 from pixelrun.engine.viewer.server import ServerLimits, ViewerServer
 from pixelrun.sinks import GrpcSink
+from tests.net_helpers import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 from test_viewer_window import LiveViewer, window_pixel

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image as PILImage
+
+from tests.net_helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RERUN_BIN = ROOT / ".venv-rerun" / "bin" / "rerun"
@@ -26,11 +27,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="xvfb-run is not installed"),
 ]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _record(example: str, tmp_path: Path) -> Path:
@@ -43,7 +39,7 @@ def _record(example: str, tmp_path: Path) -> Path:
 def _screenshot_once(rrd: Path, tmp_path: Path) -> np.ndarray:
     png = tmp_path / "shot.png"
     env = dict(os.environ, XDG_RUNTIME_DIR="/tmp", RERUN_TELEMETRY_ENABLED="false")
-    subprocess.run(["xvfb-run", "-a", str(RERUN_BIN), str(rrd), "--port", str(_free_port()), "--headless",
+    subprocess.run(["xvfb-run", "-a", str(RERUN_BIN), str(rrd), "--port", str(free_port()), "--headless",
                     "--window-size", "800x600", "--screenshot-to", str(png)],
                    env=env, check=True, timeout=300, capture_output=True)
     return np.asarray(PILImage.open(png).convert("RGB"))

@@ -19,6 +19,7 @@ from sdk_helpers import PROPERTIES
 import pixelrun as rr
 from pixelrun.engine import rrd
 from pixelrun.sinks import GREETING, TcpSink
+from tests.net_helpers import free_port
 
 # Tests that count drops make their recordings with send_properties=False: the counts are
 # of the rows each test logs (the start-time row rr.init sends is checked where streamed).
@@ -161,11 +162,6 @@ class Listener:
         _shut(self.srv)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _img():
     return rr.Image(np.zeros((2, 2), np.uint8))
@@ -220,7 +216,7 @@ def test_streams_into_the_real_viewer_server():
 
 
 def test_no_viewer_never_blocks_and_drops_with_a_count():
-    port = _free_port()  # nothing listens here
+    port = free_port()  # nothing listens here
     sink = TcpSink(f"127.0.0.1:{port}", max_queue_bytes=5000, retry_secs=0.05)
     rec = rr.RecordingStream("tcp", batcher_config=rr.BatcherConfig(flush_num_rows=1), send_properties=False)
     rec._set_sinks([sink])
@@ -247,7 +243,7 @@ def test_no_viewer_never_blocks_and_drops_with_a_count():
 
 
 def test_chunks_queued_at_close_are_counted():
-    port = _free_port()
+    port = free_port()
     sink = TcpSink(f"127.0.0.1:{port}", retry_secs=0.05)  # a queue large enough for all
     rec = rr.RecordingStream("tcp", batcher_config=rr.BatcherConfig(flush_num_rows=1), send_properties=False)
     rec._set_sinks([sink])
@@ -355,7 +351,7 @@ def test_a_peer_that_answers_otherwise_is_named(what, on_connect, on_data, named
 
 @pytest.mark.skipif(not RERUN_PY.exists(), reason="real rerun 0.41 not installed in .venv-rerun")
 def test_reruns_own_grpc_server_is_named(tmp_path):
-    port = _free_port()
+    port = free_port()
     code = ("import rerun as rr, sys, time; rr.init('probe'); rr.serve_grpc(grpc_port=int(sys.argv[1])); "
             "print('up', flush=True); time.sleep(60)")
     proc = subprocess.Popen([str(RERUN_PY), "-c", code, str(port)], stdout=subprocess.PIPE, text=True)
