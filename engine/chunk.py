@@ -26,6 +26,7 @@ from pixelrun.engine.archetypes import (
     RANGE1D_TYPE,
     UTF8_TYPE,
 )
+from pixelrun.engine.arrow_numpy import fixed_width_values
 from pixelrun.kernels.formats import ImageFormat
 
 # The Image columns by their short names (Rerun 0.41 "Archetype:field" descriptors),
@@ -537,8 +538,7 @@ def from_record_batch(batch: pa.RecordBatch) -> "Chunk":
             _same_name(entity, "timeline", f.name, name)
             if col.null_count:
                 raise ValueError(f"{entity}: index column {f.name!r} has {col.null_count} null(s)")
-            vals = col.cast(pa.int64()) if not pa.types.is_int64(f.type) else col
-            values = vals.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+            values = fixed_width_values(col, np.int64)  # timestamps/durations are int64 underneath
             if fmeta.get("rerun:is_sorted") == "true" and values.size > 1 and bool(np.any(values[1:] < values[:-1])):
                 raise ValueError(f"{entity}: timeline {name!r} is marked sorted but its values are not")
             timelines[name] = TimeColumn(tk, values)

@@ -32,6 +32,7 @@ from pixelrun.engine.archetypes import (
     Archetype,
     undrawn_archetypes,
 )
+from pixelrun.engine.arrow_numpy import fixed_width_values, validity_mask
 from pixelrun.engine.chunk import _parse_parts, format_from_struct, normalize_entity_path
 from pixelrun.kernels.colormaps import DEFAULT_DEPTH_COLORMAP, Colormap
 from pixelrun.kernels.errors import RenderWarning, user_stacklevel
@@ -90,7 +91,7 @@ def _blob(hit) -> Optional[np.ndarray]:
         leaf = inst.values
         if leaf is None:
             return None
-        return leaf.to_numpy(zero_copy_only=True)
+        return fixed_width_values(leaf, np.uint8)  # a view of the Arrow buffer
     # binary-typed blobs (tolerated, though Rerun writes list<uint8>)
     return np.frombuffer(inst.as_buffer(), dtype=np.uint8)
 
@@ -390,12 +391,12 @@ def _apply_context(table: np.ndarray, elements: pa.StructArray) -> None:
     automatic colour of its info id (Rerun's ResolvedAnnotationInfo::color)."""
     if len(elements) == 0:
         return
-    class_id = elements.field("class_id").to_numpy(zero_copy_only=False).astype(np.int64)
+    class_id = fixed_width_values(elements.field("class_id"), np.int64)
     info = elements.field("class_description").field("info")
-    info_id = info.field("id").to_numpy(zero_copy_only=False).astype(np.int64)
+    info_id = fixed_width_values(info.field("id"), np.int64)
     color = info.field("color")
-    has = ~np.asarray(color.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    packed = color.fill_null(0).to_numpy(zero_copy_only=False).astype(np.uint32)
+    has = validity_mask(color)
+    packed = np.where(has, fixed_width_values(color, np.uint32), 0).astype(np.uint32)
     n = table.shape[0]
     inside = class_id < n
     auto = _auto_colors(65536)

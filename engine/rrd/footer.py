@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from pixelrun.engine.arrow_numpy import validity_mask
 from pixelrun.engine.chunk import (
     ROW_ID_COLUMN,
     TIMELINE_ARROW_TYPES,
@@ -143,7 +144,7 @@ class ManifestBuilder:
             elif col.null_count == len(col):
                 continue
             else:
-                valid = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+                valid = validity_mask(col)
             comps.append(name)
             masks[name] = valid
             self.component_fields.setdefault(name, {k: v for k, v in meta.items() if k != "rerun:kind"})

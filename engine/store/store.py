@@ -55,6 +55,7 @@ import numpy as np
 import pyarrow as pa
 
 from pixelrun.engine.archetypes import DRAWABLE_COLUMNS
+from pixelrun.engine.arrow_numpy import validity_mask
 from pixelrun.engine.chunk import Chunk, normalize_entity_path
 from pixelrun.engine.mcap import McapSource, is_bag
 from pixelrun.engine.store.index import SortedIndex
@@ -262,7 +263,7 @@ def _present_rows(arr: pa.Array) -> np.ndarray:
     n = len(arr)
     if arr.null_count == 0:
         return np.arange(n, dtype=np.int32)
-    valid = arr.is_valid().to_numpy(zero_copy_only=False)
+    valid = validity_mask(arr)
     return np.flatnonzero(valid).astype(np.int32)
 
 
