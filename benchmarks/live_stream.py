@@ -11,7 +11,10 @@ Senders x receivers, every run a fresh sender process:
   window draws on a software GPU and would measure the rasteriser)
 - pixelrun -> rerun:  into ``rerun --serve-grpc`` (Rerun 0.41's own gRPC server)
 - rerun -> rerun:     rerun-sdk 0.41 into the same (the peer)
-- rerun -> pixelrun viewer, and pixelrun over raw TCP (``connect_tcp``) for reference
+- rerun -> pixelrun viewer
+- forked child -> pixelrun viewer (relay): the same pixelrun loop in a child forked
+  after ``connect_grpc``; grpcio is not fork-safe, so the child streams through a
+  relay process (sdk/fork_relay.py): what that extra hop costs
 
 Columns: frames/s and MB/s over "delivered" (first log call until the SDK's close /
 disconnect returned: for pixelrun's gRPC sink that is the server's answer to the
@@ -62,36 +65,43 @@ if module.startswith("pixelrun"):
 else:
     import rerun as rr
 rr.init("live_bench", spawn=False)
-if module == "pixelrun-tcp":
-    rr.connect_tcp(url)
-else:
-    rr.connect_grpc(url)
-lat = []
-t0 = time.perf_counter()
-wall0 = time.time()
-for i in range(n):
-    if fps:
-        time.sleep(max(0.0, t0 + i / fps - time.perf_counter()))
-    a = time.perf_counter()
-    rr.set_time("frame", sequence=i)
-    f = frames[i % 4]
-    if fmt == "rgb":
-        rr.log("cam", rr.Image(f))
+rr.connect_grpc(url)
+
+def run():
+    lat = []
+    t0 = time.perf_counter()
+    wall0 = time.time()
+    for i in range(n):
+        if fps:
+            time.sleep(max(0.0, t0 + i / fps - time.perf_counter()))
+        a = time.perf_counter()
+        rr.set_time("frame", sequence=i)
+        f = frames[i % 4]
+        if fmt == "rgb":
+            rr.log("cam", rr.Image(f))
+        else:
+            rr.log("cam", rr.Image(bytes=f, width=w, height=h, pixel_format=rr.PixelFormat.NV12))
+        lat.append(time.perf_counter() - a)
+    rec = rr.get_global_data_recording()
+    if module.startswith("pixelrun"):
+        rec.close(timeout=120)  # returns once the server answered the finished stream (through the relay too)
+        dropped = rec.dropped_rows
     else:
-        rr.log("cam", rr.Image(bytes=f, width=w, height=h, pixel_format=rr.PixelFormat.NV12))
-    lat.append(time.perf_counter() - a)
-rec = rr.get_global_data_recording()
-if module.startswith("pixelrun"):
-    rec.close(timeout=120)  # returns once the server answered the finished stream
-    dropped = rec.dropped_rows
+        rec.flush()
+        rr.disconnect()
+        dropped = None
+    total = time.perf_counter() - t0
+    return dict(total=total, wall0=wall0, frames=n, bytes=n * frame_bytes, lat=lat, dropped=dropped)
+
+if module == "pixelrun-fork":  # the loop runs in a child forked after connect_grpc
+    import os
+    pid = os.fork()
+    if pid == 0:
+        print(json.dumps(run()), flush=True)
+        os._exit(0)
+    os.waitpid(pid, 0)
 else:
-    rec.flush()
-    rr.disconnect()
-    dropped = None
-total = time.perf_counter() - t0
-lat.sort()
-pct = lambda p: lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))]
-print(json.dumps(dict(total=total, wall0=wall0, frames=n, bytes=n * frame_bytes, lat=lat, dropped=dropped)))
+    print(json.dumps(run()))
 '''
 
 # A headless pixelrun viewer: the listener and the store ingest `pixelrun view` runs,
@@ -215,7 +225,7 @@ def main() -> None:
         viewers["rerun --serve-grpc"] = RerunServer(args.rerun_python)
     # name -> (interpreter, sender module, receiver)
     contenders = {"pixelrun -> pixelrun viewer": (sys.executable, "pixelrun", "pixelrun viewer"),
-                  "pixelrun tcp -> pixelrun viewer": (sys.executable, "pixelrun-tcp", "pixelrun viewer")}
+                  "forked child -> pixelrun viewer (relay)": (sys.executable, "pixelrun-fork", "pixelrun viewer")}
     if args.rerun_python:
         contenders = {"rerun -> rerun": (args.rerun_python, "rerun", "rerun --serve-grpc"),
                       "pixelrun -> rerun": (sys.executable, "pixelrun", "rerun --serve-grpc"),
@@ -233,8 +243,7 @@ def main() -> None:
             for _ in range(args.repeat):  # A B C A B C
                 for cname, (py, module, recv) in contenders.items():
                     v = viewers[recv]
-                    url = (f"127.0.0.1:{v.port}" if module == "pixelrun-tcp"
-                           else f"rerun+http://127.0.0.1:{v.port}/proxy")
+                    url = f"rerun+http://127.0.0.1:{v.port}/proxy"
                     r = run_sender(py, module, url, spec)
                     r["in_store"] = v.last_full(spec["n"], r["wall0"]) - r["wall0"]
                     results[cname].append(r)

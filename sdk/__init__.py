@@ -27,7 +27,10 @@ import uuid
 import warnings
 from typing import Any, Optional
 
-from pixelrun import components
+from pixelrun import (
+    _grpc_fork,  # noqa: F401 - first of pixelrun's modules: grpcio's fork handlers off before grpc loads
+    components,
+)
 from pixelrun.archetypes import (
     AnnotationContext,
     AnnotationInfo,
@@ -105,7 +108,7 @@ def init(
     if strict is not None:
         set_strict_mode(strict)
     if recording_id is None:  # Rerun: one default id per application in a process
-        recording_id = _default_ids.setdefault(str(application_id), str(uuid.uuid4()))
+        recording_id = _default_ids.setdefault(str(application_id), uuid.uuid4().hex)  # Rerun's form: 32 hex
     old = _global
     if old is not None and (old.application_id, old.recording_id) == (str(application_id), str(recording_id)):
         _global = None  # the same recording again: Rerun closes the old stream (its files get their footer)
@@ -278,8 +281,9 @@ def connect(addr: Optional[str] = None, *, recording: Optional[RecordingStream] 
 
 
 def connect_tcp(addr: Optional[str] = None, *, recording: Optional[RecordingStream] = None, **_: Any) -> None:
-    """Stream raw .rrd bytes over TCP to a pixelrun viewer ("host:port", default
-    127.0.0.1:PIXELRUN_PORT or 9876): pixelrun's own protocol, next to gRPC."""
+    """Deprecated alias of `connect_grpc` (warns once): the raw .rrd-over-TCP stream
+    was retired; "host:port" (default 127.0.0.1:PIXELRUN_PORT or 9876) streams over
+    gRPC to ``rerun+http://host:port/proxy``."""
     rec = _rec(recording)
     if rec is not None:
         rec.connect_tcp(addr)

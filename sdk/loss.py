@@ -1,6 +1,6 @@
 """Counting what a recording could not deliver, and saying so.
 
-Every place that drops data — a TCP sink with no viewer or a full queue, the no-sink
+Every place that drops data — a gRPC sink with no viewer or a full queue, the no-sink
 buffer, rows logged after ``close()``, chunks that could not be encoded or written,
 rows still queued when the close timeout ran out — adds to its recording's ledger.
 The first drop at each place queues a `DataLossWarning`; ``close()`` (and interpreter
@@ -30,7 +30,7 @@ def format_bytes(n: int) -> str:
 
 
 class LossLedger:
-    """Drop counts by place ("tcp 127.0.0.1:9876", "after close", ...), thread-safe.
+    """Drop counts by place ("grpc rerun+http://127.0.0.1:9876/proxy", "after close", ...), thread-safe.
 
     `label` names the recording in messages. `has_news` is a plain attribute so the
     logging hot path can test it without taking a lock.

@@ -59,7 +59,6 @@ from pixelrun.sinks import (
     MemoryRecording,
     MemorySink,
     Sink,
-    TcpSink,
     default_grpc_url,
     open_file_sink,
 )
@@ -76,6 +75,7 @@ from pixelrun.timeline import (
 __all__ = ["RecordingStream", "entity_path", "exit_timeout"]
 
 DEFAULT_EXIT_TIMEOUT = 10.0
+_warned_tcp_retired = False  # connect_tcp's deprecation is said once per process
 
 def entity_path(path: Any) -> str:
     """Normalised entity path: '/a/b', empty parts dropped, odd characters escaped (contract §5)."""
@@ -207,7 +207,7 @@ if hasattr(os, "register_at_fork"):
 
 
 class RecordingStream:
-    """One recording: ``log``, ``send_columns``, time, sinks (file, memory, TCP).
+    """One recording: ``log``, ``send_columns``, time, sinks (file, memory, gRPC).
 
     Parameters mirror Rerun's: `application_id`, `recording_id` (random when None),
     `strict` (None: follow PIXELRUN_STRICT), `spawn`. `compression`: LZ4 for chunk
@@ -231,7 +231,7 @@ class RecordingStream:
         batcher_config: "BatcherConfig | ChunkBatcherConfig | None" = None,
         send_properties: bool = True,
     ) -> None:
-        self.store = rrd.StoreInfo(str(application_id), str(recording_id or uuid.uuid4()))
+        self.store = rrd.StoreInfo(str(application_id), str(recording_id or uuid.uuid4().hex))  # Rerun's form
         self.strict = strict
         self._compressor = CompressionPolicy(compression_mode(compression))  # used on the batcher thread
         self.compression = self._compressor.compressed_stream  # what stream headers announce
@@ -689,7 +689,10 @@ class RecordingStream:
         if self._closed:
             self._sinks, self._backlog = [], None
             return
-        self._child_sinks = [f for f in (s.for_child() for s in self._sinks) if f is not None]
+        # a child forked again before its first chunk passes its own pending sinks on
+        # (their factories name the calling process's file or relay)
+        pending = self._child_sinks or []
+        self._child_sinks = [f for f in (s.for_child() for s in self._sinks) if f is not None] + pending
         self._sinks = []
         self._backlog = self._bound(BacklogSink())
 
@@ -699,7 +702,7 @@ class RecordingStream:
         for make in factories:
             try:
                 opened.append(self._bound(make()))
-            except OSError as exc:
+            except (OSError, RuntimeError) as exc:  # RuntimeError: no new threads at interpreter exit
                 self._loss.notice(f"pixelrun: forked process {os.getpid()}: {exc}; its rows are "
                                   "not saved", DataLossWarning)
         for s in opened:
@@ -787,15 +790,20 @@ class RecordingStream:
         return MemoryRecording(self, mem)
 
     def connect_tcp(self, addr: Optional[str] = None, *, flush_timeout_sec: Optional[float] = 2.0) -> None:
-        """Stream the raw .rrd bytes over TCP to a pixelrun viewer at `addr`
-        ("host:port", default 127.0.0.1:9876 or PIXELRUN_PORT): pixelrun's own
-        protocol, kept next to gRPC (``pixelrun view`` serves both on one port).
-        Never blocks: data queues until the viewer is reachable; what the bounded
-        queue drops is counted and reported, and a peer that is not a pixelrun
-        viewer is named in a warning and gets nothing."""
-        if self._save_path:
-            return
-        self._set_sinks([TcpSink(addr or f"127.0.0.1:{rrd.default_port()}")])
+        """Deprecated alias of `connect_grpc`: pixelrun's raw .rrd-over-TCP stream was
+        retired (one protocol for live streams: Rerun's gRPC). "host:port" (default
+        127.0.0.1:9876, or PIXELRUN_PORT) streams to ``rerun+http://host:port/proxy``:
+        ``pixelrun view`` and Rerun's viewer both serve it there. Warns once per process
+        (a PixelrunWarning, visible by default unlike DeprecationWarning)."""
+        addr = addr or f"127.0.0.1:{rrd.default_port()}"
+        url = addr if "://" in addr else f"rerun+http://{addr}/proxy"
+        global _warned_tcp_retired
+        if not _warned_tcp_retired:
+            _warned_tcp_retired = True
+            warnings.warn(f"pixelrun: connect_tcp({addr!r}) is deprecated: the raw .rrd-over-TCP stream was "
+                          f"retired; streaming over gRPC to {url} instead (use rr.connect_grpc)",
+                          PixelrunWarning, stacklevel=errors.user_stacklevel())
+        self.connect_grpc(url, flush_timeout_sec=flush_timeout_sec)
 
     def connect_grpc(self, url: Optional[str] = None, *, flush_timeout_sec: Optional[float] = 2.0,
                      **_: Any) -> None:
@@ -908,7 +916,7 @@ class RecordingStream:
 
     @property
     def dropped_chunks(self) -> int:
-        """Chunks dropped anywhere (TCP queues, the no-sink buffer, failed writes),
+        """Chunks dropped anywhere (stream queues, the no-sink buffer, failed writes),
         including by sinks already closed; readable after close()."""
         return self._loss.totals()[0]
 
@@ -924,6 +932,6 @@ class RecordingStream:
         return self._compressor.stats()
 
     def losses(self) -> dict[str, tuple[int, int, int]]:
-        """Drops by place ("tcp host:port", "after close", ...): {place: (chunks, rows,
+        """Drops by place ("grpc URL", "after close", ...): {place: (chunks, rows,
         bytes)}; readable after close()."""
         return self._loss.by_place()

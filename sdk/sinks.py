@@ -1,4 +1,4 @@
-"""Where encoded recordings go: a file, memory, a TCP connection, or a backlog.
+"""Where encoded recordings go: a file, memory, a gRPC server, or a backlog.
 
 Every sink receives the same .rrd encoding (engine/rrd/encode.py): stream header, one
 SetStoreInfo per recording, ArrowMsg chunks, and (files and memory) the End message
@@ -13,17 +13,26 @@ two ``rr.save`` to one path) serialises writers with a lock.
 Loss: a sink that drops anything counts it in its recording's `LossLedger` (bound by
 the recording; `place` names the sink in messages), and keeps its own counts
 (`dropped`, `dropped_rows`, `dropped_bytes`). After ``os.fork()`` a child never
-writes to its parent's file or socket: `for_child` says what it writes instead.
+writes to its parent's file or socket: `for_child` says what it writes instead (a
+file of its own; for a gRPC stream, a relay process, see `_RelaySink`).
+
+One protocol for live streams: gRPC (Rerun 0.41's). pixelrun's former raw
+.rrd-over-TCP stream is retired; ``rr.connect_tcp`` is a deprecated alias of
+``connect_grpc``.
 """
 
 from __future__ import annotations
 
 import collections
-import importlib
+import fcntl
 import ipaddress
+import json
 import os
 import select
 import socket
+import struct
+import subprocess
+import sys
 import threading
 import time
 from typing import Callable, Optional
@@ -31,16 +40,16 @@ from typing import Callable, Optional
 import grpc
 import pyarrow as pa
 
+from pixelrun import _grpc_fork
 from pixelrun.engine import rrd
 from pixelrun.engine.chunk import Chunk
 from pixelrun.engine.grpc import wire
-from pixelrun.errors import PixelrunSaveError, PixelrunWarning
+from pixelrun.errors import DataLossWarning, PixelrunSaveError, PixelrunWarning
 from pixelrun.loss import LossLedger, format_bytes
 
 __all__ = [
-    "Sink", "FileSink", "MemorySink", "MemoryRecording", "TcpSink", "GrpcSink", "BacklogSink", "default_grpc_url",
-    "FileSinkSpec", "GrpcSinkSpec",
-    "open_file_sink", "shared_file_sink", "child_path", "GREETING", "describe_peer_bytes",
+    "Sink", "FileSink", "MemorySink", "MemoryRecording", "GrpcSink", "BacklogSink", "default_grpc_url",
+    "FileSinkSpec", "GrpcSinkSpec", "open_file_sink", "shared_file_sink", "child_path", "describe_h2_answer",
 ]
 
 
@@ -421,106 +430,79 @@ class BacklogSink(Sink):
     abandon = close
 
 
-# ---------------------------------------------------------------------------- TCP
+# ------------------------------------------------------------ streaming queue
 
-# What the pixelrun viewer says first on every connection (engine/viewer/server.py,
-# when it greets): the sink streams only to a peer that says exactly this, so whatever
-# else may listen on the port (Rerun's own gRPC viewer uses 9876 too) is named.
-GREETING = b"PIXELRUN-VIEWER/1\n"
-
-
-def _server_greets() -> bool:
-    """Whether this install's viewer sends GREETING (then silence means: not ours)."""
-    try:
-        vs = importlib.import_module("pixelrun.engine.viewer.server")
-    except Exception:  # no viewer module: nothing to expect
-        return False
-    return getattr(vs, "GREETING", None) == GREETING
-
-
-def describe_peer_bytes(data: bytes) -> str:
-    """What the first bytes a peer sent say about it (for a one-line message)."""
-    if len(data) >= 9 and data[3] == 0x04 and data[5:9] == b"\0\0\0\0":
-        return ("an HTTP/2 server (it sent a SETTINGS frame): a gRPC server such as Rerun's own "
-                "viewer, which also uses port 9876")
-    if data.startswith(b"HTTP/"):
-        line = data.split(b"\r\n", 1)[0].decode("latin-1")[:60]
-        return (f"an HTTP server (it answered {line!r}): probably Rerun's own viewer or gRPC "
-                "server, which also uses port 9876")
-    return f"it sent {data[:24]!r}, not the pixelrun viewer's greeting"
+# Item kinds, also the kinds of the frames a forked child writes to its relay (`RELAY_FRAME`).
+FRAME_STORE, FRAME_STATIC, FRAME_TEMPORAL, FRAME_CLOSE = 1, 2, 3, 4
 
 
 class _Item:
-    """One queued unit: store info or chunk message parts."""
+    """One queued .rrd message (its parts): a store info, a static or a temporal chunk."""
 
-    __slots__ = ("parts", "size", "rows", "static", "attempts")
+    __slots__ = ("parts", "size", "rows", "kind", "key", "attempts")
 
-    def __init__(self, parts: list, rows: int, static: bool) -> None:
+    def __init__(self, parts: list, rows: int, kind: int, key: str = "") -> None:
         self.parts = parts
         self.size = sum(len(p) for p in parts)
         self.rows = rows
-        self.static = static
+        self.kind = kind
+        self.key = key  # stores and static chunks: what a later one of the same key replaces
         self.attempts = 0
 
+    @property
+    def static(self) -> bool:
+        """Kept for every new connection (store infos and the latest static chunks)."""
+        return self.kind != FRAME_TEMPORAL
 
-class TcpSink(Sink):
-    """Streams the .rrd encoding to a pixelrun viewer over TCP (``rr.connect``).
 
-    A sender thread owns the socket: `write_chunk` only queues (bounded by
-    `max_queue_bytes`; beyond it the oldest temporal chunks are dropped and counted).
-    When the connection fails the sender retries every `retry_secs`; a new
-    connection starts with a fresh stream header, the store infos and the latest
-    static chunks, so a viewer that comes back sees a consistent recording, and a
-    chunk whose send failed is sent again there. Never blocks the caller beyond
-    `flush`'s timeout.
+def _store_key(store: rrd.StoreInfo) -> str:
+    return json.dumps(store.store_key)
 
-    Peer check: after connecting, the sink sends the stream header and waits up to
-    `handshake_timeout` for the peer's first bytes. Exactly `GREETING` is a pixelrun
-    viewer; anything else (Rerun's gRPC server answers ``HTTP/1.1 400``, an HTTP/2
-    server a SETTINGS frame) or a close is not, and is named in a warning; nothing is
-    streamed there. Silence means "not ours" when `expect_greeting` (default: when
-    this install's viewer greets); otherwise a silent peer is taken for a viewer
-    after `handshake_timeout`. Bytes that arrive later also end the connection.
+
+def _static_key(store: rrd.StoreInfo, chunk: Chunk) -> str:
+    # a later static chunk of the same entity and components replaces this one (Rerun's rule)
+    return json.dumps([*store.store_key, chunk.entity_path, *sorted(chunk.components)])
+
+
+class _QueuedSink(Sink):
+    """The bounded queue of the streaming sinks (GrpcSink, and a forked child's
+    `_RelaySink`); a subclass's `_run` is the sender thread that owns the connection.
+
+    `write_chunk` only queues (the chunk's own buffers, no copy), bounded by
+    `max_queue_bytes`: while a live peer is behind, the writer waits up to
+    `backpressure_secs` for room (through the batcher's in-flight bound so does ``log``,
+    as with Rerun's SDK), then the oldest temporal chunks are dropped and counted. Store
+    infos and the latest static chunk per (recording, entity, components) are kept and
+    start every new connection (`_preamble`), so a peer that comes back sees a
+    consistent recording; a chunk whose send broke is sent again on the next one.
+    `flush` and `close` are bounded; what is still queued at close is counted.
     """
 
-    def __init__(self, addr: str = "127.0.0.1:9876", *, max_queue_bytes: int = 256 << 20,
-                 retry_secs: float = 0.5, connect_timeout: float = 2.0,
-                 handshake_timeout: Optional[float] = None,
-                 expect_greeting: Optional[bool] = None) -> None:
-        host, _, port = addr.rpartition(":")
-        self.host = host or "127.0.0.1"
-        self.port = int(port)
-        self.addr = f"{self.host}:{self.port}"
-        self.place = f"tcp {self.addr}"
-        self.max_queue_bytes = max_queue_bytes
-        self.retry_secs = retry_secs
-        self.connect_timeout = connect_timeout
-        self.expect_greeting = _server_greets() if expect_greeting is None else expect_greeting
-        self.handshake_timeout = (handshake_timeout if handshake_timeout is not None
-                                  else (5.0 if self.expect_greeting else 0.3))
-        self._init_queue("pixelrun-tcp")
-
-    def _init_queue(self, thread_name: str) -> None:
-        """The queue, counters and sender thread (shared with GrpcSink); starts the thread."""
+    def _init_queue(self, thread_name: str, why: str) -> None:
+        """The queue, counters and sender thread (`why`: what drops say until the
+        first attempt); starts the thread."""
         self.dropped = 0
         self.dropped_rows = 0
         self.dropped_bytes = 0
         self.connected = False
         self.connections = 0
-        self.peer_problem = ""  # why the last peer was refused as not a pixelrun viewer
-        self._why = f"no viewer connected at {self.addr} yet"
+        self.peer_problem = ""  # why the last peer was refused (not a Rerun gRPC server)
+        self._why = why
+        self._gone = ""  # set when nothing can ever be sent again: every later chunk is dropped with it
         self._cond = threading.Condition()
         self._queue: collections.deque = collections.deque()
         self._queue_bytes = 0
-        self._stores: list = []
-        self._static: dict = {}  # (store, entity, components) -> latest static chunk parts
+        self._stores: dict[str, _Item] = {}
+        self._static: dict[str, _Item] = {}
         self._closing = False
         self._deadline: Optional[float] = None
         self._sending = False
-        self._sock: Optional[socket.socket] = None
         self._loss = LossLedger()
         self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
         self._thread.start()
+
+    def _run(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def bind(self, ledger: LossLedger) -> None:
         with self._cond:  # the sender thread counts under the same lock
@@ -529,19 +511,34 @@ class TcpSink(Sink):
     # -- producer side
 
     def add_store(self, store) -> None:
+        self.queue_store(_store_key(store), rrd.encode_store_info(store))
+
+    def queue_store(self, key: str, message: bytes) -> None:
+        """Queue an encoded SetStoreInfo message (once per `key`)."""
         with self._cond:
-            if store not in self._stores:
-                self._stores.append(store)
-                self._push(_Item([rrd.encode_store_info(store)], 0, static=True))
+            if key not in self._stores:
+                item = self._stores[key] = _Item([message], 0, FRAME_STORE, key)
+                self._push(item)
 
     def write_chunk(self, store, chunk, batch, enc) -> None:
         # the encoded payload is already a buffer of its own: queue it, don't copy it
-        parts = enc.parts
+        self.queue_chunk(enc.parts, chunk.num_rows, _static_key(store, chunk) if chunk.is_static else "")
+
+    def queue_chunk(self, parts: list, rows: int, static_key: str = "") -> None:
+        """Queue one encoded chunk message (a static one when `static_key` is set),
+        with back-pressure while a connected peer is behind (see the class)."""
+        item = _Item(parts, rows, FRAME_STATIC if static_key else FRAME_TEMPORAL, static_key)
+        deadline = time.monotonic() + self.backpressure_secs
         with self._cond:
-            if chunk.is_static:
-                key = (store.store_key, chunk.entity_path, tuple(sorted(chunk.components)))
-                self._static[key] = parts
-            self._push(_Item(parts, chunk.num_rows, static=chunk.is_static))
+            while (self.connected and not self._closing and self._queue
+                   and self._queue_bytes + item.size > self.max_queue_bytes):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(min(left, 0.05))
+            if item.static:
+                self._static[static_key] = item
+            self._push(item)
 
     def _drop(self, item: _Item, why: str) -> None:
         """Count one dropped chunk (under `_cond`)."""
@@ -551,6 +548,10 @@ class TcpSink(Sink):
         self.loss.add(self.place, why, chunks=1, rows=item.rows, nbytes=item.size)
 
     def _push(self, item: _Item) -> None:
+        if self._gone:
+            if item.kind != FRAME_STORE:  # store infos are not data
+                self._drop(item, self._gone)
+            return
         self._queue.append(item)
         self._queue_bytes += item.size
         while self._queue_bytes > self.max_queue_bytes and len(self._queue) > 1:
@@ -562,6 +563,18 @@ class TcpSink(Sink):
             self._queue_bytes -= old.size
             self._drop(old, f"{self._why}; more than {format_bytes(self.max_queue_bytes)} queued, "
                        "the oldest chunks are dropped")
+        self._cond.notify_all()
+
+    def _give_up(self, why: str) -> None:
+        """(Under `_cond`.) Nothing can be sent any more: count what is queued and,
+        from now on, every chunk at once (never a queue that only grows)."""
+        self._gone = why
+        self.connected = False
+        for it in self._queue:
+            if it.kind != FRAME_STORE:
+                self._drop(it, why)
+        self._queue.clear()
+        self._queue_bytes = 0
         self._cond.notify_all()
 
     def flush(self, timeout: Optional[float] = 2.0) -> None:
@@ -577,220 +590,44 @@ class TcpSink(Sink):
     def close(self, timeout: Optional[float] = 2.0) -> None:
         """Send what is queued (connecting once more if needed) within `timeout` s;
         count whatever is still queued then."""
-        deadline = time.monotonic() + (2.0 if timeout is None else timeout)
+        timeout = 2.0 if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         with self._cond:
             self._closing = True
             self._deadline = deadline
             self._cond.notify_all()
-        self._thread.join(max(0.0, deadline - time.monotonic()))
-        if self._thread.is_alive():  # stuck in a send to a peer that stopped reading
-            with self._cond:
-                sock = self._sock
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            self._thread.join(1.0)
-        self.abandon(f"still queued at close, not sent within {2.0 if timeout is None else timeout:.1f} s "
-                     f"({self._why})")
+        # the sender checks the deadline at least every 0.1 s; the extra second is slack
+        # for a loaded machine, never a wait on the peer
+        self._thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
+        self.abandon(f"still queued at close, not sent within {timeout:.1f} s ({self._why})")
 
     def abandon(self, why: str = "") -> None:
         with self._cond:
             for it in self._queue:
-                if it.rows or not it.static:  # store infos are not data
+                if it.kind != FRAME_STORE:  # store infos are not data
                     self._drop(it, why or f"still queued when the close timed out ({self._why})")
             self._queue.clear()
             self._queue_bytes = 0
             self._cond.notify_all()
-
-    def for_child(self) -> Optional[Callable[[], Sink]]:
-        kw = dict(max_queue_bytes=self.max_queue_bytes, retry_secs=self.retry_secs,
-                  connect_timeout=self.connect_timeout, handshake_timeout=self.handshake_timeout,
-                  expect_greeting=self.expect_greeting)
-        return lambda: TcpSink(self.addr, **kw)
 
     # -- sender thread
 
     def _left(self) -> Optional[float]:
         return None if self._deadline is None else self._deadline - time.monotonic()
 
-    def _handshake(self, sock: socket.socket) -> str:
-        """'' when the peer is a pixelrun viewer, else what it is."""
-        sock.sendall(rrd.stream_header(False))
-        got = b""
-        deadline = time.monotonic() + self.handshake_timeout
-        while len(got) < len(GREETING):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                if got:
-                    return describe_peer_bytes(got)
-                return (f"it sent nothing within {self.handshake_timeout:g} s: a plain TCP server, or "
-                        "a stuck viewer" if self.expect_greeting else "")
-            sock.settimeout(left)
-            try:
-                data = sock.recv(len(GREETING) - len(got))
-            except socket.timeout:
-                continue
-            if not data:
-                return "it closed the connection without the pixelrun viewer's greeting"
-            got += data
-            if not GREETING.startswith(got):
-                try:  # the rest of its answer makes a better message
-                    sock.settimeout(0.2)
-                    got += sock.recv(256)
-                except OSError:
-                    pass
-                return describe_peer_bytes(got)
-        return ""
-
-    def _dial(self, what: str) -> Optional[socket.socket]:
-        """A connection to the address within connect_timeout (and the close deadline);
-        None when it failed, with `_why` naming `what` was expected there."""
-        left = self._left()
-        timeout = self.connect_timeout if left is None else max(0.05, min(self.connect_timeout, left))
-        try:
-            return _connect(self.host, self.port, timeout)
-        except OSError as exc:
-            with self._cond:
-                self._why = f"no {what} listening at {self.addr} ({_reason(exc)})"
-            return None
-
-    def _open(self) -> Optional[socket.socket]:
-        """Connect, check the peer, send the preamble; None when that failed."""
-        sock = self._dial("viewer")
-        if sock is None:
-            return None
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            problem = self._handshake(sock)
-            if problem:
-                sock.close()
-                with self._cond:
-                    self._why = f"{self.addr} is not a pixelrun viewer"
-                    if problem != self.peer_problem:
-                        self.loss.notice(
-                            f"pixelrun: {self.addr} is not a pixelrun viewer: {problem}. Nothing is "
-                            f"sent there. Start `pixelrun view --port N` and set PIXELRUN_PORT=N (or "
-                            f"rr.connect('host:N'))", PixelrunWarning)
-                        self.peer_problem = problem  # after the notice: readers may poll it
-                return None
-            sock.settimeout(None)
-            with self._cond:
-                pre = [p for parts in self._preamble() for p in parts]
-            for p in pre:
-                sock.sendall(p)
-        except OSError as exc:
-            sock.close()
-            with self._cond:
-                self._why = f"the connection to {self.addr} failed ({_reason(exc)})"
-            return None
-        with self._cond:
-            self.connected = True
-            self.connections += 1
-            self.peer_problem = ""
-            self._sock = sock
-            self._why = f"the viewer at {self.addr} is not keeping up"
-            self._cond.notify_all()
-        return sock
-
-    def _preamble(self) -> list:
-        """(Under `_cond`.) What a fresh connection starts with, one message's parts
-        each: the store infos, then the latest static chunks; queued store/static
-        items are covered by it and leave the queue."""
-        pre = [[rrd.encode_store_info(s)] for s in self._stores]
-        pre += list(self._static.values())
-        self._queue = collections.deque(it for it in self._queue if not it.static)
-        self._queue_bytes = sum(it.size for it in self._queue)
-        return pre
-
-    def _peer_spoke(self, sock: socket.socket) -> str:
-        """'' while the peer is silent and connected; else why the connection ends."""
-        try:
-            if not select.select([sock], [], [], 0)[0]:
-                return ""
-            data = sock.recv(256, socket.MSG_PEEK)
-        except OSError as exc:
-            return f"connection to {self.addr} lost ({_reason(exc)})"
-        if not data:
-            return f"the viewer at {self.addr} closed the connection"
-        if GREETING.startswith(data[:len(GREETING)]):  # a greeting later than the handshake wait
-            if len(data) >= len(GREETING):
-                sock.recv(len(GREETING))
-            return ""
-        with self._cond:
-            problem = describe_peer_bytes(data)
-            self.loss.notice(f"pixelrun: {self.addr} is not a pixelrun viewer: {problem}; "
-                             "stopped streaming there", PixelrunWarning)
-            self.peer_problem = problem
-        return f"{self.addr} is not a pixelrun viewer"
-
-    def _disconnect(self, sock: socket.socket, why: str) -> None:
-        try:
-            sock.close()
-        except OSError:
-            pass
-        with self._cond:
-            self.connected = False
-            self._sock = None
-            self._why = why
-            self._cond.notify_all()
-
     def _done(self) -> bool:
         """Closing, and nothing (more) can be sent: queue empty or time is up."""
         left = self._left()
         return self._closing and (not self._queue or (left is not None and left <= 0))
 
-    def _run(self) -> None:
-        sock: Optional[socket.socket] = None
-        tried_since_close = False
-        try:
-            while True:
-                if sock is None:
-                    with self._cond:
-                        if self._done() or (self._closing and tried_since_close):
-                            return
-                        tried_since_close = self._closing
-                    sock = self._open()
-                    if sock is None:
-                        with self._cond:
-                            if not self._closing:
-                                self._cond.wait(self.retry_secs if not self.peer_problem
-                                                else max(self.retry_secs, 5.0))
-                        continue
-                with self._cond:
-                    while not self._queue and not self._closing:
-                        self._cond.wait(0.2)
-                        if not self._queue:
-                            break
-                    if self._done():
-                        return
-                    item = self._queue.popleft() if self._queue else None
-                    if item is not None:
-                        self._queue_bytes -= item.size
-                        self._sending = True
-                gone = self._peer_spoke(sock)
-                if gone or item is None:
-                    if item is not None:
-                        self._requeue(item)
-                    if gone:
-                        self._disconnect(sock, gone)
-                        sock = None
-                    continue
-                try:
-                    for p in item.parts:
-                        sock.sendall(p)
-                except OSError as exc:
-                    self._requeue(item)
-                    self._disconnect(sock, f"connection to {self.addr} lost ({_reason(exc)})")
-                    sock = None
-                finally:
-                    with self._cond:
-                        self._sending = False
-                        self._cond.notify_all()
-        finally:
-            if sock is not None:
-                self._disconnect(sock, self._why)
+    def _preamble(self) -> list:
+        """(Under `_cond`.) What a fresh connection starts with: the store infos, then
+        the latest static chunks; queued store/static items are covered by it and
+        leave the queue."""
+        pre = [*self._stores.values(), *self._static.values()]
+        self._queue = collections.deque(it for it in self._queue if not it.static)
+        self._queue_bytes = sum(it.size for it in self._queue)
+        return pre
 
     def _requeue(self, item: _Item) -> None:
         """A chunk that did not get through goes first on the next connection (a
@@ -815,6 +652,9 @@ class TcpSink(Sink):
 # The client's half of an HTTP/2 connection start: the preface and an empty SETTINGS
 # frame. An HTTP/2 server answers with its own SETTINGS frame first.
 _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+# What pixelrun viewers before gRPC said first on every connection: recognised only to
+# name such a viewer in the warning (pixelrun no longer speaks that raw stream).
+_OLD_VIEWER_GREETING = b"PIXELRUN-VIEWER/1\n"
 # gRPC statuses that mean "the connection went away": reconnect and go on. Any other
 # status ends the stream for a reason a retry will not fix soon (wrong service, a
 # server refusing our data) and is named in a warning.
@@ -850,7 +690,7 @@ def describe_h2_answer(data: bytes) -> str:
     what the peer is instead."""
     if len(data) >= 9 and data[3] == 0x04 and data[4] in (0, 1) and data[5:9] == b"\0\0\0\0":
         return ""
-    if data.startswith(GREETING[: len(data)]) and data:
+    if data.startswith(_OLD_VIEWER_GREETING[: len(data)]) and data:
         return "an older pixelrun viewer (raw TCP only): start a current `pixelrun view`"
     if data.startswith(b"HTTP/"):
         line = data.split(b"\r\n", 1)[0].decode("latin-1")[:60]
@@ -858,13 +698,13 @@ def describe_h2_answer(data: bytes) -> str:
     return f"it answered {data[:24]!r}, not HTTP/2"
 
 
-class GrpcSink(TcpSink):
+class GrpcSink(_QueuedSink):
     """Streams the recording to a Rerun-compatible gRPC server: Rerun's viewer or
     ``rerun --serve-grpc``, or ``pixelrun view`` (Rerun 0.41's MessageProxyService
     ``WriteMessages``; see engine/grpc/wire.py). What ``rr.connect_grpc``,
     ``rr.spawn`` and ``rr.GrpcSink`` use.
 
-    The queue is TcpSink's: `write_chunk` queues (bounded by `max_queue_bytes`; a
+    The queue is `_QueuedSink`'s: `write_chunk` queues (bounded by `max_queue_bytes`; a
     connected server that is behind gets up to `backpressure_secs` per chunk to make
     room, then the oldest temporal chunks are dropped and counted), a sender thread owns
     the connection, retries every `retry_secs`, and starts every new stream with the
@@ -877,56 +717,57 @@ class GrpcSink(TcpSink):
     nothing; data stays queued (counted when dropped) while the sink retries every
     5 s. A gRPC server without Rerun's message proxy answers UNIMPLEMENTED: named
     too, and what was sent on that stream is counted as dropped.
+
+    After ``os.fork()`` the child streams through a relay process (`_RelaySink`):
+    grpcio is not fork-safe.
     """
 
     def __init__(self, url: Optional[str] = None, *, max_queue_bytes: int = 256 << 20,
                  retry_secs: float = 0.5, connect_timeout: float = 2.0,
-                 handshake_timeout: float = 5.0, backpressure_secs: float = 2.0) -> None:
+                 handshake_timeout: float = 5.0, backpressure_secs: float = 2.0,
+                 place: Optional[str] = None) -> None:
         self.url = str(url) if url is not None else default_grpc_url()
         self.backpressure_secs = backpressure_secs
         self.addr, self.secure = wire.parse_url(self.url)
         host, _, port = self.addr.rpartition(":")
         self.host, self.port = host.strip("[]"), int(port)
-        self.place = f"grpc {self.url}"
+        self.place = place or f"grpc {self.url}"
         self.max_queue_bytes = max_queue_bytes
         self.retry_secs = retry_secs
         self.connect_timeout = connect_timeout
         self.handshake_timeout = handshake_timeout
-        self.expect_greeting = False
         self._token: Optional[object] = None  # the live call's; its request generator checks it
         self._inflight: Optional[_Item] = None  # yielded to gRPC, send not yet completed
         self._last_sent: Optional[_Item] = None  # the last one whose send completed on this call
         self._call_sent = [0, 0, 0]  # chunks, rows, bytes sent on the current call
-        self._init_queue("pixelrun-grpc")
+        self._init_queue("pixelrun-grpc", f"no gRPC server connected at {self.addr} yet")
+
+    def settings(self) -> dict:
+        """The keyword arguments that make another sink like this one (a relay's)."""
+        return dict(max_queue_bytes=self.max_queue_bytes, retry_secs=self.retry_secs,
+                    connect_timeout=self.connect_timeout, handshake_timeout=self.handshake_timeout,
+                    backpressure_secs=self.backpressure_secs)
 
     def for_child(self) -> Optional[Callable[[], Sink]]:
-        """grpcio is not fork-safe (a forked child's first channel can hang for good),
-        so a child streams pixelrun's raw .rrd over TCP to the same port instead:
-        ``pixelrun view`` takes both there; any other server is named in a warning and
-        the child's rows are counted as dropped."""
-        if self.secure:
-            return None  # no TLS for the raw stream: the child's rows are counted as dropped
-        kw = dict(max_queue_bytes=self.max_queue_bytes, retry_secs=self.retry_secs,
-                  connect_timeout=self.connect_timeout, handshake_timeout=self.handshake_timeout,
-                  expect_greeting=True)
-        return lambda: TcpSink(f"{self.host}:{self.port}", **kw)
-
-    def write_chunk(self, store, chunk, batch, enc) -> None:
-        """Queue the chunk; while a server is connected but behind and the queue is
-        full, wait up to `backpressure_secs` for room first (the writer thread waits,
-        and through the batcher's in-flight bound so does ``log``), like Rerun's SDK
-        does, rather than drop what a live server is still taking."""
-        deadline = time.monotonic() + self.backpressure_secs
-        with self._cond:
-            while (self.connected and not self._closing and self._queue
-                   and self._queue_bytes + enc.size > self.max_queue_bytes):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(min(left, 0.05))
-        super().write_chunk(store, chunk, batch, enc)
+        """grpcio is not fork-safe (a forked child's first channel hung about one run
+        in eight), so a child never makes a channel: it streams to the same URL through
+        a relay process of its own (`_RelaySink`), started at its first chunk."""
+        url, kw = self.url, self.settings()
+        return lambda: _RelaySink(url, **kw)
 
     # -- sender thread
+
+    def _dial(self, what: str) -> Optional[socket.socket]:
+        """A connection to the address within connect_timeout (and the close deadline);
+        None when it failed, with `_why` naming `what` was expected there."""
+        left = self._left()
+        timeout = self.connect_timeout if left is None else max(0.05, min(self.connect_timeout, left))
+        try:
+            return _connect(self.host, self.port, timeout)
+        except OSError as exc:
+            with self._cond:
+                self._why = f"no {what} listening at {self.addr} ({_reason(exc)})"
+            return None
 
     def _probe(self) -> str:
         """'' when an HTTP/2 server answers at the address; else why not (and `_why`)."""
@@ -934,6 +775,7 @@ class GrpcSink(TcpSink):
         if sock is None:
             return "unreachable"
         got = b""
+        closed = False
         try:
             if self.secure:
                 return ""  # TLS first: the handshake is gRPC's; an answer is checked by the call
@@ -949,6 +791,7 @@ class GrpcSink(TcpSink):
                 except socket.timeout:
                     break
                 if not data:
+                    closed = True
                     break
                 got += data
         except OSError as exc:
@@ -959,11 +802,14 @@ class GrpcSink(TcpSink):
             sock.close()
         if got:
             problem = describe_h2_answer(got)
+        elif closed:
+            problem = "it closed the connection without answering the HTTP/2 preface"
         else:
             problem = f"it sent nothing within {self.handshake_timeout:g} s of the HTTP/2 preface"
         if problem:
             self._not_rerun(problem)
         return problem
+
 
     def _not_rerun(self, problem: str) -> None:
         with self._cond:
@@ -982,7 +828,7 @@ class GrpcSink(TcpSink):
         with self._cond:
             if self._token is not token:
                 return
-            pre = [_Item(parts, 0, static=True) for parts in self._preamble()]
+            pre = self._preamble()
         for item in pre:
             yield wire.request_from_frame(item.parts)
         while True:
@@ -1105,6 +951,245 @@ class GrpcSink(TcpSink):
                     continue
                 self._cond.wait(self.retry_secs if not problem or problem == "unreachable"
                                 else max(self.retry_secs, 5.0))
+
+
+
+# ------------------------------------------------------------ forked child's relay
+
+# A frame on the pipe from a forked child to its relay process (sdk/fork_relay.py):
+# kind (FRAME_STORE, FRAME_STATIC, FRAME_TEMPORAL or FRAME_CLOSE), rows, key length, body length; then the
+# key (utf-8: a store's or static chunk's identity) and the body (one .rrd message:
+# its 16-byte header and payload; for FRAME_CLOSE the relay's time budget, a float64).
+RELAY_FRAME = struct.Struct("<BIIQ")
+RELAY_CLOSE = struct.Struct("<d")
+RELAY_MAX_KEY = 1 << 16
+RELAY_MAX_BODY = 1 << 32  # a frame claiming more is not ours: the relay refuses the stream
+RELAY_MODULE = "pixelrun.fork_relay"
+_CATEGORIES = {c.__name__: c for c in (PixelrunWarning, DataLossWarning)}
+
+
+def relay_place(url: str, relay_pid: int) -> str:
+    """How a forked child's stream is named in messages (the child's and its relay's alike)."""
+    return f"grpc {url} (through relay process {relay_pid})"
+
+
+class _RelaySink(_QueuedSink):
+    """A forked child's stream to a gRPC server, through a relay process.
+
+    grpcio is not fork-safe: a channel made in a forked child can hang for good. So
+    the child never makes one: this sink starts a fresh interpreter (``python -m
+    pixelrun.fork_relay``; fork+exec is safe after a fork, and grpcio starts clean
+    there) that owns an ordinary GrpcSink to the same URL (TLS too), and writes the
+    child's messages into that process's stdin in `RELAY_FRAME`s. The queue is
+    `_QueuedSink`'s, with the parent sink's bounds: a relay that is behind gets the
+    same back-pressure budget, then the oldest chunks are dropped and counted here.
+    Pipe writes never block (non-blocking, bounded by the close deadline).
+
+    The relay reports what it drops and what it warns as JSON lines on its stdout;
+    they are counted in the child's ledger as they come (so ``rec.dropped_rows`` and
+    the close summary include them). The relay lives as long as its stdin: it ends
+    with the child however the child ends (os._exit too), sending what it holds
+    within a bounded time; when the child died without closing, it prints its own
+    loss summary on stderr (inherited from the child).
+    """
+
+    def __init__(self, url: str, *, max_queue_bytes: int = 256 << 20, retry_secs: float = 0.5,
+                 connect_timeout: float = 2.0, handshake_timeout: float = 5.0,
+                 backpressure_secs: float = 2.0) -> None:
+        self.url = url
+        self.addr = f"the relay process for {url}"
+        self.max_queue_bytes = max_queue_bytes
+        self.backpressure_secs = backpressure_secs
+        self._settings = dict(max_queue_bytes=max_queue_bytes, retry_secs=retry_secs,
+                              connect_timeout=connect_timeout, handshake_timeout=handshake_timeout,
+                              backpressure_secs=backpressure_secs)
+        # Our own pipes, used through their raw fds only: no buffered file object whose
+        # lock a thread could hold when this process forks again.
+        to_relay_r, self._to_relay = os.pipe()
+        self._from_relay, from_relay_w = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", RELAY_MODULE, json.dumps(dict(url=url, child=os.getpid(), **self._settings))],
+                stdin=to_relay_r, stdout=from_relay_w, close_fds=True)
+        except BaseException:
+            for fd in (self._to_relay, self._from_relay):
+                os.close(fd)
+            raise
+        finally:
+            os.close(to_relay_r)
+            os.close(from_relay_w)
+        os.set_blocking(self._to_relay, False)
+        try:  # fewer wake-ups per 1080p frame where Linux allows a larger pipe
+            fcntl.fcntl(self._to_relay, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+        except OSError:
+            pass
+        self.relay_pid = self._proc.pid
+        self.place = relay_place(url, self.relay_pid)
+        self._reported = threading.Event()  # the relay's final "closed" report arrived
+        self._finished = False  # close() is over: later reports go to stderr, nobody sums them up
+        self._init_queue("pixelrun-relay", f"the relay process {self.relay_pid} is starting")
+        if _grpc_fork.FORK_HANDLERS_ON:  # this stream is safe; the processes around the fork may not be
+            self.loss.notice("pixelrun: grpc was imported before pixelrun, so grpcio's fork handlers are on; "
+                             "they can crash a process that forks while it streams (see pixelrun/_grpc_fork.py). "
+                             "Import pixelrun first or set GRPC_ENABLE_FORK_SUPPORT=false", PixelrunWarning)
+        threading.Thread(target=self._read_reports, name="pixelrun-relay-reports", daemon=True).start()
+
+    def for_child(self) -> Optional[Callable[[], Sink]]:
+        """Forked again: the grandchild lets go of this relay's pipes (so the relay still
+        ends with its child) and gets a relay of its own."""
+        self._let_go("_to_relay")
+        self._let_go("_from_relay")
+        url, kw = self.url, dict(self._settings)
+        return lambda: _RelaySink(url, **kw)
+
+    def _let_go(self, attr: str) -> None:
+        """Close the pipe end in `attr` once; -1 marks it closed first, so that a process
+        forked later never closes whatever reuses the number."""
+        fd = getattr(self, attr)
+        setattr(self, attr, -1)
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    # -- the relay's reports (a thread of their own; ends when the relay exits)
+
+    def _read_reports(self) -> None:
+        pending = b""
+        try:
+            while True:
+                data = os.read(self._from_relay, 1 << 16)
+                if not data:
+                    break
+                *lines, pending = (pending + data).split(b"\n")
+                for line in lines:
+                    self._report(line)
+        except OSError:
+            pass
+        self._let_go("_from_relay")
+        try:
+            code = self._proc.wait(5)  # it closed its stdout: it is exiting
+        except subprocess.TimeoutExpired:
+            code = None
+        with self._cond:
+            if not self._reported.is_set() and not self._finished:
+                self._relay_exited(code)
+        self._reported.set()
+
+    def _relay_exited(self, code: Optional[int]) -> None:
+        """(Under `_cond`.) The relay ended before the close (killed, crashed): what it
+        held is lost and only it knew how much; from now on every chunk is counted."""
+        if self._gone:
+            return
+        self._give_up(f"the relay process {self.relay_pid} exited" + ("" if code is None else f" (code {code})"))
+        self.loss.notice(f"pixelrun: {self.place}: the relay process exited unexpectedly"
+                         + ("" if code is None else f" (code {code})") + "; what it had not sent yet is lost "
+                         "uncounted (only it knew), every later row is dropped and counted", DataLossWarning)
+
+    def _report(self, line: bytes) -> None:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            return  # not one of ours
+        if not isinstance(msg, dict):
+            return
+        if "loss" in msg:
+            place, reason, chunks, rows, nbytes = msg["loss"]
+            with self._cond:
+                late = self._finished
+                self.dropped += chunks
+                self.dropped_rows += rows
+                self.dropped_bytes += nbytes
+                self.loss.add(place, reason, chunks=chunks, rows=rows, nbytes=nbytes)
+            if late:  # after our close: the recording's summary is out already
+                sys.stderr.write(f"pixelrun: {place}: {rows} row(s) in {chunks} chunk(s) were not delivered: "
+                                 f"{reason}\n")
+        elif "notice" in msg:
+            self.loss.notice(str(msg["notice"]), _CATEGORIES.get(msg.get("category"), PixelrunWarning))
+        elif msg.get("closed"):
+            self._reported.set()
+
+    # -- sender thread: the pipe
+
+    def _write_all(self, parts: list) -> str:
+        """Write `parts` into the pipe: '' when done, "broken" (the relay is gone) or
+        "late" (the close deadline passed mid-frame). Never blocks longer than 0.1 s
+        at a time, so a relay that stops reading cannot hold the close."""
+        for part in parts:
+            view = memoryview(part).cast("B")
+            while len(view):
+                try:
+                    n = os.write(self._to_relay, view)
+                except BlockingIOError:
+                    n = 0
+                except OSError:
+                    return "broken"
+                if n:
+                    view = view[n:]
+                    continue
+                with self._cond:
+                    left = self._left()
+                if self._closing and left is not None and left <= 0:
+                    return "late"
+                select.select([], [self._to_relay], [], 0.1 if left is None else max(0.0, min(0.1, left)))
+        return ""
+
+    def _send(self, item: _Item) -> str:
+        key = item.key.encode()
+        return self._write_all([RELAY_FRAME.pack(item.kind, item.rows, len(key), item.size), key, *item.parts])
+
+    def _run(self) -> None:
+        with self._cond:
+            pre = self._preamble()
+            self.connected = True
+            self.connections += 1
+            self._why = f"the relay process {self.relay_pid} is not keeping up"
+            self._cond.notify_all()
+        failed = next((r for r in map(self._send, pre) if r), "")
+        while not failed:
+            with self._cond:
+                while not self._queue and not self._closing and not self._gone:
+                    self._cond.wait(0.2)
+                if self._done() or self._gone:
+                    break
+                item = self._queue.popleft()
+                self._queue_bytes -= item.size
+                self._sending = True
+            failed = self._send(item)
+            with self._cond:
+                self._sending = False
+                if failed:
+                    self._drop(item, f"the relay process {self.relay_pid} exited" if failed == "broken"
+                               else f"still being written to the relay process {self.relay_pid} when the "
+                               "close timed out")
+                self._cond.notify_all()
+        self._finish(failed)
+
+    def _finish(self, failed: str) -> None:
+        """The close: ask the relay to finish within what is left of our time (its
+        share leaves room for its report to reach us), wait for its report at most
+        until the deadline, then close the pipe (EOF ends the relay in any case)."""
+        if failed == "broken":
+            with self._cond:
+                self._relay_exited(None)
+        elif not failed and not self._gone:
+            with self._cond:
+                left = max(0.0, self._left() or 0.0)
+            budget = max(0.0, left - min(1.0, left / 4))
+            if not self._write_all([RELAY_FRAME.pack(FRAME_CLOSE, 0, 0, RELAY_CLOSE.size), RELAY_CLOSE.pack(budget)]):
+                with self._cond:
+                    left = max(0.0, self._left() or 0.0)
+                self._reported.wait(left)
+        self._let_go("_to_relay")
+        with self._cond:
+            self.connected = False
+            self._finished = True
+            self._cond.notify_all()
+        if not self._reported.is_set() and not self._gone:
+            self.loss.notice(f"pixelrun: {self.place}: the relay had not reported by the end of the close; "
+                             "it finishes on its own and prints on stderr what it could not deliver",
+                             PixelrunWarning)
 
 
 # ------------------------------------------------------- Rerun's sink descriptors

@@ -46,8 +46,8 @@ def viewer_available() -> bool:
 
 def spawn_viewer(port: int, wait_secs: float = 15.0) -> bool:
     """Make sure a viewer listens on `port`; True when something does. Whether that
-    is a pixelrun viewer is checked by the TCP sink (its greeting), which names
-    anything else and sends it nothing."""
+    is a Rerun-compatible gRPC server (a pixelrun or Rerun viewer) is checked by the
+    gRPC sink (its HTTP/2 probe), which names anything else and sends it nothing."""
     if is_listening(port):
         return True
     if not viewer_available():
@@ -72,4 +72,4 @@ def spawn_viewer(port: int, wait_secs: float = 15.0) -> bool:
         time.sleep(0.1)
     _warn_once("spawn-timeout", f"pixelrun: the viewer did not listen on port {port} within "
                f"{wait_secs:.0f} s; data is queued and sent if it comes up")
-    return True  # connect anyway: the TCP sink retries and never blocks
+    return True  # connect anyway: the gRPC sink retries and never blocks
