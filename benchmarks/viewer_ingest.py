@@ -1,7 +1,7 @@
 """Viewer server ingest: seconds from the first byte sent to the decoded chunk, by size.
 
-One uncompressed image message of each size goes over loopback TCP into a running
-`ViewerServer` (fresh connection each run, like an SDK connecting) and is timed until
+One uncompressed image message of each size goes over loopback gRPC (one WriteMessages
+call) into a running `ViewerServer` (fresh connection each run, like an SDK connecting) and is timed until
 `on_chunks` receives the decoded chunk. Peer, measured in the same run: the copy
 ceiling — the same bytes over a loopback socket into a preallocated buffer with
 ``recv_into`` (no framing, no decode). Ingest that is linear in the message size keeps
@@ -19,6 +19,7 @@ import sys
 import threading
 from pathlib import Path
 
+import grpc
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -26,7 +27,9 @@ from _bench import Timing, bench_args, measure, print_table
 
 from pixelrun.engine import rrd
 from pixelrun.engine.chunk import IMAGE_BUFFER, IMAGE_FORMAT, Chunk, TimeColumn, buffer_column, format_column
-from pixelrun.engine.viewer.server import GREETING, ServerLimits, ViewerServer
+from pixelrun.engine.grpc import wire
+from pixelrun.engine.rrd.messages import MESSAGE_HEADER
+from pixelrun.engine.viewer.server import ServerLimits, ViewerServer
 from pixelrun.kernels.formats import ImageFormat
 
 WAIT_S = 120.0  # bound on any single transfer
@@ -51,17 +54,21 @@ def _message(mb: int) -> tuple[bytes, int]:
     return enc.stream_header() + enc.store_info() + msg, len(msg)
 
 
-def _send(port: int, data: bytes, greeting: bytes = b"") -> None:
-    """Connect, read the server's greeting (as the SDK does: a close with it unread
-    would reset the connection and drop the unsent tail), send, close."""
+def _send(port: int, data: bytes) -> None:
+    """Connect, send, close (the copy ceiling's client)."""
     with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as s:
-        got = b""
-        while len(got) < len(greeting):
-            part = s.recv(len(greeting) - len(got))
-            if not part:
-                raise RuntimeError(f"the server closed after {got!r}, before its greeting")
-            got += part
         s.sendall(data)
+
+
+def _grpc_send(port: int, data: bytes) -> None:
+    """The .rrd stream's messages as one WriteMessages call, on a connection of its own."""
+    msgs, pos = [], rrd.STREAM_HEADER_SIZE
+    while pos < len(data):
+        _, length = MESSAGE_HEADER.unpack_from(data, pos)
+        msgs.append(memoryview(data)[pos : pos + rrd.MESSAGE_HEADER_SIZE + length])
+        pos += rrd.MESSAGE_HEADER_SIZE + length
+    with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]) as ch:
+        ch.stream_unary(wire.WRITE_MESSAGES)((wire.request_from_frame([m]) for m in msgs), timeout=WAIT_S)
 
 
 class _CopyCeiling:
@@ -114,14 +121,14 @@ def _size_rows(mb: int, server: ViewerServer, framing: ViewerServer, got: thread
 
     def ingest():
         got.clear()
-        _send(server.port, data, GREETING)
+        _grpc_send(server.port, data)
         if not got.wait(WAIT_S):
             raise RuntimeError(f"{mb} MiB message not ingested within {WAIT_S} s: "
                                f"{server.stats_snapshot().status_line()}")
 
     def receive_only():
         _FramingOnly.arrived.clear()
-        _send(framing.port, data, GREETING)
+        _grpc_send(framing.port, data)
         if not _FramingOnly.arrived.wait(WAIT_S):
             raise RuntimeError(f"{mb} MiB message not framed within {WAIT_S} s")
 

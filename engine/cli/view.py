@@ -214,8 +214,8 @@ def _run(args) -> int:
         except OSError as exc:  # e.g. an address that is not this machine's
             print(f"pixelrun view: cannot listen on {args.bind}:{args.port}: {exc}", file=sys.stderr)
             return 1
-        print(f"pixelrun viewer: listening on {server.address} (Rerun SDKs: rr.connect_grpc("
-              f"\"rerun+http://{server.address}/proxy\"), raw .rrd over TCP too); {plan.describe()}", flush=True)
+        print(f"pixelrun viewer: listening for gRPC on {server.address} (rerun-sdk or pixelrun: rr.connect_grpc("
+              f"\"rerun+http://{server.address}/proxy\")); {plan.describe()}", flush=True)
         if server.host not in ("127.0.0.1", "::1", "localhost"):
             print(f"pixelrun viewer: warning: {server.host} accepts connections from other "
                   f"machines; any of them can send data to this viewer", file=sys.stderr)

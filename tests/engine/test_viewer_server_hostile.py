@@ -1,32 +1,35 @@
-"""The viewer's TCP listener against hostile and degenerate clients.
+"""The viewer's gRPC listener against hostile and degenerate clients.
 
 Every test keeps a good client in the picture: while the hostile ones do their worst,
-a real frame sent on a fresh connection must still arrive (a bounded wait, not a
-timing), byte for byte. Memory is checked by what the server allocates and reserves
-(tracemalloc, the in-flight counters), ingest cost by what is copied, never by time.
+a real frame sent by a gRPC client on a fresh connection must still arrive (a bounded
+wait, not a timing), byte for byte. Raw sockets stand in for clients that never send
+the HTTP/2 preface, and tests/net_helpers.py's bare HTTP/2 client for those that send
+it and then misbehave. Memory is checked by what the server reserves (the in-flight
+counters) and what the decoder is asked to inflate, never by time.
 """
 
 from __future__ import annotations
 
 import socket
-import struct
 import threading
 import time
-import tracemalloc
 
+import grpc
 import lz4.block
 import numpy as np
 import pytest
-from viewer_helpers import Sink, image_chunk, in_background, rrd_stream, send, wait_until
+from viewer_helpers import Sink, image_chunk, in_background, rrd_stream, wait_until
 
 from pixelrun.engine import rrd
 from pixelrun.engine.chunk import IMAGE_BUFFER
 from pixelrun.engine.viewer import server as vs
-from pixelrun.engine.viewer.server import GREETING, RrdStreamDecoder, ServerLimits, ViewerServer
+from pixelrun.engine.viewer.server import GRPC_CALLS_PER_CONNECTION, RrdStreamDecoder, ServerLimits, ViewerServer
 from pixelrun.kernels.formats import ImageFormat
+from tests.net_helpers import H2_PREFACE, H2Conn, grpc_send, rrd_messages
 
 RGB = ImageFormat(4, 3, color_model="RGB", channel_datatype="U8")
 MiB = 1 << 20
+RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
 
 
 @pytest.fixture
@@ -34,9 +37,10 @@ def servers():
     """Factory: a started server with the given ServerLimits fields; stopped after."""
     made = []
 
-    def make(decoder_factory=None, **limits):
+    def make(decoder_factory=None, on_chunks=None, **limits):
         sink = Sink()
-        srv = ViewerServer(sink, port=0, limits=ServerLimits(**limits), decoder_factory=decoder_factory).start()
+        srv = ViewerServer(on_chunks or sink, port=0, limits=ServerLimits(**limits),
+                           decoder_factory=decoder_factory).start()
         srv.sink = sink
         made.append(srv)
         return srv
@@ -48,11 +52,11 @@ def servers():
 
 @pytest.fixture
 def clients():
-    """Sockets opened by a test, closed after it."""
+    """Raw sockets (and bare HTTP/2 connections) opened by a test, closed after it."""
     socks = []
 
-    def connect(port):
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    def connect(port, h2=False, preface=True):
+        s = H2Conn(port, preface=preface) if h2 else socket.create_connection(("127.0.0.1", port), timeout=10)
         socks.append(s)
         return s
 
@@ -65,42 +69,35 @@ def _buffer_bytes(chunk) -> bytes:
     return bytes(chunk.components[IMAGE_BUFFER].to_pylist()[0][0])
 
 
+def store_info(rec: str = "hostile", compressed: bool = False) -> bytes:
+    """The SetStoreInfo message every SDK sends first."""
+    return rrd.encode_store_info(rrd.StoreInfo("test", rec), row_id=(1, 1))
+
+
 def assert_good_frame_arrives(srv) -> None:
-    """A real client's frame, sent now on a fresh connection, arrives intact."""
+    """A real gRPC client's frame, sent now on a fresh connection, arrives intact."""
     px = np.random.default_rng(len(srv.sink)).integers(0, 256, (3, 4, 3), dtype=np.uint8)
     before = len(srv.sink)
-    send(srv.port, rrd_stream([image_chunk("good", px, RGB, step=1)], rec="good"))
+    grpc_send(srv.port, rrd_messages(rrd_stream([image_chunk("good", px, RGB, step=1)], rec="good")))
     assert wait_until(lambda: len(srv.sink) > before), srv.stats_snapshot().status_line()
     assert _buffer_bytes(srv.sink.chunks[before]) == px.tobytes()
 
 
-def closed_by_server(s: socket.socket, timeout: float = 20.0) -> bool:
-    """The server closed `s` (EOF or reset) within `timeout` s, having sent at most
-    its greeting."""
+def closed_by_server(s, timeout: float = 20.0) -> bool:
+    """The server closed `s` (a raw socket or an H2Conn: EOF or reset) within `timeout` s."""
+    if isinstance(s, H2Conn):
+        return s.wait_closed(timeout)
     deadline = time.monotonic() + timeout
-    got = b""
     try:
         while (left := deadline - time.monotonic()) > 0:
             s.settimeout(left)
-            part = s.recv(64)
-            if not part:
-                break
-            got += part
-        else:
-            return False
+            if not s.recv(65536):
+                return True
     except ConnectionResetError:
-        pass
+        return True
     except socket.timeout:
         return False
-    assert GREETING.startswith(got), f"the server sent {got!r}"
-    return True
-
-
-
-def valid_start(rec: str = "hostile") -> bytes:
-    """A valid stream header and SetStoreInfo message: what every SDK sends first
-    (a fixed row id, so that its length is the same every time)."""
-    return rrd.stream_header() + rrd.encode_store_info(rrd.StoreInfo("test", rec), row_id=(1, 1))
+    return False
 
 
 def big_image(nbytes: int, step: int = 0, entity: str = "big", fill=None):
@@ -116,10 +113,16 @@ def encoded_message(chunk, compression: bool = False) -> bytes:
     return b"".join(bytes(p) for p in enc.chunk(chunk))
 
 
+def in_thread(target, *args) -> threading.Thread:
+    t = threading.Thread(target=target, args=args, daemon=True)
+    t.start()
+    return t
+
+
 # --------------------------------------------------------------- many connections
 
 
-def test_64_idle_connections_do_not_lock_out_a_real_client(servers, clients):
+def test_64_idle_pre_preface_connections_do_not_lock_out_a_real_client(servers, clients):
     srv = servers()  # the defaults: 64 connections, 10 s handshake
     for _ in range(70):
         clients(srv.port)
@@ -129,17 +132,16 @@ def test_64_idle_connections_do_not_lock_out_a_real_client(servers, clients):
     assert wait_until(lambda: srv.stats.connections_evicted == 7), srv.stats_snapshot().status_line()
     assert srv.stats.connections_refused == 0
     assert srv.stats.connections_open <= 64
+    assert "no HTTP/2 preface yet" in srv.stats.last_error
 
 
-def test_idle_connections_that_sent_a_stream_header_still_make_room(servers, clients):
+def test_connections_that_sent_only_the_preface_still_make_room(servers, clients):
     srv = servers(max_connections=8)
     held = []
-    for k in range(8):  # header + store info, then nothing: not yet a data source
-        s = clients(srv.port)
-        s.sendall(valid_start(f"idle-{k}"))
-        held.append(s)
-        want = (k + 1) * len(valid_start("idle-0"))
-        assert wait_until(lambda want=want: srv.stats.bytes_received == want)
+    for _ in range(8):  # preface + SETTINGS, then nothing: not yet a data source
+        c = clients(srv.port, h2=True)
+        assert c.settings()  # relayed: grpcio answered
+        held.append(c)
     assert_good_frame_arrives(srv)
     assert wait_until(lambda: srv.stats.connections_evicted == 1)
     assert closed_by_server(held[0])  # the one idle the longest went
@@ -148,10 +150,12 @@ def test_idle_connections_that_sent_a_stream_header_still_make_room(servers, cli
 
 def test_when_every_connection_delivers_data_a_newcomer_is_refused_and_counted(servers, clients):
     srv = servers(max_connections=3)
-    for k in range(3):
-        s = clients(srv.port)
-        s.sendall(rrd_stream([image_chunk(f"live{k}", np.zeros((3, 4, 3), np.uint8), RGB, step=0)],
-                             rec=f"live-{k}", end=False))
+    for k in range(3):  # three calls that delivered a chunk and stay open
+        c = clients(srv.port, h2=True)
+        c.open_call(1)
+        for m in rrd_messages(rrd_stream([image_chunk(f"live{k}", np.zeros((3, 4, 3), np.uint8), RGB, step=0)],
+                                         rec=f"live-{k}", end=False)):
+            c.send_message(1, m)
     assert wait_until(lambda: len(srv.sink) == 3)
     extra = clients(srv.port)
     assert closed_by_server(extra)
@@ -169,7 +173,7 @@ def test_sdk_client_gets_its_frames_through_70_idle_connections(servers, clients
     assert wait_until(lambda: srv.stats.connections_total == 70)
     rec = rr.new_recording("hostile_sdk", recording_id="sdk-1")
     try:
-        rec.connect(f"127.0.0.1:{srv.port}")
+        rec.connect_grpc(f"rerun+http://127.0.0.1:{srv.port}/proxy")
         px = np.random.default_rng(3).integers(0, 256, (3, 4, 3), dtype=np.uint8)
         rec.set_time("step", sequence=0)
         rec.log("sdk/cam", rr.Image(px))
@@ -177,6 +181,19 @@ def test_sdk_client_gets_its_frames_through_70_idle_connections(servers, clients
         assert wait_until(lambda: any(c.entity_path.strip("/") == "sdk/cam" for c in list(srv.sink.chunks)))
     finally:
         rec.disconnect()
+
+
+def test_a_connection_holds_at_most_a_few_calls(servers, clients):
+    srv = servers()
+    c = clients(srv.port, h2=True)
+    assert c.settings()[3] == GRPC_CALLS_PER_CONNECTION  # SETTINGS_MAX_CONCURRENT_STREAMS
+    streams = [1 + 2 * k for k in range(GRPC_CALLS_PER_CONNECTION + 1)]
+    for sid in streams:
+        c.open_call(sid)
+    assert c.wait_call_end(streams[-1])[0] == "rst"  # one past the limit is reset
+    assert all(c.call_end(sid) is None for sid in streams[:-1])  # the others stay open
+    assert wait_until(lambda: srv.stats.calls_open == GRPC_CALLS_PER_CONNECTION)
+    assert_good_frame_arrives(srv)
 
 
 # ------------------------------------------------------------------ timeouts
@@ -187,31 +204,41 @@ def test_a_silent_connection_is_closed_after_the_handshake_timeout(servers, clie
     s = clients(srv.port)
     assert closed_by_server(s)
     assert wait_until(lambda: srv.stats.connections_timed_out == 1)
-    assert "no valid .rrd stream" in srv.stats.last_error
+    assert "no HTTP/2 preface" in srv.stats.last_error and "0 of 24 bytes" in srv.stats.last_error
 
 
-def test_a_real_connection_silent_past_the_idle_timeout_is_closed(servers, clients):
+def test_a_connection_that_sends_the_preface_then_nothing_is_closed_when_idle(servers, clients):
     srv = servers(idle_timeout_s=1)
-    s = clients(srv.port)
-    s.sendall(rrd_stream([image_chunk("once", np.zeros((3, 4, 3), np.uint8), RGB, step=0)], end=False))
-    assert wait_until(lambda: len(srv.sink) == 1)
-    assert closed_by_server(s)
+    c = clients(srv.port, h2=True)
+    assert closed_by_server(c)
     assert wait_until(lambda: srv.stats.connections_timed_out == 1)
     assert "idle" in srv.stats.last_error
 
 
-def test_slowloris_stream_headers_are_timed_out_while_a_real_client_is_served(servers, clients):
-    srv = servers(handshake_timeout_s=2, read_timeout_s=2)
-    socks = [clients(srv.port) for _ in range(8)]
-    header = valid_start()
+def test_a_real_connection_silent_past_the_idle_timeout_is_closed(servers, clients):
+    srv = servers(idle_timeout_s=1)
+    c = clients(srv.port, h2=True)
+    c.open_call(1)
+    for m in rrd_messages(rrd_stream([image_chunk("once", np.zeros((3, 4, 3), np.uint8), RGB, step=0)], end=False)):
+        c.send_message(1, m)
+    assert wait_until(lambda: len(srv.sink) == 1)
+    assert closed_by_server(c)
+    assert wait_until(lambda: srv.stats.connections_timed_out == 1)
+    assert "idle" in srv.stats.last_error
+    assert wait_until(lambda: srv.stats.calls_open == 0)  # its call ended with it
 
-    def trickle(stop):  # one byte of the stream header per second, to each connection
-        for i in range(len(header)):
+
+def test_slowloris_prefaces_are_timed_out_while_a_real_client_is_served(servers, clients):
+    srv = servers(handshake_timeout_s=2)
+    socks = [clients(srv.port) for _ in range(8)]
+
+    def trickle(stop):  # one byte of the preface per second, to each connection
+        for i in range(len(H2_PREFACE)):
             if stop.wait(1.0):
                 return
             for s in socks:
                 try:
-                    s.send(header[i : i + 1])
+                    s.send(H2_PREFACE[i : i + 1])
                 except OSError:
                     pass
 
@@ -219,68 +246,49 @@ def test_slowloris_stream_headers_are_timed_out_while_a_real_client_is_served(se
         assert_good_frame_arrives(srv)
         assert all(closed_by_server(s) for s in socks)
         assert wait_until(lambda: srv.stats.connections_timed_out == 8), srv.stats_snapshot().status_line()
+    assert srv.stats.connections_not_grpc == 0
+    assert "no HTTP/2 preface" in srv.stats.last_error
 
 
-@pytest.mark.parametrize("mode", ["header-trickle", "body-trickle", "body-stall"])
-def test_mid_stream_slowloris_is_closed_and_its_budget_returned(servers, clients, mode):
-    srv = servers(read_timeout_s=2, min_bytes_per_s=64 << 10)
-    s = clients(srv.port)
-    s.sendall(valid_start())
-    assert wait_until(lambda: srv.stats.bytes_received == len(valid_start()))
-    chunk, _ = big_image(2 * MiB)
+def test_a_message_stalled_halfway_holds_no_budget_and_goes_with_the_idle_timeout(servers, clients):
+    srv = servers(max_message_bytes=8 * MiB, max_inflight_bytes=8 * MiB, idle_timeout_s=2)
+    chunk, px = big_image(6 * MiB, entity="waiting", fill=lambda n: np.full(n, 7, np.uint8))
     msg = encoded_message(chunk)
-
-    def slow(stop):
-        try:
-            if mode == "header-trickle":  # 2 bytes/s of the next message header
-                for i in range(16):
-                    if stop.wait(0.5):
-                        return
-                    s.send(msg[i : i + 1])
-            elif mode == "body-trickle":  # 500 bytes/s of a 2 MiB body
-                s.sendall(msg[:16])
-                for i in range(16, len(msg), 100):
-                    if stop.wait(0.2):
-                        return
-                    s.send(msg[i : i + 100])
-            else:  # half the body, then nothing
-                s.sendall(msg[: len(msg) // 2])
-        except OSError:
-            pass
-
-    with in_background(slow):
-        assert_good_frame_arrives(srv)
-        assert closed_by_server(s)
-        assert wait_until(lambda: srv.stats.connections_timed_out == 1)
-        expected = "stalled" if mode == "body-stall" else "too slow"
-        assert expected in srv.stats.last_error, srv.stats.last_error
-        assert srv.stats.inflight_bytes == 0
+    holder = clients(srv.port, h2=True)
+    holder.open_call(1)
+    holder.send_message(1, store_info())
+    holder.send_message(1, msg, cut=1000)  # 1000 bytes of a 6 MiB message, then nothing
+    assert wait_until(lambda: srv.stats.messages_received == 1)
+    # another client's 6 MiB message does not wait for the stalled one: budget is only
+    # reserved for whole messages
+    grpc_send(srv.port, [store_info("waiter"), msg])
+    assert wait_until(lambda: len(srv.sink) == 1), srv.stats_snapshot().status_line()
+    assert _buffer_bytes(srv.sink.chunks[0]) == px.tobytes()
+    assert closed_by_server(holder)
+    assert wait_until(lambda: srv.stats.connections_timed_out == 1)
+    assert srv.stats.inflight_bytes == 0
 
 
 # ------------------------------------------------------------ sizes and memory
 
 
-@pytest.mark.parametrize("claim", [16 * MiB + 1, 1 << 40, (1 << 64) - 1])
-def test_a_declared_length_over_the_limit_is_refused_without_allocating(servers, clients, claim):
+@pytest.mark.parametrize("claim", [16 * MiB + 65, 1 << 31, (1 << 32) - 1])  # +64: the request's own framing
+def test_a_declared_length_over_the_limit_is_refused_before_its_bytes_arrive(servers, clients, claim):
     srv = servers(max_message_bytes=16 * MiB, max_inflight_bytes=32 * MiB)
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        s = clients(srv.port)
-        s.sendall(valid_start() + struct.pack("<QQ", rrd.KIND_ARROW_MSG, claim))
-        assert closed_by_server(s)  # at once: no body is waited for
-        assert wait_until(lambda: srv.stats.connections_dropped == 1)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 4 * MiB, f"{peak} bytes allocated while refusing a {claim}-byte claim"
-    assert srv.stats.messages_malformed == 1
-    assert srv.stats.inflight_peak_bytes == 0
-    assert f"claims {claim} bytes" in srv.stats.last_error and "limit" in srv.stats.last_error
+    c = clients(srv.port, h2=True)
+    c.open_call(1)
+    c.send_message(1, store_info())
+    c.send_message(1, encoded_message(big_image(1000)[0]), declared=claim, cut=100)  # 100 bytes follow
+    assert c.wait_call_end(1) == ("grpc-status", RESOURCE_EXHAUSTED)  # at once: no body is waited for
+    assert str(claim) in c.grpc_message(1) and "larger than max" in c.grpc_message(1)
+    assert srv.stats.inflight_peak_bytes == 0 and len(srv.sink) == 0
+    # the listener saw the claim pass and counted the refusal, naming the size
+    assert wait_until(lambda: srv.stats.messages_too_large == 1)
+    assert f"declaring {claim} bytes" in srv.stats.last_error and "127.0.0.1:" in srv.stats.last_error
     assert_good_frame_arrives(srv)
 
 
-def test_three_parallel_huge_messages_share_one_in_flight_budget(servers, clients):
+def test_three_parallel_huge_messages_share_one_in_flight_budget(servers):
     budget = 10 * MiB
     srv = servers(max_message_bytes=8 * MiB, max_inflight_bytes=budget)
     msgs, pixels = [], []
@@ -288,38 +296,57 @@ def test_three_parallel_huge_messages_share_one_in_flight_budget(servers, client
         chunk, px = big_image(6 * MiB, entity=f"huge{k}", fill=lambda n, k=k: np.full(n, k + 1, np.uint8))
         msgs.append(encoded_message(chunk))
         pixels.append(px)
-    socks = [clients(srv.port) for _ in range(3)]
-    for s, m in zip(socks, msgs):  # all three announce a 6 MiB message before any body
-        s.sendall(valid_start() + m[:16])
-    assert wait_until(lambda: srv.stats.bytes_received == 3 * (len(valid_start()) + 16))
-    senders = [threading.Thread(target=s.sendall, args=(m[16:],), daemon=True) for s, m in zip(socks, msgs)]
-    for t in senders:
-        t.start()
+    senders = [in_thread(grpc_send, srv.port, [store_info(f"huge-{k}"), m]) for k, m in enumerate(msgs)]
     assert wait_until(lambda: len(srv.sink) == 3), srv.stats_snapshot().status_line()
     for t in senders:
-        t.join(10)
+        t.join(20)
     got = {c.entity_path.strip("/"): _buffer_bytes(c) for c in srv.sink.chunks}
     assert all(got[f"huge{k}"] == pixels[k].tobytes() for k in range(3))
-    # one 6 MiB body at a time fits in 10 MiB: the other two waited instead of adding up
+    # one 6 MiB message at a time fits in 10 MiB: the other two waited instead of adding up
     assert 6 * MiB <= srv.stats.inflight_peak_bytes <= budget
     assert srv.stats.inflight_bytes == 0
+    assert srv.stats.connections_total == 3  # three clients, three connections
 
 
-def test_a_stalled_huge_message_holds_the_budget_only_until_its_read_timeout(servers, clients):
-    srv = servers(max_message_bytes=8 * MiB, max_inflight_bytes=8 * MiB, read_timeout_s=1)
-    chunk, px = big_image(6 * MiB, entity="waiting", fill=lambda n: np.full(n, 7, np.uint8))
-    msg = encoded_message(chunk)
-    holder = clients(srv.port)
-    holder.sendall(valid_start() + msg[:1000])  # takes 6 MiB of the budget, then stalls
-    assert wait_until(lambda: srv.stats.bytes_received == len(valid_start()) + 1000)
-    waiter = clients(srv.port)
-    sender = threading.Thread(target=waiter.sendall, args=(valid_start("waiter") + msg,), daemon=True)
-    sender.start()
-    assert wait_until(lambda: len(srv.sink) == 1), srv.stats_snapshot().status_line()
-    assert _buffer_bytes(srv.sink.chunks[0]) == px.tobytes()
-    assert closed_by_server(holder)
-    assert srv.stats.connections_timed_out == 1
-    sender.join(10)
+def _h2_frame(ftype: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def _grpc_message(body: bytes, declared=None) -> bytes:
+    return b"\x00" + (len(body) if declared is None else declared).to_bytes(4, "big") + body
+
+
+@pytest.mark.parametrize("piece", [1, 7, 1 << 20])
+def test_the_relay_follows_grpc_messages_through_http2_frames(piece):
+    """_H2Watch: message prefixes found across frames, padding and interleaved streams,
+    whatever pieces the bytes come in; over-limit claims reported; cut-short calls counted."""
+    msgs = {1: [b"a" * 300, b"b" * 5], 3: [b"c" * 1000], 5: [b"d" * 50]}
+    stream1 = b"".join(_grpc_message(m) for m in msgs[1])
+    data = b"".join([
+        _h2_frame(4, 0, 0, b""),  # SETTINGS
+        _h2_frame(1, 4, 1, b"\x00" * 20), _h2_frame(1, 4, 3, b"\x00" * 20), _h2_frame(1, 4, 5, b"\x00" * 20),
+        _h2_frame(0, 0, 1, stream1[:3]),  # a prefix split across frames
+        _h2_frame(0, 0x8, 3, bytes([9]) + _grpc_message(msgs[3][0])[:600] + b"\xee" * 9),  # padded: 9 bytes
+        _h2_frame(0, 0, 1, stream1[3:200]),
+        _h2_frame(0, 0, 5, _grpc_message(b"", declared=999)),  # over the limit of 500
+        _h2_frame(0, 0x1, 1, stream1[200:]),  # ends stream 1 on a message boundary
+        _h2_frame(0, 0, 3, _grpc_message(msgs[3][0])[600:]),
+        _h2_frame(0, 0x8, 3, bytes([0]) + _grpc_message(b"e" * 20)[:10]),  # padded, no padding; cut short
+        _h2_frame(3, 0, 3, (8).to_bytes(4, "big")),  # RST_STREAM CANCEL inside that message
+        _h2_frame(0, 0, 7, _grpc_message(b"f" * 100)[:30]),  # the connection ends inside this one
+    ])
+    watch = vs._H2Watch(limit=564)  # stream 3's 1000-byte message and stream 5's claim are over it
+    refused = []
+    for i in range(0, len(data), piece):
+        watch.feed(memoryview(data)[i : i + piece])
+        refused += watch.take_refused()
+    assert refused == [(3, 1000), (5, 999)]
+    assert watch.truncated == 0  # stream 3 was refused, not cut short, when it was reset
+    assert watch.mid_message() == 1  # stream 7
+    watch2 = vs._H2Watch(limit=10_000)
+    for i in range(0, len(data), piece):
+        watch2.feed(memoryview(data)[i : i + piece])
+    assert watch2.take_refused() == [] and watch2.truncated == 1 and watch2.mid_message() == 2  # 7, and 5's 999
 
 
 class _DecompressSpy:
@@ -343,7 +370,7 @@ class _DecompressSpy:
                 self.active -= 1
 
 
-def test_an_lz4_bomb_past_the_limit_is_refused_before_inflating(servers, clients, monkeypatch):
+def test_an_lz4_bomb_past_the_limit_is_refused_before_inflating(servers, monkeypatch):
     spy = _DecompressSpy(lz4.block.decompress)
     monkeypatch.setattr(lz4.block, "decompress", spy)
     limit = 8 * MiB
@@ -351,16 +378,17 @@ def test_an_lz4_bomb_past_the_limit_is_refused_before_inflating(servers, clients
     chunk, _ = big_image(64 * MiB)  # zeros: 64 MiB of pixels in ~0.3 MB of LZ4
     bomb = encoded_message(chunk, compression=True)
     assert len(bomb) < limit // 16
-    s = clients(srv.port)
-    s.sendall(rrd.stream_header(compressed=True) + rrd.encode_store_info(rrd.StoreInfo("test", "bomb")) + bomb)
-    assert closed_by_server(s)
+    with pytest.raises(grpc.RpcError) as err:
+        grpc_send(srv.port, [store_info("bomb"), bomb])
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert wait_until(lambda: srv.stats.messages_malformed == 1)
+    assert srv.stats.calls_dropped == 1
     assert all(size <= limit for size in spy.sizes), spy.sizes
     assert len(srv.sink) == 0
     assert_good_frame_arrives(srv)
 
 
-def test_parallel_lz4_messages_inflate_one_at_a_time(servers, clients, monkeypatch):
+def test_parallel_lz4_messages_inflate_one_at_a_time(servers, monkeypatch):
     spy = _DecompressSpy(lz4.block.decompress, delay=0.3)
     monkeypatch.setattr(lz4.block, "decompress", spy)
     srv = servers(max_message_bytes=8 * MiB, max_inflight_bytes=16 * MiB)
@@ -372,64 +400,15 @@ def test_parallel_lz4_messages_inflate_one_at_a_time(servers, clients, monkeypat
 
     data = [encoded_message(big_image(4 * MiB, entity=f"z{k}", fill=half_random)[0], compression=True)
             for k in range(3)]
-    head = rrd.stream_header(compressed=True) + rrd.encode_store_info(rrd.StoreInfo("test", "lz4"))
-    socks = [clients(srv.port) for _ in range(3)]
-    senders = [threading.Thread(target=s.sendall, args=(head + d,), daemon=True) for s, d in zip(socks, data)]
-    for t in senders:
-        t.start()
+    senders = [in_thread(grpc_send, srv.port, [store_info(f"lz4-{k}"), d]) for k, d in enumerate(data)]
     assert wait_until(lambda: len(srv.sink) == 3), srv.stats_snapshot().status_line()
     assert len(spy.sizes) == 3, "the decoder no longer calls lz4.block.decompress: update this spy"
     assert spy.most == 1
     for t in senders:
-        t.join(10)
+        t.join(20)
 
 
-# ------------------------------------------------------------- ingest copies
-
-
-class _InstrumentedSocket:
-    """Just enough of a socket: serves `data` through recv_into in uneven pieces and
-    records every target buffer. It has no recv(): using it would raise."""
-
-    def __init__(self, data: bytes, piece: int = 65521):
-        self.data = memoryview(data)
-        self.pos = 0
-        self.piece = piece
-        self.targets = []  # (underlying object, bytes written)
-
-    def recv_into(self, buf, nbytes=0):
-        n = min(len(buf), self.piece, len(self.data) - self.pos)
-        buf[:n] = self.data[self.pos : self.pos + n]
-        self.pos += n
-        self.targets.append((buf.obj, n))
-        return n
-
-
-def test_a_large_message_is_received_once_into_one_buffer_of_its_size():
-    chunk, px = big_image(8 * MiB, fill=lambda n: np.full(n, 5, np.uint8))
-    msg = encoded_message(chunk)
-    stream = valid_start() + msg
-    sock = _InstrumentedSocket(stream)
-    limits = ServerLimits(max_message_bytes=16 * MiB, max_inflight_bytes=16 * MiB)
-    stats = vs.ServerStats()
-    link = vs._Link(sock, "fake:1", time.monotonic())
-    reader = vs._UnitReader(link, limits, vs._Budget(limits.max_inflight_bytes, stats, threading.Lock()),
-                            count_bytes=lambda n: None, cancelled=lambda: False)
-    units = []
-    while (u := reader.next_unit()) is not None:
-        units.append(u)
-    assert [len(u.data) for u in units] == [12, len(valid_start()) - 12, len(msg)]
-    big = units[-1].data
-    body_targets = [(obj, n) for obj, n in sock.targets if obj is big.obj]
-    # every byte came out of the socket exactly once, the body straight into its buffer
-    assert sum(n for _, n in sock.targets) == len(stream)
-    assert sum(n for _, n in body_targets) == len(msg) - 16
-    assert len(big) == len(msg) and bytes(big) == msg
-    chunks = RrdStreamDecoder(16 * MiB)
-    for u in units:
-        out = chunks.feed(u.data)
-    assert _buffer_bytes(out[0]) == px.tobytes()
-    assert stats.inflight_peak_bytes == len(msg) - 16
+# ------------------------------------------------------------- decoding
 
 
 class _RecordingDecoder(RrdStreamDecoder):
@@ -446,44 +425,42 @@ def test_each_message_reaches_the_decoder_whole_in_one_feed(servers):
                   max_inflight_bytes=64 * MiB)
     chunk, _ = big_image(24 * MiB, fill=lambda n: np.full(n, 9, np.uint8))
     msg = encoded_message(chunk)
-    start = valid_start()
-    send(srv.port, start + msg)
+    grpc_send(srv.port, [store_info(), msg])
     assert wait_until(lambda: len(srv.sink) == 1)
-    # stream header, store info, the 24 MiB message: three feeds, no partial pieces
-    assert _RecordingDecoder.feeds == [12, len(start) - 12, len(msg)]
+    # the call's stream header, the store info, the 24 MiB message: three feeds, no partial pieces
+    assert _RecordingDecoder.feeds == [12, len(store_info()), len(msg)]
 
 
-# ------------------------------------------------------------ degenerate input
+def _arrow(body: bytes) -> bytes:
+    return rrd.message_header(rrd.KIND_ARROW_MSG, len(body)) + body
 
 
 DEGENERATE = {
-    "nothing": (b"", "closed"),
-    "stream header only": (rrd.stream_header(), "closed"),
-    "half a message header": (valid_start() + b"\x02\x00\x00", "truncated"),
-    "zero-length ArrowMsg": (valid_start() + struct.pack("<QQ", rrd.KIND_ARROW_MSG, 0), "malformed"),
-    "unknown kind": (valid_start() + struct.pack("<QQ", 7, 10) + b"x" * 10, "malformed"),
-    # an HTTP/2 preface is a gRPC client now: tests/sdk/test_grpc_server.py
-    "End message then garbage": (valid_start() + struct.pack("<QQ", rrd.KIND_END, 0) + b"\xff" * 40, "malformed"),
-    "5000 store infos": (rrd.stream_header() + rrd.encode_store_info(rrd.StoreInfo("a", "b")) * 5000, "closed"),
+    "no messages": ([], "closed"),
+    "store info only": ([store_info()], "closed"),
+    "zero-length ArrowMsg": ([store_info(), _arrow(b"")], "malformed"),
+    "undecodable ArrowMsg": ([store_info(), _arrow(b"\xff" * 40)], "malformed"),
+    "ArrowMsg before any store info": ([encoded_message(big_image(1000)[0])], "closed"),
+    "5000 store infos": ([store_info()] * 5000, "closed"),
 }
 
 
 @pytest.mark.parametrize("name", list(DEGENERATE))
-def test_degenerate_input_is_handled_and_counted(servers, name):
-    data, fate = DEGENERATE[name]
+def test_degenerate_calls_are_handled_and_counted(servers, name):
+    msgs, fate = DEGENERATE[name]
     srv = servers()
-    send(srv.port, data)
-    assert wait_until(lambda: srv.stats.connections_open == 0 and srv.stats.connections_total == 1)
-    if fate == "malformed":  # the server may stop reading at the first bad byte
-        assert srv.stats.bytes_received <= len(data)
+    if fate == "malformed":
+        with pytest.raises(grpc.RpcError) as err:
+            grpc_send(srv.port, msgs)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert wait_until(lambda: srv.stats.messages_malformed == 1)
-        assert srv.stats.connections_dropped == 1
+        assert srv.stats.calls_dropped == 1
     else:
-        assert srv.stats.bytes_received == len(data)
-        assert srv.stats.connections_dropped == 0 and srv.stats.messages_malformed == 0
-        assert srv.stats.messages_truncated == (fate == "truncated")
-    if name == "5000 store infos":
-        assert srv.stats.messages_received == 5000
+        grpc_send(srv.port, msgs)
+        assert srv.stats.calls_dropped == 0 and srv.stats.messages_malformed == 0
+        assert srv.stats.messages_received == len(msgs)
+    assert wait_until(lambda: srv.stats.connections_open == 0 and srv.stats.calls_open == 0)
+    assert srv.stats.connections_dropped == 0
     assert srv.stats.inflight_bytes == 0
     assert_good_frame_arrives(srv)
 
@@ -492,23 +469,38 @@ def test_degenerate_input_is_handled_and_counted(servers, name):
 
 
 def test_stop_is_bounded_with_connections_in_every_state(servers, clients):
-    srv = servers(max_message_bytes=8 * MiB, max_inflight_bytes=8 * MiB)
-    clients(srv.port)  # silent
-    clients(srv.port).sendall(valid_start())  # valid, idle
-    chunk, _ = big_image(6 * MiB)
-    msg = encoded_message(chunk)
-    clients(srv.port).sendall(valid_start() + msg[:4096])  # mid-body, holds the budget
-    assert wait_until(lambda: srv.stats.bytes_received == 2 * len(valid_start()) + 4096)
-    waiter = clients(srv.port)
-    waiter.sendall(valid_start() + msg[:16])  # waits for the budget
-    assert wait_until(lambda: srv.stats.bytes_received == 3 * len(valid_start()) + 4096 + 16)
-    assert srv.stats.connections_open == 4
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowDecoder(RrdStreamDecoder):  # holds the in-flight budget while "decoding" the first big message
+        def feed(self, data):
+            if len(data) > MiB and not entered.is_set():
+                entered.set()
+                release.wait(20)
+            return super().feed(data)
+
+    srv = servers(decoder_factory=lambda: SlowDecoder(8 * MiB), max_message_bytes=8 * MiB,
+                  max_inflight_bytes=8 * MiB)
+    clients(srv.port)  # silent, before the preface
+    clients(srv.port).sendall(H2_PREFACE[:10])  # half a preface
+    assert clients(srv.port, h2=True).settings()  # preface, then idle
+    mid = clients(srv.port, h2=True)  # a call inside a message
+    mid.open_call(1)
+    mid.send_message(1, store_info())
+    mid.send_message(1, encoded_message(big_image(2 * MiB)[0]), cut=4096)
+    msg = encoded_message(big_image(6 * MiB)[0])
+    decoding = in_thread(lambda: pytest.raises(grpc.RpcError, grpc_send, srv.port, [store_info("a"), msg]))
+    assert entered.wait(20)  # a call decoding, holding 6 MiB of the 8 MiB budget
+    waiting = in_thread(lambda: pytest.raises(grpc.RpcError, grpc_send, srv.port, [store_info("b"), msg]))
+    assert wait_until(lambda: srv.stats.connections_open == 6 and srv.stats.calls_open == 3)
+    in_thread(lambda: (time.sleep(0.5), release.set()))  # the decode ends while stop waits
     assert srv.stop(timeout=5) is True
-    assert srv.stats.connections_open == 0
+    assert srv.stats.connections_open == 0 and srv.stats.calls_open == 0
     assert srv.stats.inflight_bytes == 0
+    decoding.join(10)
+    waiting.join(10)
 
 
-def test_stop_returns_within_its_bound_while_a_callback_hangs():
+def test_stop_returns_within_its_bound_while_a_callback_hangs(servers):
     release = threading.Event()
     entered = threading.Event()
 
@@ -518,8 +510,30 @@ def test_stop_returns_within_its_bound_while_a_callback_hangs():
 
     srv = ViewerServer(stuck, port=0).start()
     try:
-        send(srv.port, rrd_stream([image_chunk("x", np.zeros((3, 4, 3), np.uint8), RGB, step=0)]))
+        sender = in_thread(lambda: pytest.raises(grpc.RpcError, grpc_send, srv.port,
+                                                 rrd_messages(rrd_stream([image_chunk(
+                                                     "x", np.zeros((3, 4, 3), np.uint8), RGB, step=0)]))))
         assert entered.wait(20)
-        assert srv.stop(timeout=1) is False  # reports the busy reader instead of hanging
+        assert srv.stop(timeout=1) is False  # reports the busy call instead of hanging
     finally:
         release.set()
+    sender.join(10)
+
+
+def test_a_failing_callback_ends_that_call_only(servers):
+    calls = []
+
+    def boom(chunks, peer):
+        calls.append(peer)
+        if len(calls) == 1:
+            raise RuntimeError("store exploded")
+
+    srv = servers(on_chunks=boom)
+    msgs = rrd_messages(rrd_stream([image_chunk("x", np.zeros((3, 4, 3), np.uint8), RGB, step=0)]))
+    with pytest.raises(grpc.RpcError) as err:
+        grpc_send(srv.port, msgs)
+    assert err.value.code() == grpc.StatusCode.INTERNAL and "store exploded" in err.value.details()
+    assert wait_until(lambda: srv.stats.calls_dropped == 1)
+    assert srv.stats.connections_dropped == 0 and "store exploded" in srv.stats.last_error
+    grpc_send(srv.port, msgs)
+    assert wait_until(lambda: len(calls) == 2)

@@ -483,9 +483,10 @@ def test_live_data_into_a_viewer_opened_on_a_file_is_its_own_recording(xvfb_disp
     import socket
     import time
 
-    from viewer_helpers import image_chunk, rrd_stream, send, wait_until
+    from viewer_helpers import image_chunk, rrd_stream, wait_until
 
     from pixelrun.kernels.formats import ImageFormat
+    from tests.net_helpers import grpc_send, rrd_messages
 
     rec = write_rrd(ONE_COLOUR, tmp_path / "file.rrd", "255,0,0")
     with socket.socket() as s:
@@ -508,7 +509,7 @@ def test_live_data_into_a_viewer_opened_on_a_file_is_its_own_recording(xvfb_disp
         fmt = ImageFormat(32, 24, color_model="RGB", channel_datatype="U8")
         green = np.zeros((24, 32, 3), np.uint8)
         green[..., 1] = 255
-        send(port, rrd_stream([image_chunk("cam/rgb", green, fmt, step=0)]))
+        grpc_send(port, rrd_messages(rrd_stream([image_chunk("cam/rgb", green, fmt, step=0)])))
 
         def latest():
             before = set(shots.glob("*.png"))

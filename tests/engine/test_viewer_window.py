@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from viewer_helpers import image_chunk, rrd_stream, send, wait_until
+from viewer_helpers import image_chunk, rrd_stream, wait_until
 
 from pixelrun.engine.viewer.view import default_view_key
 from pixelrun.engine.viewer.window import read_view_metadata
 from pixelrun.kernels.formats import ImageFormat
-from tests.net_helpers import free_port
+from tests.net_helpers import H2Conn, free_port, grpc_send, rrd_messages
 
 RED, GREEN = (255, 0, 0, 255), (0, 255, 0, 255)
 
@@ -169,13 +169,24 @@ def test_bad_window_size_is_rejected():
 
 
 def test_live_stream_then_hostile_bytes_then_a_good_client(live_viewer):
-    # random bytes, a truncated stream and an absurd length: each drops its connection
-    send(live_viewer.port, np.random.default_rng(0).integers(0, 256, 10000, dtype=np.uint8).tobytes())
-    good = rrd_stream([image_chunk("image", seed1_pixels(), SEED1_FMT, step=0)], end=False)
-    send(live_viewer.port, good[: len(good) // 2])
-    send(live_viewer.port, rrd_stream([], end=False) + (2).to_bytes(8, "little") + (1 << 62).to_bytes(8, "little"))
+    # random bytes (not gRPC: a 400), a call cut short and an absurd length: each ends
+    # its connection or call only
+    with socket.create_connection(("127.0.0.1", live_viewer.port), timeout=10) as s:
+        s.sendall(np.random.default_rng(0).integers(0, 256, 10000, dtype=np.uint8).tobytes())
+        assert s.recv(64).startswith(b"HTTP/1.1 400 ")
+    good = rrd_messages(rrd_stream([image_chunk("image", seed1_pixels(), SEED1_FMT, step=0)], end=False))
+    cut = H2Conn(live_viewer.port)
+    cut.open_call(1)
+    cut.send_message(1, good[0])
+    cut.send_message(1, good[1], cut=len(good[1]) // 2)
+    cut.close()
+    huge = H2Conn(live_viewer.port)
+    huge.open_call(1)
+    huge.send_message(1, good[1], declared=(1 << 32) - 1, cut=100)
+    assert huge.wait_call_end(1) is not None
+    huge.close()
     assert live_viewer.proc.poll() is None
-    send(live_viewer.port, good)
+    grpc_send(live_viewer.port, good)
     png = live_viewer.screenshot_until(seed1_ok)
     assert window_pixel(png, 10, 10) == RED
     assert window_pixel(png, 100, 100) == GREEN
@@ -189,11 +200,13 @@ def test_several_programs_stream_into_one_viewer(live_viewer):
     right = np.zeros((16, 16, 3), np.uint8)
     right[..., 1] = 255  # green 16x16, on top (later entity path at equal draw order)
     right_fmt = ImageFormat(16, 16, color_model="RGB", channel_datatype="U8")
-    socks = [
-        send(live_viewer.port, rrd_stream([image_chunk("a", left, fmt, step=0)], rec="r1", end=False), close=False),
-        send(live_viewer.port, rrd_stream([image_chunk("b", right, right_fmt, step=0)], rec="r2", end=False),
-             close=False),
-    ]
+    conns = []  # two programs, each with its call still open
+    for entity, px, f, rec in (("a", left, fmt, "r1"), ("b", right, right_fmt, "r2")):
+        c = H2Conn(live_viewer.port)
+        c.open_call(1)
+        for m in rrd_messages(rrd_stream([image_chunk(entity, px, f, step=0)], rec=rec, end=False)):
+            c.send_message(1, m)
+        conns.append(c)
 
     def ok(png):
         return view_pixel(png, "/a", 40, 20) == (0, 0, 255, 255) and view_pixel(png, "/b", 5, 5) == GREEN
@@ -204,8 +217,8 @@ def test_several_programs_stream_into_one_viewer(live_viewer):
     assert view_pixel(png, "/a", 40, 20) == (0, 0, 255, 255)
     assert view_pixel(png, "/a", 5, 5) == (0, 0, 255, 255)  # not covered by /b any more
     assert view_pixel(png, "/b", 5, 5) == GREEN
-    for s in socks:
-        s.close()
+    for c in conns:
+        c.close()
 
 
 # ----------------------------------------------------------------------- in-process

@@ -1,8 +1,10 @@
-"""Helpers for the viewer tests: image chunks, .rrd byte streams, sockets."""
+"""Helpers for the viewer tests: image chunks, .rrd byte streams, waiting, X input.
+
+Streaming into a viewer goes over gRPC: tests/net_helpers.py (grpc_send, H2Conn).
+"""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -60,32 +62,6 @@ def rrd_stream(chunks, app: str = "test", rec: str = "rec-1", end: bool = True) 
     for c in chunks:
         parts += [bytes(p) for p in enc.chunk(c)]
     return b"".join(parts)
-
-
-def send(port: int, data: bytes, *, host: str = "127.0.0.1", close: bool = True) -> socket.socket:
-    s = socket.create_connection((host, port), timeout=10)
-    s.sendall(data)
-    if close:
-        close_in_order(s)
-    return s
-
-
-def close_in_order(s: socket.socket, timeout: float = 10.0) -> None:
-    """Half-close, read until the server closes (the viewer's greeting, maybe), close.
-
-    Closing a socket with unread bytes (the greeting) makes the kernel reset the
-    connection and discard whatever it had not transmitted yet: a lost tail.
-    """
-    try:
-        s.shutdown(socket.SHUT_WR)
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            s.settimeout(left)
-            if not s.recv(4096):
-                break
-    except OSError:  # reset or timed out: nothing more to read either way
-        pass
-    s.close()
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from grpc_helpers import RERUN_PY, wait_until
+from grpc_helpers import RERUN_BIN, RERUN_PY, listening, wait_until
 
 import pixelrun as rr
 from pixelrun.engine import rrd
@@ -207,6 +207,7 @@ def test_a_message_over_the_limit_is_refused_and_the_viewer_goes_on():
             rec.close(timeout=1)
         assert rec.dropped_rows == 1 and gs.peer_problem == ""  # the message, not the server, is refused
         assert any("refuses a message of this size" in str(w.message) for w in got)
+        assert wait_until(lambda: srv.stats.messages_too_large == 1)  # the viewer counts it too
         assert _stream_good(srv.port) == sink.images()
     finally:
         srv.stop()
@@ -288,16 +289,39 @@ def test_idle_grpc_connections_cannot_lock_out_a_real_client():
         srv.stop()
 
 
-def test_raw_tcp_and_grpc_share_the_port(server):
-    rec = rr.RecordingStream("raw")
-    rec.connect_tcp(f"127.0.0.1:{server.port}")
-    rec.set_time("t", sequence=0)
-    rec.log("raw", rr.Image(np.full((3, 3, 3), 5, np.uint8)))
-    rec.close()
-    assert rec.dropped_rows == 0
-    good = _stream_good(server.port)
-    assert wait_until(lambda: len(server.sink.images("/raw")) == 1)
-    assert server.sink.images() == good
+def _answer_to_raw_bytes(port: int, data: bytes, timeout: float = 10.0) -> bytes:
+    """What a server sends a TCP client that opens with `data`, until it closes (or `timeout`)."""
+    got = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        try:
+            while part := s.recv(65536):
+                got += part
+        except (socket.timeout, ConnectionResetError):
+            pass
+    return got
+
+
+def test_a_raw_tcp_client_gets_http_400_as_from_rerun_and_the_viewer_goes_on(server, tmp_path):
+    raw = rrd.encode_recording(rrd.StoreInfo("raw", "raw"), [])  # pixelrun's former raw .rrd stream
+    got = _answer_to_raw_bytes(server.port, raw)
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 400 Bad Request"
+    assert b"connection: close" in head and b"gRPC" in body and b"rr.connect_grpc" in body
+    assert wait_until(lambda: server.stats.connections_not_grpc == 1)
+    assert "not a gRPC client" in server.stats.last_error and "RRF2" in server.stats.last_error
+    assert _stream_good(server.port) == server.sink.images()
+    if RERUN_BIN.exists():  # Rerun's own gRPC server answers the same bytes with the same status line
+        port = free_port()
+        proc = subprocess.Popen([str(RERUN_BIN), "--serve-grpc", "--port", str(port)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=dict(os.environ, RERUN_TELEMETRY_ENABLED="false"))
+        try:
+            assert wait_until(lambda: listening(port), 60)
+            theirs = _answer_to_raw_bytes(port, raw)
+        finally:
+            proc.kill()  # nothing to save: no need for an orderly end
+            proc.wait(20)
+        assert theirs.split(b"\r\n")[0] == b"HTTP/1.1 400 Bad Request", theirs
 
 
 # --------------------------------------------- the same script, both SDKs, one viewer
@@ -353,34 +377,6 @@ def test_an_example_sends_the_same_images_through_pixelrun_and_rerun_sdks(exampl
         finally:
             srv.stop()
     assert got["pixelrun"] and got["pixelrun"] == got["rerun"]
-
-
-FORK_SCRIPT = r'''
-import os, sys, numpy as np
-import pixelrun as rr
-rec = rr.RecordingStream("forky", recording_id="fk")
-rec.connect_grpc(f"rerun+http://127.0.0.1:{sys.argv[1]}/proxy")
-rec.log("parent", rr.Image(np.zeros((4, 4, 3), np.uint8)))
-rec.flush()
-pid = os.fork()
-if pid == 0:
-    rec.log("child", rr.Image(np.ones((4, 4, 3), np.uint8)))
-    rec.close(timeout=10)
-    os._exit(0 if rec.dropped_rows == 0 else 3)
-rec.log("parent2", rr.Image(np.zeros((4, 4, 3), np.uint8)))
-_, status = os.waitpid(pid, 0)
-rec.close(timeout=10)
-sys.exit(status >> 8 or rec.dropped_rows)
-'''
-
-
-def test_a_forked_child_streams_on_a_connection_of_its_own(server, tmp_path):
-    """grpcio is not fork-safe: the child streams raw .rrd over TCP to the same port (pixelrun view takes both)."""
-    script = tmp_path / "fork.py"
-    script.write_text(FORK_SCRIPT)
-    r = subprocess.run([sys.executable, str(script), str(server.port)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert wait_until(lambda: {"/parent", "/parent2", "/child"} <= {c.entity_path for c in server.sink.chunks})
 
 
 def test_one_connection_cannot_take_every_call_slot():
