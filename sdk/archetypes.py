@@ -24,6 +24,7 @@ from pixelrun.components import (
     DrawOrder,
     ImageBuffer,
     MagnificationFilter,
+    MediaType,
     Opacity,
     Range1D,
     parse_enum,
@@ -473,7 +474,7 @@ class EncodedImage(_Archetype):
         try:
             if path is not None:
                 blob = pathlib.Path(path).read_bytes()
-                media_type = media_type or _SUFFIX_MEDIA_TYPES.get(pathlib.Path(path).suffix.lower())
+                media_type = media_type or MediaType.guess_from_path(path)
             else:
                 if hasattr(contents, "read"):  # a file object (BytesIO, BufferedReader)
                     contents = contents.read()
@@ -498,13 +499,10 @@ class EncodedImage(_Archetype):
         return self._row.get(self.archetype.column("media_type"))
 
 
-_SUFFIX_MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
-
-
 def _media_type(value: Any, what: str) -> str:
     if not isinstance(value, str) or "/" not in value:
         raise ValueError(f"{what}: expected a media type such as 'image/jpeg', got {value!r}")
-    return value
+    return str(value)  # a plain str, also for a MediaType constant
 
 
 def _color(value: Any, what: str) -> Optional[int]:

@@ -10,6 +10,7 @@ and passed to ``send_columns(components=[...])``.
 from __future__ import annotations
 
 import enum
+import os
 from typing import Any, Optional
 
 import numpy as np
@@ -21,7 +22,8 @@ from pixelrun.kernels.colormaps import Colormap  # the one definition, with its 
 
 __all__ = [
     "ImageBuffer", "ImageBufferBatch", "ImageFormat", "Opacity", "DrawOrder", "ComponentColumn",
-    "Colormap", "MagnificationFilter", "Range1D", "ValueRange", "parse_enum", "parse_range", "parse_float",
+    "Colormap", "MagnificationFilter", "MediaType", "Range1D", "ValueRange", "parse_enum", "parse_range",
+    "parse_float",
 ]
 
 
@@ -142,6 +144,49 @@ class DrawOrder(_Float32Component):
 
 
 # ------------------------------------------------------------ the image family's types
+
+
+class MediaType(str):
+    """A media type (MIME type) string, ``rr.components.MediaType``, with Rerun's named
+    constants (``MediaType.JPEG`` == ``"image/jpeg"``...). A ``str``, so it goes wherever
+    a media type string does (``EncodedImage(media_type=...)``)."""
+
+    TEXT: "MediaType"
+    MARKDOWN: "MediaType"
+    JPEG: "MediaType"
+    PNG: "MediaType"
+    GLB: "MediaType"
+    GLTF: "MediaType"
+    OBJ: "MediaType"
+    PLY: "MediaType"
+    STL: "MediaType"
+    RVL: "MediaType"
+    MP4: "MediaType"
+    AAC: "MediaType"
+    FLAC: "MediaType"
+    M4A: "MediaType"
+    MP3: "MediaType"
+    OGG: "MediaType"
+    WAV: "MediaType"
+
+    @staticmethod
+    def guess_from_path(path: Any) -> Optional["MediaType"]:
+        """The media type a file's suffix names (JPEG and PNG, the image family's), else None."""
+        found = _IMAGE_SUFFIXES.get(os.path.splitext(str(path))[1].lower())
+        return MediaType(found) if found else None
+
+
+# Rerun 0.41's constants (rerun.components.MediaType), by attribute name.
+for _name, _value in (("TEXT", "text/plain"), ("MARKDOWN", "text/markdown"), ("JPEG", "image/jpeg"),
+                      ("PNG", "image/png"), ("GLB", "model/gltf-binary"), ("GLTF", "model/gltf+json"),
+                      ("OBJ", "model/obj"), ("PLY", "application/x-ply"), ("STL", "model/stl"),
+                      ("RVL", "application/rvl"), ("MP4", "video/mp4"), ("AAC", "audio/aac"),
+                      ("FLAC", "audio/flac"), ("M4A", "audio/mp4"), ("MP3", "audio/mpeg"), ("OGG", "audio/ogg"),
+                      ("WAV", "audio/wav")):
+    setattr(MediaType, _name, MediaType(_value))
+del _name, _value
+
+_IMAGE_SUFFIXES = {".jpg": MediaType.JPEG, ".jpeg": MediaType.JPEG, ".png": MediaType.PNG}
 
 
 class MagnificationFilter(enum.IntEnum):
