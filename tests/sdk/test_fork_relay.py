@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -27,6 +26,7 @@ import threading
 import numpy as np
 import pytest
 from grpc_helpers import RERUN_BIN, RerunSaver
+from sdk_helpers import run_isolated
 from stream_helpers import Viewer, wait_until
 
 from pixelrun.engine import rrd
@@ -115,15 +115,9 @@ def _run(url: str, mode: str, env: dict | None = None, **cfg) -> tuple[dict, dic
     # not inherited from this test process (whose pixelrun set it): the script's own import decides
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PIXELRUN_", "GRPC_ENABLE_FORK"))}
     full_env.update(env or {})
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, url, mode, json.dumps(cfg)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=full_env, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=30)
-        pytest.fail(f"the forked run did not end within {TIMEOUT} s (it hangs)\n{err[-3000:]}")
-    assert proc.returncode == 0, err[-3000:]
+    res = run_isolated(SCRIPT, url, mode, json.dumps(cfg), env=full_env, timeout=TIMEOUT)
+    out, err = res.stdout, res.stderr
+    assert res.returncode == 0, err[-3000:]
     reports = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     parent = next((r for r in reports if "parent" in r), None)
     assert parent is not None and parent["child_exit"] == 0, out + err[-3000:]

@@ -16,7 +16,7 @@ import sys
 import textwrap
 
 import pytest
-from sdk_helpers import logged
+from sdk_helpers import logged, run_isolated
 
 from pixelrun.engine import chunk as ch
 from pixelrun.engine.rrd import read_rrd
@@ -77,15 +77,7 @@ def _env(**extra):
 def _run(code: str, *args, **env) -> subprocess.CompletedProcess:
     """Run `code` in a fresh interpreter, in its own process group; a hang fails after
     TIMEOUT s, and the whole group (a forked child too) is killed."""
-    proc = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env(**env), start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=30)
-        pytest.fail(f"the process did not exit within {TIMEOUT} s (it hangs)\n{err}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return run_isolated(code, *args, env=_env(**env), timeout=TIMEOUT)
 
 
 def _rows(path) -> list[tuple[int, bytes]]:
