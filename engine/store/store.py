@@ -45,7 +45,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import heapq
-import itertools
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -345,6 +344,15 @@ class ChunkStore:
         # (entity, component) -> (hi, lo, seq, row) of the winning static row
         self._static: dict[tuple[str, str], tuple[int, int, int, int]] = {}
         self._timeline_kinds: dict[str, str] = {}
+        # What `timelines()` reports, kept up to date as chunks come and go (a live viewer
+        # asks after every ingest; walking every chunk each time grew with the session):
+        # timeline -> rows and chunks of temporal data held or evicted, and heaps of
+        # (min time, seq) / (-max time, seq) whose entries of dropped chunks are skipped
+        # when they surface and swept out when they outnumber the live ones.
+        self._tl_rows: collections.Counter = collections.Counter()
+        self._tl_chunks: collections.Counter = collections.Counter()
+        self._tl_lo: dict[str, list] = {}
+        self._tl_hi: dict[str, list] = {}
         self._entities: dict[str, set] = {}  # entity -> set of chunk seqs held
         self._ledger = RootLedger()
         # (tick, hi, lo, seq) of temporal chunks: oldest row id first among ingested chunks
@@ -481,6 +489,7 @@ class ChunkStore:
             self._timeline_kinds.setdefault(tl, chunk.timelines[tl].kind)
             if t.shape[0]:
                 st.time_ranges[tl] = (int(t.min()), int(t.max()))
+                self._summary_add(tl, st)
             for comp, rows in presence.items():
                 if rows.shape[0] == 0:
                     continue
@@ -579,6 +588,8 @@ class ChunkStore:
         else:
             self._unhold(st)
         if not st.is_static:
+            for tl in st.time_ranges:
+                self._summary_remove(tl, st)
             for tl in st.timeline_names:
                 for comp in st.components:
                     idx = self._index.get((st.entity, tl, comp))
@@ -804,24 +815,42 @@ class ChunkStore:
                     node = node.setdefault(part, {})
         return tree
 
+    def _summary_add(self, tl: str, st: _Stored) -> None:
+        lo_t, hi_t = st.time_ranges[tl]
+        self._tl_rows[tl] += st.rows
+        self._tl_chunks[tl] += 1
+        heapq.heappush(self._tl_lo.setdefault(tl, []), (lo_t, st.seq))
+        heapq.heappush(self._tl_hi.setdefault(tl, []), (-hi_t, st.seq))
+
+    def _summary_remove(self, tl: str, st: _Stored) -> None:
+        """A chunk left for good (dropped, not evicted: evicted data still counts)."""
+        self._tl_rows[tl] -= st.rows
+        self._tl_chunks[tl] -= 1
+        if self._tl_chunks[tl] <= 0:
+            for d in (self._tl_rows, self._tl_chunks, self._tl_lo, self._tl_hi):
+                d.pop(tl, None)
+            return
+        for heap in (self._tl_lo[tl], self._tl_hi[tl]):
+            if len(heap) > 2 * self._tl_chunks[tl] + 64:  # mostly dropped chunks: sweep
+                heap[:] = [e for e in heap if self._known(e[1])]
+                heapq.heapify(heap)
+
+    def _known(self, seq: int) -> bool:
+        return seq in self._chunks or seq in self._evicted
+
+    def _extreme(self, heap: list) -> int:
+        while not self._known(heap[0][1]):
+            heapq.heappop(heap)
+        return heap[0][0]
+
     def timelines(self) -> dict[str, TimelineInfo]:
-        """Timeline name -> kind, time range and rows over the temporal data held."""
+        """Timeline name -> kind, time range and rows over the temporal data held
+        (evicted chunks included: their rows come back when asked for)."""
         with self._lock:
-            acc: dict[str, list] = {}
-            for st in itertools.chain(self._chunks.values(), self._evicted.values()):
-                if st.is_static:
-                    continue
-                for tl, (lo_t, hi_t) in st.time_ranges.items():
-                    a = acc.get(tl)
-                    if a is None:
-                        acc[tl] = [lo_t, hi_t, st.rows]
-                    else:
-                        a[0] = min(a[0], lo_t)
-                        a[1] = max(a[1], hi_t)
-                        a[2] += st.rows
             return {
-                tl: TimelineInfo(tl, self._timeline_kinds.get(tl, "sequence"), a[0], a[1], a[2])
-                for tl, a in sorted(acc.items())
+                tl: TimelineInfo(tl, self._timeline_kinds.get(tl, "sequence"), self._extreme(self._tl_lo[tl]),
+                                 -self._extreme(self._tl_hi[tl]), rows)
+                for tl, rows in sorted(self._tl_rows.items())
             }
 
     def entity_info(self) -> list[EntityInfo]:

@@ -11,8 +11,9 @@ import threading
 import numpy as np
 import pyarrow as pa
 import pytest
-from store_helpers import VALUE, mk
+from store_helpers import VALUE, mk, one_blob_column
 
+from pixelrun.engine.chunk import IMAGE_BUFFER
 from pixelrun.engine.store.store import ChunkStore, parse_memory_limit
 
 ALL = None  # keep every component
@@ -462,3 +463,35 @@ def test_a_nonsensical_chunk_is_a_problem_and_the_rest_is_kept():
     rep = s.add_chunks([bad, good])
     assert s.entities() == ["/good"]
     assert len(rep.problems) == 1 and rep.problems[0].startswith("bad: chunk skipped") and "(2, 3)" in rep.problems[0]
+
+
+def test_timelines_follow_chunks_as_they_come_and_are_dropped():
+    """The summary is kept as chunks come and go (not recomputed per call): after every
+    ingest it equals the ranges of the chunks still held, computed here from what was
+    added minus what the store reported dropped."""
+
+    rng = np.random.default_rng(7)
+    s = ChunkStore(memory_limit=20_000, keep_components=ALL)
+    added: dict[str, dict] = {}  # entity -> {timeline: (values)}
+    dropped: set[str] = set()
+    for i in range(200):
+        n = int(rng.integers(1, 4))
+        steps = rng.integers(-1000, 1000, n).tolist()
+        tls = {"step": steps}
+        if i % 3 == 0:  # a second timeline on some chunks only
+            tls["t"] = ("timestamp", rng.integers(0, 10**9, n).tolist())
+        entity = f"/cam{i}"
+        blob = one_blob_column(np.full(int(rng.integers(500, 4000)), i % 256, np.uint8))
+        comps = {IMAGE_BUFFER: pa.concat_arrays([blob] * n)}
+        rep = s.add_chunk(mk(entity, list(range(3 * i, 3 * i + n)), tls, comps))
+        dropped |= {d.entity for d in rep.dropped}
+        added[entity] = {k: (v[1] if isinstance(v, tuple) else v) for k, v in tls.items()}
+        held = [tl for e, tl in added.items() if e not in dropped]
+        expect = {}
+        for name in ("step", "t"):
+            vals = [v for tl in held if name in tl for v in tl[name]]
+            if vals:
+                expect[name] = (min(vals), max(vals), len(vals))
+        got = {k: (v.min, v.max, v.rows) for k, v in s.timelines().items()}
+        assert got == expect, i
+    assert len(dropped) > 100  # the limit did drop most of them
