@@ -94,7 +94,15 @@ __device__ __forceinline__ void pr_color_body(
     // This frame's range, read once per thread.
     const double lo = lo_d[f];
     const float lo_f = (float)lo;
-    const float k = (float)inv[f];
+    // k = 1 / (hi - lo) as a normal float: for spans above 2^100 it would be near or
+    // below float's smallest normal (1 / 1e38 is a denormal, flushed to zero by code
+    // built to flush them), so it is taken 2^64 larger and t brought back by 2^-64 after
+    // the product (both exact powers of two; t of such a range underflows only where it
+    // is below the range's resolution anyway).
+    // (decimal forms of 2^-100, 2^64 and 2^-64, each exact: hex floats are not C++11)
+    const bool k_scaled = inv[f] < 7.888609052210118e-31;
+    const float k = (float)(k_scaled ? inv[f] * 18446744073709551616.0 : inv[f]);
+    const float k_post = k_scaled ? 5.421010862427522e-20f : 1.0f;
     const double wide_inv = inv[f];
     const float tz = t0[f];
     const T wide_lo = pr_from_bits<T>(lo_i[f]);
@@ -125,7 +133,7 @@ __device__ __forceinline__ void pr_color_body(
                 } else {
                     const float v = S::fvalue(raw);
                     if (S::is_float && !pr_isfinite(v)) bad = true;
-                    t = ((mode == 2 ? v * 0.5f : v) - lo_f) * k;
+                    t = (((mode == 2 ? v * 0.5f : v) - lo_f) * k) * k_post;
                 }
                 rgb[c] = pr_q(t);
             }

@@ -355,7 +355,7 @@ class WgslConverter:
             lo_f, hi_f = math.ldexp(lo_f, -shift), math.ldexp(hi_f, -shift)
         words = RANGE.pack(
             lo_f=lo_f, hi_f=hi_f, mode=_MODE_FLOAT,
-            halve=1 if max(abs(lo_f), abs(hi_f)) > 1e38 else 0, shift=shift,
+            prescale=1 if max(abs(lo_f), abs(hi_f)) > 2.0**100 else 0, shift=shift,  # color.wgsl
         )
         return words, None
 

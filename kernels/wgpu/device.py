@@ -81,14 +81,30 @@ def select_adapter(backend: Optional[str] = None, power_preference: Optional[str
 
 
 def create_device(adapter):
-    """A device with the adapter's own limits for big storage buffers and textures."""
+    """A device with the adapter's own limits for big storage buffers and textures.
+
+    An adapter that refuses those limits gets a second request with wgpu's defaults
+    (large images may then not fit one binding, which the converters report per image);
+    one that refuses both raises GpuUnavailable naming the adapter and both answers.
+    """
     lim = adapter.limits
     wanted = {
         k: lim[k]
         for k in ("max-storage-buffer-binding-size", "max-buffer-size", "max-texture-dimension-2d")
         if k in lim
     }
-    return adapter.request_device_sync(required_limits=wanted, label="pixelrun")
+    try:
+        return adapter.request_device_sync(required_limits=wanted, label="pixelrun")
+    except Exception as first:  # wgpu raises RuntimeError; any refusal gets the retry
+        try:
+            return adapter.request_device_sync(label="pixelrun")
+        except Exception as exc:
+            info = adapter.info
+            raise GpuUnavailable(
+                f"the {info.get('backend_type', '?')} adapter {info.get('device', '?')!r} "
+                f"(driver {info.get('description', '?')}) could not create a device: {exc} "
+                f"(with its own limits: {first}); choose another with PIXELRUN_WGPU_BACKEND"
+            ) from None
 
 
 def get_device():

@@ -41,6 +41,41 @@ def test_missing_backend_names_what_is_there():
         gpu.select_adapter(missing[0])
 
 
+def _gl_version(description: str):
+    """(major, minor) from a GL driver description such as '3.3.0 NVIDIA 580.159.04' or
+    '4.5 (Core Profile) Mesa 22.3.6'; None when it does not start with one."""
+    import re
+
+    m = re.match(r"\s*(?:OpenGL ES )?(\d+)\.(\d+)", description)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def test_create_device_retries_with_default_limits_then_names_the_adapter():
+    class Adapter:
+        limits = {"max-buffer-size": 1 << 40}
+        info = {"backend_type": "OpenGL", "device": "Some GPU", "description": "3.3.0 Vendor"}
+
+        def __init__(self, fail_times):
+            self.fail_times, self.calls = fail_times, []
+
+        def request_device_sync(self, **kw):
+            self.calls.append(kw)
+            if len(self.calls) <= self.fail_times:
+                raise RuntimeError(f"Request device failed ({len(self.calls)})")
+            return "device"
+
+    once = Adapter(1)
+    assert gpu.create_device(once) == "device"
+    assert once.calls[0]["required_limits"] == {"max-buffer-size": 1 << 40}
+    assert "required_limits" not in once.calls[1]
+    twice = Adapter(2)
+    with pytest.raises(gpu.GpuUnavailable) as info:
+        gpu.create_device(twice)
+    msg = str(info.value)
+    assert "OpenGL adapter 'Some GPU'" in msg and "3.3.0 Vendor" in msg
+    assert "failed (2)" in msg and "failed (1)" in msg and "PIXELRUN_WGPU_BACKEND" in msg
+
+
 @pytest.mark.parametrize("backend", ["vulkan", "gl"])
 def test_each_present_backend_converts(backend):
     """lavapipe (Vulkan) and llvmpipe (GL) both run the WGSL path when present."""
@@ -51,7 +86,15 @@ def test_each_present_backend_converts(backend):
     wanted = gpu.ADAPTER_BACKENDS[backend]
     if not any(a.info.get("backend_type") == wanted for a in wgpu.gpu.enumerate_adapters_sync()):
         pytest.skip(f"no {wanted} adapter on this machine")
-    device = gpu.create_device(gpu.select_adapter(backend))
+    adapter = gpu.select_adapter(backend)
+    desc = adapter.info.get("description", "")
+    version = _gl_version(desc) if backend == "gl" else None
+    if version is not None and version < ((3, 1) if "OpenGL ES" in desc else (4, 3)):
+        # wgpu's GL backend runs compute only on GL 4.3 / GLES 3.1 (NVIDIA's EGL offered 3.3)
+        with pytest.raises(gpu.GpuUnavailable, match="could not create a device"):
+            gpu.create_device(adapter)
+        pytest.skip(f"GL {version[0]}.{version[1]} adapter: no compute shaders (needs 4.3); refused clearly")
+    device = gpu.create_device(adapter)
     conv = WgslConverter(device)
     fmt = ImageFormat(9, 7, pixel_format=PixelFormat.NV12)
     data = np.arange(fmt.byte_count(), dtype=np.uint8)

@@ -79,19 +79,36 @@ class HostKernels:
 
 
 def build_host_kernels(out_dir: Path) -> HostKernels:
-    """Compile the harness into out_dir; raises CalledProcessError with g++'s output."""
+    """Compile the harness into out_dir and load it; raises CalledProcessError with g++'s output."""
+    return HostKernels(build_host_library(out_dir))
+
+
+def build_host_library(out_dir: Path, flush_denormals: bool = False) -> Path:
+    """Compile the harness into out_dir (not loaded); raises CalledProcessError with g++'s output.
+
+    flush_denormals: link with -ffast-math (the code itself compiled without it), which on
+    x86 links crtfastmath.o: loading the library then sets the loading thread's FTZ and DAZ
+    flags, so float arithmetic flushes denormals to zero as GPUs built to flush them do.
+    Load such a build only in a process of its own: the flags stay set for its thread
+    (loaded in a test process, every later test of that thread would flush denormals).
+    """
     compiler = gxx()
     if compiler is None:
         raise FileNotFoundError("g++ is not installed")
-    out = Path(out_dir) / "pixelrun_cuda_host.so"
-    cmd = [
-        compiler, "-std=c++17", "-O1", "-shared", "-fPIC", "-Wall", "-Wno-unknown-pragmas",
-        "-I", str(CUDA_DIR), "-I", str(HERE), str(HARNESS_CPP), "-o", str(out),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
-    return HostKernels(out)
+    out = Path(out_dir) / ("pixelrun_cuda_host_ftz.so" if flush_denormals else "pixelrun_cuda_host.so")
+    common = [compiler, "-std=c++17", "-O1", "-fPIC", "-Wall", "-Wno-unknown-pragmas",
+              "-I", str(CUDA_DIR), "-I", str(HERE)]
+    if flush_denormals:
+        obj = out.with_suffix(".o")
+        cmds = [common + ["-c", str(HARNESS_CPP), "-o", str(obj)],
+                [compiler, "-shared", "-ffast-math", str(obj), "-o", str(out)]]
+    else:
+        cmds = [common + ["-shared", str(HARNESS_CPP), "-o", str(out)]]
+    for cmd in cmds:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
+    return out
 
 
 def host_kernels_or_skip(tmp_path_factory: pytest.TempPathFactory, folder: str) -> HostKernels:
@@ -238,10 +255,17 @@ def fake_cupy_modules(host: HostKernels, expected_source: str):
 
 def clear_cupy_caches() -> None:
     """Forget what kernels/cuda/convert.py cached about CuPy (whether it is there, the
-    compiled module, the kernels), so a stand-in installed or removed is seen."""
+    compiled module, the kernels) and the copy streams sdk/gpu_input.py keeps per device,
+    so a stand-in installed or removed is seen (a real CuPy stream cached by an earlier
+    test, on a CUDA machine, would otherwise be handed the stand-in's events)."""
+    from pixelrun import gpu_input
+
     cupy_convert.is_available.cache_clear()
     cupy_convert._raw_module.cache_clear()
     cupy_convert.kernel.cache_clear()
+    with gpu_input._streams_lock:
+        for key in [k for k in gpu_input._streams if k[0] == "cupy"]:
+            del gpu_input._streams[key]
 
 
 def install_fake_cupy(host: HostKernels, monkeypatch: pytest.MonkeyPatch):

@@ -186,3 +186,53 @@ def test_frame_value_ranges_agree_with_reference_rule(case):
         else:
             assert int(lo_native) == lo
             assert float(rp["inv"][0]) == pytest.approx(1.0 / float(hi - lo), rel=1e-15)
+
+
+FTZ_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+import numpy as np
+sys.path[:0] = sys.argv[1:3]
+from cuda_host_harness import HostKernels
+from pixelrun.kernels.cuda.convert import plan_conversion
+from pixelrun.kernels.formats import ChannelDatatype, ColorModel, ImageFormat
+
+kernels = HostKernels(Path(sys.argv[3]))  # loading it sets this thread's FTZ/DAZ
+probe = np.array([1e-40], np.float32) * np.float32(1.0)  # a denormal, through the FPU
+fmt = ImageFormat(2, 1, color_model=ColorModel.RGBA, channel_datatype=ChannelDatatype.F32)
+values = json.loads(sys.argv[4])
+src = np.frombuffer(np.array(values, np.float32).tobytes(), np.uint8)[None].copy()
+dst = np.zeros((1, 1, 2, 4), np.uint8)
+kernels.run(plan_conversion(np, src, dst, fmt, None))
+print(json.dumps({"flushed": bool(probe[0] == 0.0), "rgba": dst[0].tolist()}))
+"""
+
+
+@pytest.mark.parametrize("values", [
+    [-1e38, 1e38, 1e-45, 1.0, 0.0, 1.0, -1.0, 0.25],  # the conformance case extremes-F32
+    [-3e38, 3e38, 0.0, 1.0, 1e36, -1e36, 2e38, 0.5],
+], ids=["extremes-F32", "near-max"])
+def test_float_range_survives_flushed_denormals(tmp_path, values):
+    """NVIDIA's CuPy run showed every colour channel of extremes-F32 as 0: 1 / (hi - lo)
+    for a span near 1e38 is a denormal, which code built to flush denormals reads as
+    zero. The same kernels, built here with denormals flushed (in a process of their
+    own), must still match the reference."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cuda_host_harness import build_host_library, gxx
+
+    if gxx() is None:
+        pytest.skip("g++ is not installed: the CUDA kernels cannot be built for the host")
+    lib = build_host_library(tmp_path, flush_denormals=True)  # loaded only in the subprocess
+    here = str(Path(__file__).parent)
+    proc = subprocess.run([sys.executable, "-c", FTZ_SCRIPT, here, str(Path(here).parents[1]), str(lib),
+                           json.dumps(values)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["flushed"], "the build did not flush denormals: this test would prove nothing"
+    fmt = ImageFormat(2, 1, color_model=ColorModel.RGBA, channel_datatype=ChannelDatatype.F32)
+    want = reference.to_display_rgba(np.array(values, np.float32).tobytes(), fmt)
+    assert_close(np.array(out["rgba"], np.uint8), want, 1, "flushed denormals")

@@ -166,7 +166,7 @@ fn reduce_final(@builtin(local_invocation_id) lid3: vec3<u32>) {
     r.span = vec2<u32>(0u, 0u);
     r.lo_f = 0.0;
     r.hi_f = 1.0;
-    r.halve = 0u;
+    r.prescale = 0u;
     r.shift = 0;
     if (DT_KIND == 2u && DT_BYTES == 8u) {
         // float64: the rule is decided on exact 64-bit keys, then lo/hi are narrowed
@@ -202,7 +202,7 @@ fn reduce_final(@builtin(local_invocation_id) lid3: vec3<u32>) {
                 r.mode = MODE_CONSTANT; // [v-1, v+1]: every finite sample is at 0.5
             } else {
                 r.lo_f = fmn; r.hi_f = fmx;
-                r.halve = select(0u, 1u, abs(fmn) > 1.0e38 || abs(fmx) > 1.0e38);
+                r.prescale = select(0u, 1u, abs(fmn) > PRESCALE_ABOVE || abs(fmx) > PRESCALE_ABOVE);
             }
         }
     } else {
@@ -251,9 +251,18 @@ fn threshold_count(v: i32) -> u32 {
     return n;
 }
 
+// Ranges with |lo| or |hi| above 2^100 are worked on scaled by 2^-64 (exact: a power of
+// two), so that hi - lo cannot overflow f32 (e.g. [-1e38, 1e38]) and the divisor stays far
+// inside [2^-126, 2^126], where WGSL's division is accurate: GPUs divide as x * (1 / y),
+// and 1 / y for y > 2^126 is a denormal that NVIDIA's Vulkan driver flushes to zero
+// (every pixel of such an image came out 0 there). Samples that underflow to 0 on the
+// way are below the range's resolution anyway.
+const PRESCALE_ABOVE: f32 = 0x1p100f;
+const PRESCALE: f32 = 0x1p-64f;
+
 fn scale_float(v: f32, r: Range) -> f32 {
-    if (r.halve != 0u) {
-        return (v * 0.5 - r.lo_f * 0.5) / (r.hi_f * 0.5 - r.lo_f * 0.5);
+    if (r.prescale != 0u) {
+        return (v * PRESCALE - r.lo_f * PRESCALE) / (r.hi_f * PRESCALE - r.lo_f * PRESCALE);
     }
     return (v - r.lo_f) / (r.hi_f - r.lo_f);
 }
