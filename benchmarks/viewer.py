@@ -31,9 +31,13 @@ the headless render, 4 against a window-sized scene, 5 against the limit itself:
    gets the same floor for one view: target p99 <= 2x floor.
 
 Runs under Xvfb + lavapipe here (it starts its own Xvfb when DISPLAY is unset), or on
-any machine with a display and a GPU. ``--quick`` shortens both runs.
+any machine with a display and a GPU. ``--quick`` shortens both runs. ``--offscreen``
+runs the viewer as `pixelrun view --offscreen` (the same viewer drawing into an offscreen
+frame, read back each frame, instead of a window): for a GPU machine with no display;
+the latency, throughput, views and memory parts work that way (frame and scene open a
+window in this process).
 
-    python3 benchmarks/viewer.py [--quick] [--seconds S] [--only scene,memory] [--memory-limit 500MB]
+    python3 benchmarks/viewer.py [--quick] [--offscreen] [--seconds S] [--only scene,memory] [--memory-limit 500MB]
 """
 
 from __future__ import annotations
@@ -121,14 +125,22 @@ def ensure_display() -> subprocess.Popen | None:
     return proc
 
 
+OFFSCREEN = False  # --offscreen: the viewer draws into an offscreen frame (no display)
+TRACE = False  # --trace: the latency run's viewer records stage times (_viewer_trace.py)
+
+
 class Viewer:
-    def __init__(self, tmp: Path, probe_uv=(W // 2, H // 2)) -> None:
+    def __init__(self, tmp: Path, probe_uv=(W // 2, H // 2), trace: bool = False) -> None:
         self.port = free_port()
         self.probe = tmp / f"probe-{self.port}.txt"
+        self.trace = tmp / f"trace-{self.port}.txt" if trace else None
         self.log = open(tmp / f"viewer-{self.port}.log", "w")
+        main = ([str(Path(__file__).parent / "_viewer_trace.py"), str(self.trace)] if trace
+                else ["-m", "pixelrun.engine.cli.main"])
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pixelrun.engine.cli.main", "view", "--port", str(self.port),
-             "--window-size", "1280x720", "--probe", str(self.probe), str(probe_uv[0]), str(probe_uv[1])],
+            [sys.executable, *main, "view", "--port", str(self.port),
+             "--window-size", "1280x720", "--probe", str(self.probe), str(probe_uv[0]), str(probe_uv[1])]
+            + (["--offscreen"] if OFFSCREEN else []),
             stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
@@ -141,9 +153,14 @@ class Viewer:
         time.sleep(2.0)  # let the window open (the listener starts first)
 
     def probes(self) -> np.ndarray:
-        """(t, frame, r, g, b, a) rows."""
+        """(t, frame, r, g, b, a, [r, g, b, a of each further view]) rows; NaN where a
+        frame had fewer views than the widest row."""
         rows = [l.split() for l in self.probe.read_text().splitlines() if l.strip()]
-        return np.array(rows, dtype=np.float64).reshape(-1, 6)
+        cols = max((len(r) for r in rows), default=6)
+        out = np.full((len(rows), cols), np.nan)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = np.array(r, dtype=np.float64)
+        return out
 
     def stop(self) -> None:
         stop(self.proc)
@@ -165,21 +182,46 @@ def run_producers(port: int, specs: list[tuple[str, int, float, int]]) -> list[d
     return out
 
 
-def latency_run(tmp: Path, frames: int) -> list[float]:
-    v = Viewer(tmp)
+def latency_run(tmp: Path, frames: int) -> tuple[list[float], dict | None]:
+    """log -> pixel seconds of every frame seen; with TRACE also where they went."""
+    v = Viewer(tmp, trace=TRACE)
     try:
         (res,) = run_producers(v.port, [("cam", frames, 10.0, 0)])
         time.sleep(1.0)
         pr = v.probes()
     finally:
         v.stop()
-    lat = []
+    lat, hits = [], []
     for i, t_log in enumerate(res["times"]):
         g = grey_of(16 + i % 200)
         hit = pr[(pr[:, 0] >= t_log) & (pr[:, 2] == g)]
+        hits.append(float(hit[0, 0]) if len(hit) else float("nan"))
         if len(hit):
             lat.append(float(hit[0, 0] - t_log))
-    return lat
+    stages = None
+    if TRACE:
+        from _viewer_trace import breakdown
+
+        stages = breakdown(v.trace, res["times"], hits)
+        for prof in sorted(tmp.glob(f"{v.trace.name}.*.prof.txt")):  # PIXELRUN_TRACE_PROFILE=1
+            print(f"#### {prof.name}\n```\n{prof.read_text()}\n```")
+    return lat, stages
+
+
+def print_stage_table(stages: dict, adapter: str) -> None:
+    from _viewer_trace import STAGES
+
+    print(f"### Where log -> pixel time goes ({adapter}; --trace, same run)")
+    print()
+    print("| stage | p50 ms | p90 ms | p99 ms | what |")
+    print("|---|---:|---:|---:|---|")
+    for name, what in STAGES:
+        x = np.array(stages[name], dtype=np.float64) * 1e3
+        x = x[np.isfinite(x)]
+        if len(x):
+            q = np.percentile(x, [50, 90, 99])
+            print(f"| {name} | {q[0]:.2f} | {q[1]:.2f} | {q[2]:.2f} | {what} |")
+    print()
 
 
 def throughput_run(tmp: Path, seconds: float, streams: int = 4, views: bool = False) -> dict:
@@ -204,11 +246,20 @@ def throughput_run(tmp: Path, seconds: float, streams: int = 4, views: bool = Fa
     intervals = np.diff(win[:, 0]) if len(win) > 1 else np.array([float("nan")])
     greys = win[:, 2]
     updates = int(np.count_nonzero(np.diff(greys) != 0)) if len(greys) > 1 else 0
+    per_view = []  # with a view each: updates shown per second in every view (R of its probe point)
+    if views:
+        for k in range(streams):
+            col = 2 + 4 * k
+            g = win[:, col] if col < win.shape[1] else np.array([])
+            g = g[np.isfinite(g) & (g >= 0)]
+            n_up = int(np.count_nonzero(np.diff(g) != 0)) if len(g) > 1 else 0
+            per_view.append(n_up / (hi - lo) if hi > lo else 0.0)
     logged = [len(r["times"]) / (r["times"][-1] - r["times"][0]) for r in res]
     return {
         "intervals": intervals.tolist(),
         "fps": (len(win) - 1) / (win[-1, 0] - win[0, 0]) if len(win) > 1 else 0.0,
         "updates_per_s": updates / (hi - lo) if hi > lo else 0.0,
+        "updates_per_view": per_view,
         "logged_hz": logged,
         "wall": time.monotonic() - t_start,
     }
@@ -322,6 +373,7 @@ def views_rows(tmp: Path, seconds: float, repeat: int, counts=(1, 4, 9)) -> list
             group=group,
             extra={"fps": f"{tp['fps']:.1f}",
                    "first view updates shown/s": f"{tp['updates_per_s']:.1f} of 30",
+                   "updates shown/s per view": "/".join(f"{u:.0f}" for u in tp["updates_per_view"]),
                    "logged Hz per stream": "/".join(f"{h:.0f}" for h in tp["logged_hz"])},
         )]
     return rows
@@ -488,7 +540,8 @@ def memory_soak(tmp: Path, limit: str, seconds: float) -> dict:
     log = open(tmp / f"soak-{port}.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "pixelrun.engine.cli.main", "view", "--port", str(port), "--memory-limit", limit,
-         "--window-size", "1280x720"], stdout=log, stderr=subprocess.STDOUT)
+         "--window-size", "1280x720"] + (["--offscreen"] if OFFSCREEN else []),
+        stdout=log, stderr=subprocess.STDOUT)
     ps = psutil.Process(proc.pid)
     try:
         deadline = time.monotonic() + 60
@@ -537,7 +590,13 @@ def main() -> None:
     p.add_argument("--memory-limit", default="500MB", help="--memory-limit of the memory soak (default 500MB)")
     p.add_argument("--soak-seconds", type=float, default=None,
                    help="length of the memory soak (default 60, --quick 20)")
+    p.add_argument("--trace", action="store_true",
+                   help="latency: also print where each frame's log -> pixel time went (stage table)")
+    p.add_argument("--offscreen", action="store_true",
+                   help="run the viewer with --offscreen (no display needed): latency, throughput, views, memory")
     args = bench_args(__doc__, parser=p, repeat=15, quick_repeat=5)
+    global OFFSCREEN, TRACE
+    OFFSCREEN, TRACE = args.offscreen, args.trace
     parts = {x.strip() for x in args.only.split(",") if x.strip()}
     unknown = parts - {"latency", "throughput", "views", "frame", "scene", "memory"}
     if unknown:
@@ -545,7 +604,9 @@ def main() -> None:
     soak_s = args.soak_seconds or (20.0 if args.quick else 60.0)
     seconds = args.seconds or (4.0 if args.quick else 12.0)
     frames = args.frames or (20 if args.quick else 60)
-    xvfb = ensure_display()
+    if args.offscreen and parts & {"frame", "scene"}:
+        p.error("--offscreen: the frame and scene parts open a window in this process; leave them out of --only")
+    xvfb = None if args.offscreen else ensure_display()
     from pixelrun.kernels.wgpu import device as gpu
 
     adapter = gpu.adapter_summary() if hasattr(gpu, "adapter_summary") else "?"
@@ -554,8 +615,9 @@ def main() -> None:
             tmp = Path(td)
             rows = []
             footer = []
+            stages = None
             if "latency" in parts:
-                lat = latency_run(tmp, frames)
+                lat, stages = latency_run(tmp, frames)
                 ceil1 = ceiling(args.repeat, 1)
                 ceil1.group = "latency, 1 x 1080p NV12"
                 ceil1.peer = False
@@ -591,10 +653,13 @@ def main() -> None:
             if "frame" in parts:
                 rows += frame_cost(args.repeat)
             if rows:
-                print_table(rows, title=f"Viewer end to end ({adapter}; window 1280x720)",
+                where = "offscreen frame 1280x720, read back each frame" if args.offscreen else "window 1280x720"
+                print_table(rows, title=f"Viewer end to end ({adapter}; {where})",
                             footer="_" + "; ".join(
                                 footer + ["ceiling rows: same bytes, no decode, no composite, no window._"]))
                 print()
+            if "latency" in parts and stages is not None:
+                print_stage_table(stages, adapter)
             if "scene" in parts:
                 print_table(scene_size_cost(args.repeat),
                             title=f"Frame cost against the scene's size ({adapter}; window 1280x720)",

@@ -86,11 +86,15 @@ def register(p: argparse.ArgumentParser) -> None:
                    help="where key S (and SIGUSR1) save screenshots (default: current directory)")
     p.add_argument("--window-size", type=_window_size, default=DEFAULT_WINDOW_SIZE, metavar="WxH",
                    help="window size in logical pixels (default 1280x720)")
+    p.add_argument("--offscreen", action="store_true",
+                   help="draw into an offscreen frame instead of a window: no display needed (GPU servers, CI); "
+                        "live data, --screenshot-to and SIGUSR1 screenshots work as with a window")
     p.add_argument("--memory-limit", default="75%",
                    help="memory for data, all of it (store, decoded textures, messages in flight): bytes, '2GB' "
                         "or a percentage of RAM (default 75%%)")
     # Benchmark hook (benchmarks/viewer.py): after every frame, append
-    # "monotonic_time frame R G B A" of the window pixel showing image pixel U,V.
+    # "monotonic_time frame R G B A ..." of the window pixel showing image pixel U,V
+    # in each view (first view first).
     p.add_argument("--probe", nargs=3, metavar=("FILE", "U", "V"), help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
@@ -143,7 +147,8 @@ def _run(args) -> int:
                   f"{exc.strerror or exc}{where}", file=sys.stderr)
             return 1
     try:
-        check_display()  # before listening: a spawning SDK must not connect to a dying viewer
+        if not args.offscreen:
+            check_display()  # before listening: a spawning SDK must not connect to a dying viewer
     except ViewerError as exc:
         print(f"pixelrun view: {exc}", file=sys.stderr)
         return 1
@@ -228,6 +233,7 @@ def _run(args) -> int:
             screenshot_dir=args.screenshot_dir,
             status_source=server,
             texture_budget=plan.textures,
+            offscreen=args.offscreen,
             # one-shot: what is left of the run's time after loading (the watchdog allows a little more)
             screenshot_timeout=max(1.0, args.deadline - time.monotonic()) if one_shot else args.screenshot_timeout,
         )
@@ -257,8 +263,10 @@ def _install_probe(viewer, spec) -> None:
     path, u, v = spec[0], int(spec[1]), int(spec[2])
     out = open(path, "a", buffering=1)  # line-buffered: the benchmark tails it live
 
-    def sink(t, frame, rgba):
-        out.write(f"{t:.6f} {frame} {rgba[0]} {rgba[1]} {rgba[2]} {rgba[3]}\n")
+    def sink(t, frame, pixels):
+        # "time frame R G B A [R G B A per further view]"
+        values = " ".join(str(c) for rgba in pixels for c in rgba)
+        out.write(f"{t:.6f} {frame} {values}\n")
 
     viewer.probe_at = (u, v)
     viewer.probe_sink = sink

@@ -1,5 +1,11 @@
 """The live viewer window: glfw (rendercanvas) + wgpu + imgui panels.
 
+With ``offscreen=True`` (``pixelrun view --offscreen``) the same viewer draws into an
+offscreen frame instead of a window: no display is needed (a GPU server, CI), live data,
+screenshots (SIGUSR1, ``--screenshot-to``) and the benchmark probe work as in a window.
+rendercanvas's offscreen canvas has no scheduler, so `OffscreenLoop` below stands in for
+the window toolkit's loop: it runs the callbacks and draws on request, at most max_fps.
+
 What it does, and where:
 - the active recording's images are split into 2D views by Rerun's default rule (same
   size and parent subtree share a view; view.py `Layout`), laid out in a grid over the
@@ -32,12 +38,14 @@ loop, End to follow, S for a screenshot.
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import os
 import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Optional
 
@@ -124,6 +132,80 @@ def _device():
         raise ViewerError(str(exc)) from None
 
 
+class OffscreenLoop:
+    """The event loop of an offscreen viewer: callbacks (thread-safe) and timers, and a
+    draw whenever one was requested, at most `max_fps` a second, until the canvas closes.
+
+    The same methods the viewer uses of a rendercanvas loop (call_soon_threadsafe,
+    call_later, run, stop), plus `request_draw`. Every wait is bounded (the next timer,
+    the next allowed draw, or 0.5 s), so a closed canvas ends `run` promptly.
+    """
+
+    def __init__(self, max_fps: float = 120.0) -> None:
+        self.canvas = None  # set by the viewer
+        self._min_interval = 1.0 / max_fps
+        self._cv = threading.Condition()
+        self._soon: deque = deque()
+        self._timers: list = []  # (due, seq, callback) heap
+        self._seq = 0
+        self._want_draw = False
+        self._stopped = False
+        self._next_draw = 0.0
+
+    def call_soon_threadsafe(self, callback) -> None:
+        with self._cv:
+            self._soon.append(callback)
+            self._cv.notify()
+
+    def call_later(self, delay: float, callback) -> None:
+        with self._cv:
+            self._seq += 1
+            heapq.heappush(self._timers, (time.monotonic() + delay, self._seq, callback))
+            self._cv.notify()
+
+    def request_draw(self) -> None:
+        with self._cv:
+            self._want_draw = True
+            self._cv.notify()
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stopped = True
+            self._cv.notify()
+
+    def run(self) -> None:
+        while True:
+            with self._cv:
+                while True:
+                    if self._stopped or (self.canvas is not None and self.canvas.get_closed()):
+                        return
+                    now = time.monotonic()
+                    due = []
+                    while self._timers and self._timers[0][0] <= now:
+                        due.append(heapq.heappop(self._timers)[2])
+                    due.extend(self._soon)
+                    self._soon.clear()
+                    draw = self._want_draw and now >= self._next_draw
+                    if due or draw:
+                        break
+                    wait = 0.5
+                    if self._timers:
+                        wait = min(wait, self._timers[0][0] - now)
+                    if self._want_draw:
+                        wait = min(wait, self._next_draw - now)
+                    self._cv.wait(max(wait, 0.0))
+                if draw:
+                    self._want_draw = False
+                    self._next_draw = now + self._min_interval
+            for callback in due:
+                try:
+                    callback()
+                except Exception:  # as a window's loop does: report, go on
+                    log.exception("pixelrun viewer: callback failed")
+            if draw and not self.canvas.get_closed():
+                self.canvas.force_draw()  # errors are reported by rendercanvas; the loop goes on
+
+
 class Viewer:
     """One window showing one `ViewerData`. Create, then `run()` (blocks until closed).
 
@@ -146,13 +228,20 @@ class Viewer:
         status_source=None,
         texture_budget: Optional[int] = None,
         screenshot_timeout: float = 60.0,
+        offscreen: bool = False,
     ) -> None:
-        check_display()
         # Window toolkits load only when a window opens, so read_view_metadata and
         # check_display work where they are missing.
         import wgpu  # noqa: PLC0415 - opens GPU drivers at import
-        from rendercanvas.glfw import RenderCanvas, loop  # noqa: PLC0415 - window toolkit
         from wgpu.utils.imgui import ImguiRenderer  # noqa: PLC0415 - window toolkit
+
+        if offscreen:
+            from rendercanvas.offscreen import RenderCanvas  # noqa: PLC0415 - no display needed
+
+            loop = OffscreenLoop(max_fps=120)
+        else:
+            check_display()
+            from rendercanvas.glfw import RenderCanvas, loop  # noqa: PLC0415 - window toolkit
 
         from pixelrun.engine.viewer.panels import Panels  # noqa: PLC0415 - imports imgui
 
@@ -167,6 +256,9 @@ class Viewer:
         self.canvas = RenderCanvas(
             size=size, title=title, update_mode="ondemand", max_fps=120, vsync=False
         )
+        self.offscreen = offscreen
+        if offscreen:
+            loop.canvas = self.canvas
         self.device = _device()
         self.context = self.canvas.get_wgpu_context()
         self.surface_format = self.context.get_preferred_format(self.device.adapter)
@@ -242,8 +334,9 @@ class Viewer:
         self._screenshot_dir = Path(screenshot_dir or os.getcwd())
         self._screenshot_seq = 0
         self.frame_callbacks: list = []  # fn(viewer) after each presented frame
-        # Benchmark probe: read back the window pixel showing image pixel `probe_at`
-        # after every frame and call probe_sink(monotonic_time, frame, rgba).
+        # Benchmark probe: read back the window pixel showing image pixel `probe_at` in
+        # every view after every frame and call probe_sink(monotonic_time, frame, pixels):
+        # one RGBA per view, first view first, (-1, -1, -1, -1) where that point is off screen.
         self.probe_at: Optional[tuple[int, int]] = None
         self.probe_sink = None
 
@@ -261,6 +354,8 @@ class Viewer:
         self.canvas.add_event_handler(lambda e: self.request_draw(), "resize", "pointer_enter", "pointer_leave")
         self.canvas.add_event_handler(lambda e: self._release_surface(), "close")
         self.canvas.request_draw(self._draw)
+        if offscreen:
+            self._loop.request_draw()  # the first frame (a window asks for it when it opens)
         for rec in self.recordings.items:
             rec.add_listener(self._on_data_threadsafe)
         if screenshot_to is not None:
@@ -287,6 +382,8 @@ class Viewer:
 
     def request_draw(self) -> None:
         self.canvas.request_draw()
+        if self.offscreen:
+            self._loop.request_draw()  # the offscreen canvas has no scheduler of its own
 
     def _on_data_threadsafe(self) -> None:
         # Called from ingest threads: coalesce many chunks into one wake-up of the loop.
@@ -781,27 +878,41 @@ class Viewer:
         return buf, bpr
 
     def _record_probe(self, encoder, texture):
-        px, py = self.view.image_to_window(self.probe_at[0] + 0.5, self.probe_at[1] + 0.5)  # the first view
-        x, y = int(px), int(py)
-        if not (0 <= x < texture.size[0] and 0 <= y < texture.size[1]) or not self._surface_copy:
+        # the window pixel showing image pixel probe_at in every view (first view first)
+        if not self._surface_copy:
             return None
-        buf = self.device.create_buffer(size=256, usage="COPY_DST|MAP_READ")
-        encoder.copy_texture_to_buffer(
-            {"texture": texture, "origin": (x, y, 0)},
-            {"buffer": buf, "bytes_per_row": 256, "rows_per_image": 1},
-            (1, 1, 1),
-        )
-        return buf, texture.format
+        points = []
+        for view in [sv.view for sv in self.views] or [self.view]:
+            px, py = view.image_to_window(self.probe_at[0] + 0.5, self.probe_at[1] + 0.5)
+            x, y = int(px), int(py)
+            points.append((x, y) if 0 <= x < texture.size[0] and 0 <= y < texture.size[1] else None)
+        if points[0] is None:
+            return None
+        buf = self.device.create_buffer(size=256 * len(points), usage="COPY_DST|MAP_READ")
+        for k, point in enumerate(points):
+            if point is not None:
+                encoder.copy_texture_to_buffer(
+                    {"texture": texture, "origin": (point[0], point[1], 0)},
+                    {"buffer": buf, "offset": 256 * k, "bytes_per_row": 256, "rows_per_image": 1},
+                    (1, 1, 1),
+                )
+        return buf, texture.format, [p is not None for p in points]
 
     def _finish_probe(self, probe) -> None:
-        buf, fmt = probe
+        buf, fmt, valid = probe
         buf.map_sync("READ")
-        px = bytes(buf.read_mapped()[:4])
+        data = bytes(buf.read_mapped())
         buf.unmap()
         buf.destroy()
-        rgba = (px[2], px[1], px[0], px[3]) if fmt.startswith("bgra") else tuple(px)
+        pixels = []
+        for k, ok in enumerate(valid):
+            px = data[256 * k: 256 * k + 4]
+            if not ok:
+                pixels.append((-1, -1, -1, -1))  # that view's probe point is off screen
+            else:
+                pixels.append((px[2], px[1], px[0], px[3]) if fmt.startswith("bgra") else tuple(px))
         if self.probe_sink is not None:
-            self.probe_sink(time.monotonic(), self.frames, rgba)
+            self.probe_sink(time.monotonic(), self.frames, pixels)
 
     def _finish_readback(self, readback, texture) -> np.ndarray:
         buf, bpr = readback
