@@ -107,6 +107,7 @@ class _profiles:
             s = io.StringIO()
             st = pstats.Stats(p, stream=s).sort_stats("tottime")
             st.print_stats(20)
+            st.sort_stats("cumulative").print_stats("pixelrun|engine|kernels|imgui", 30)  # where the frame's time goes
             st.print_callers("proxy_func")  # which wgpu calls the native time is spent in
             Path(f"{self.base}.{name}.prof.txt").write_text(f"{self.calls[name]} calls\n" + s.getvalue())
 

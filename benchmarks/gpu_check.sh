@@ -94,11 +94,14 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 # The steps. name | timeout on the GPU machine (s) | cuda-only | what it runs.
-# The viewer first after the install: issue 15's NVIDIA targets are its numbers.
-STEPS=(install versions viewer cuda-tests wgsl-vulkan wgsl-gl convert-cuda-1080p convert-cuda-4k convert-gpu render)
-# (cpu-smoke here, 2 cores, lavapipe: tests 15-36 s each, render 40 s, viewer 45 s; the GPU machine has 16 cores)
-declare -A TIMEOUT=([install]=40 [versions]=15 [viewer]=150 [cuda-tests]=80 [wgsl-vulkan]=60 [wgsl-gl]=30
-                    [convert-cuda-1080p]=50 [convert-cuda-4k]=50 [convert-gpu]=40 [render]=60)
+# The viewer first after the install (issue 15's NVIDIA targets are its numbers), then the
+# correctness tests, then the benchmarks, the longest last.
+STEPS=(install versions viewer viewer-trace wgsl-vulkan cuda-tests wgsl-gl convert-gpu render
+       convert-cuda-1080p convert-cuda-4k)
+# (cpu-smoke here, 2 cores, lavapipe: tests 15-36 s each, render 40 s, viewer 45 s; the GPU machine has 16 cores;
+# there: viewer 73 s, viewer-trace ~20 s, cuda-tests 44 s, wgsl-vulkan 22 s, render 32 s, convert-cuda-1080p 41 s)
+declare -A TIMEOUT=([install]=30 [versions]=15 [viewer]=110 [viewer-trace]=40 [cuda-tests]=65 [wgsl-vulkan]=40
+                    [wgsl-gl]=20 [convert-cuda-1080p]=50 [convert-cuda-4k]=45 [convert-gpu]=20 [render]=45)
 declare -A CUDA_ONLY=([convert-cuda-1080p]=1 [convert-cuda-4k]=1)
 
 PYTEST=("$PY" -m pytest -p no:cacheprovider -q -rsfE)
@@ -109,6 +112,7 @@ WGSL_TESTS=(tests/kernels/test_conformance.py tests/kernels/test_wgsl.py tests/e
             tests/engine/test_gpu_device.py tests/engine/test_render.py)
 
 # issue 15's report run (200 frames, 8 s per view count, 15 floor repeats); a short one for --cpu-smoke
+trace_frames() { if [ "$MODE" = cpu ]; then echo 20; else echo 100; fi; }
 # (GPU_CHECK_VIEWER_ARGS replaces them, e.g. "--only latency --frames 200 --trace" for a stage breakdown)
 viewer_args() {
     if [ -n "${GPU_CHECK_VIEWER_ARGS:-}" ]; then echo "$GPU_CHECK_VIEWER_ARGS"
@@ -125,10 +129,11 @@ describe() {  # the command line of a step, for --dry-run and the logs
         wgsl-vulkan) echo "PIXELRUN_WGPU_BACKEND=vulkan (adapter must be NVIDIA) ${PYTEST[*]} ${WGSL_TESTS[*]} -k 'not test_conformance or wgpu'" ;;
         wgsl-gl) echo "PIXELRUN_WGPU_BACKEND=gl ${PYTEST[*]} tests/kernels/test_conformance.py tests/engine/test_gpu_convert.py -k 'not test_conformance or wgpu' (skip: no GL adapter)" ;;
         convert-cuda-1080p) echo "$PY benchmarks/convert_cuda.py --quick --sizes 1080p $cuda_sizes" ;;
-        convert-cuda-4k) echo "$PY benchmarks/convert_cuda.py --quick --sizes 4k $cuda_sizes" ;;
+        convert-cuda-4k) echo "$PY benchmarks/convert_cuda.py --quick --sizes 4k --batch 16" ;;
         convert-gpu) echo "PIXELRUN_WGPU_BACKEND=vulkan $PY benchmarks/convert_gpu.py --quick${small:+ --repeat 1 --size 320x240}" ;;
         render) echo "PIXELRUN_WGPU_BACKEND=vulkan $PY benchmarks/render.py --quick${small:+ --repeat 1}" ;;
         viewer) echo "PIXELRUN_WGPU_BACKEND=vulkan $PY benchmarks/viewer.py --offscreen $(viewer_args)" ;;
+        viewer-trace) echo "PIXELRUN_WGPU_BACKEND=vulkan $PY benchmarks/viewer.py --offscreen --only latency --trace --frames $(trace_frames)" ;;
     esac
 }
 
@@ -318,10 +323,10 @@ convert_cuda() {
         [ "$MODE" = cpu ] && skip "CUDA only: no CuPy device here ($why)"
         echo "no CUDA device on the NVIDIA machine: $why"; exit 1
     fi
-    "$PY" benchmarks/convert_cuda.py --quick --sizes "$1" --batch 128
+    "$PY" benchmarks/convert_cuda.py --quick --sizes "$1" --batch "$2"
 }
-step_convert_cuda_1080p() { convert_cuda 1080p; }
-step_convert_cuda_4k() { convert_cuda 4k; }
+step_convert_cuda_1080p() { convert_cuda 1080p 128; }
+step_convert_cuda_4k() { convert_cuda 4k 16; }  # batches of 128 4K frames did not finish in 50 s there
 
 small_args() { [ "$MODE" = cpu ] && echo "--repeat 1 $*"; }
 
@@ -356,7 +361,14 @@ step_viewer() {
     PIXELRUN_WGPU_BACKEND=vulkan "$PY" benchmarks/viewer.py --offscreen $(viewer_args)
 }
 
-export -f skip cuda_reason adapter_is convert_cuda small_args viewer_args step_install step_versions step_cuda_tests \
+step_viewer_trace() {
+    # where log -> pixel time goes, frame by frame (a run of its own: the report run above
+    # carries no instrumentation)
+    adapter_is vulkan || exit 1
+    PIXELRUN_WGPU_BACKEND=vulkan "$PY" benchmarks/viewer.py --offscreen --only latency --trace --frames "$(trace_frames)"
+}
+
+export -f skip cuda_reason adapter_is convert_cuda small_args viewer_args trace_frames step_viewer_trace step_install step_versions step_cuda_tests \
     step_wgsl_vulkan step_wgsl_gl step_convert_cuda_1080p step_convert_cuda_4k step_convert_gpu step_render step_viewer
 export PYTEST_STR="${PYTEST[*]}"
 # arrays cannot be exported: each step re-declares them from these strings
@@ -400,7 +412,7 @@ for s in "${STEPS[@]}"; do
     # the draft of benchmarks/results/nvidia-<gpu>.md
     if [ "$s" = versions ]; then
         { echo "## versions ($(date -u +%F))"; echo; echo '```'; grep -v '^# ' "$log"; echo '```'; echo; } >> "$TABLES"
-    elif [[ $s == convert-* || $s == render || $s == viewer ]] && [ "$rc" = 0 ]; then
+    elif [[ $s == convert-* || $s == render || $s == viewer* ]] && [ "$rc" = 0 ]; then
         { echo "## $s"; echo; echo "\`$(describe "$s")\`"; echo; grep -vE '^(# |SKIP: )' "$log"; echo; } >> "$TABLES"
     fi
 done

@@ -19,8 +19,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
-STEPS = ["install", "versions", "cuda-tests", "wgsl-vulkan", "wgsl-gl", "convert-cuda-1080p", "convert-cuda-4k",
-         "convert-gpu", "render", "viewer"]
+STEPS = ["install", "versions", "viewer", "viewer-trace", "wgsl-vulkan", "cuda-tests", "wgsl-gl", "convert-gpu",
+         "render", "convert-cuda-1080p", "convert-cuda-4k"]
 BUDGET_S = 8 * 60
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")

@@ -119,12 +119,18 @@ class RrdDecoder:
     Sizes are checked before anything is allocated: a message over
     `max_message_bytes`, an LZ4 payload declaring more than `max_decompressed_bytes`
     uncompressed (or more than LZ4 can expand to), an Arrow buffer outside its body.
+
+    `share_payloads`: an uncompressed payload of a MiB or more stays where it was fed
+    (the chunk's arrays point into the caller's buffer) instead of being copied out by
+    protobuf. Only for callers that hand over a buffer of their own for good (the
+    viewer's live stream), never for a file's mapping or a buffer that is reused.
     """
 
     def __init__(self, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  total_size: Optional[int] = None,
                  max_decompressed_bytes: Optional[int] = None,
-                 index=None, resync: bool = True) -> None:
+                 index=None, resync: bool = True, share_payloads: bool = False) -> None:
+        self.share_payloads = share_payloads
         self.max_message_bytes = max_message_bytes
         self.max_decompressed_bytes = (
             default_max_decompressed_bytes() if max_decompressed_bytes is None else max_decompressed_bytes
@@ -483,7 +489,12 @@ class RrdDecoder:
         return EndMsg(offset, len(body))
 
     def _decode_arrow(self, body, offset: int) -> ChunkMsg:
-        m = pb.ArrowMsg.FromString(body)
+        shared = _split_payload(body) if self.share_payloads and len(body) >= SHARED_PAYLOAD_BYTES else None
+        if shared is not None:
+            rest, shared = shared
+            m = pb.ArrowMsg.FromString(rest)
+        else:
+            m = pb.ArrowMsg.FromString(body)
         pb_id = None
         if m.HasField("chunk_id"):
             pb_id = m.chunk_id.time_ns.to_bytes(8, "big") + m.chunk_id.inc.to_bytes(8, "big")
@@ -492,7 +503,7 @@ class RrdDecoder:
             self._hint = self.index.describe(entry)
         if m.encoding not in (pb.ENCODING_ARROW_IPC, pb.ENCODING_UNSPECIFIED):
             raise ValueError(f"unknown payload encoding {m.encoding}")
-        payload = m.payload
+        payload = m.payload if shared is None else shared
         compressed = m.compression == pb.COMPRESSION_LZ4
         if compressed:
             payload = lz4_decompress(payload, m.uncompressed_size, self.max_decompressed_bytes)
@@ -525,6 +536,59 @@ class RrdDecoder:
         if self._store is not None and self._store.store_key == store.store_key:
             store = self._store
         return ChunkMsg(offset, store, chunk, m.is_static if m.HasField("is_static") else None, compressed)
+
+
+# ArrowMsg's `payload` field (5, length-delimited): left in place by `_split_payload`
+_PAYLOAD_TAG = 5 << 3 | 2
+SHARED_PAYLOAD_BYTES = 1 << 20
+
+
+def _split_payload(body) -> Optional[tuple[bytes, memoryview]]:
+    """(the ArrowMsg without its payload field, the payload as a view into `body`), so
+    protobuf parses the small fields and a frame-sized payload is never copied. None when
+    the top-level fields do not read as one payload field among well-formed others: the
+    caller then lets protobuf parse (and judge) the whole message."""
+    view = memoryview(body).cast("B")
+    n, pos, found = len(view), 0, None
+    try:
+        while pos < n:
+            start = pos
+            tag, pos = _varint(view, pos)
+            wire = tag & 7
+            if wire == 0:
+                _, pos = _varint(view, pos)
+            elif wire == 1:
+                pos += 8
+            elif wire == 5:
+                pos += 4
+            elif wire == 2:
+                length, pos = _varint(view, pos)
+                if tag == _PAYLOAD_TAG:
+                    if found is not None:
+                        return None  # repeated: protobuf's rule (last wins) is protobuf's to apply
+                    found = (start, pos, pos + length)
+                pos += length
+            else:
+                return None
+    except IndexError:
+        return None
+    if pos != n or found is None:
+        return None
+    start, data, end = found
+    return bytes(view[:start]) + bytes(view[end:]), view[data:end]
+
+
+def _varint(view: memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = view[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise IndexError("varint too long")
 
 
 def index_of(data, max_decompressed_bytes: Optional[int] = None) -> tuple:

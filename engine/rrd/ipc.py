@@ -25,12 +25,16 @@ buffers, compression}, DictionaryBatch{id, data}); every read is bounds-checked.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import struct
 
 import lz4.block
 import numpy as np
 import pyarrow as pa
+
+from pixelrun.engine.prefault import shared_pool
 
 # An LZ4 payload declaring more than this uncompressed is refused before anything is
 # allocated. Chunks are written a few MB at a time by Rerun's batcher and ours, and
@@ -70,10 +74,36 @@ def lz4_decompress(payload, declared: int, limit: int) -> bytes:
             f"LZ4 payload of {n} bytes declares {declared} bytes uncompressed, more than "
             f"LZ4 can expand to (x{LZ4_MAX_EXPANSION}): damaged"
         )
+    pool = shared_pool()
+    native = _native_lz4() if declared >= pool.min_bytes else None
+    if native is not None:
+        # into a buffer whose pages are in memory already (engine/prefault.py): a frame's
+        # page faults would cost more than its decompression, on the live viewer's path
+        out = pool.take(declared)
+        src = payload if isinstance(payload, bytes) else bytes(payload)
+        got = native(src, out.ctypes.data, n, declared)  # ctypes releases the GIL
+        if got != declared:
+            raise ValueError(f"LZ4 payload of {n} bytes does not inflate to the {declared} bytes its message "
+                             f"declares ({'damaged' if got < 0 else f'{got} bytes'})")
+        return memoryview(out)
     out = lz4.block.decompress(payload, uncompressed_size=declared)
     if len(out) != declared:
         raise ValueError(f"LZ4 payload inflates to {len(out)} bytes, its message declares {declared}")
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def _native_lz4():
+    """LZ4_decompress_safe of the LZ4 library python-lz4 is built with (its extension
+    exports it), to decompress into a buffer of ours; None where it is not found (then
+    python-lz4's own decompress, which allocates its output)."""
+    try:
+        fn = ctypes.CDLL(lz4.block._block.__file__).LZ4_decompress_safe
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
 
 
 _HEADER_DICTIONARY_BATCH = 2

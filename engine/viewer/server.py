@@ -71,10 +71,12 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional, Protocol
 
 import grpc
+import numpy as np
 
 from pixelrun.engine import rrd
 from pixelrun.engine.chunk import Chunk
 from pixelrun.engine.grpc import wire
+from pixelrun.engine.prefault import shared_pool
 from pixelrun.engine.rrd.messages import KIND_NAMES
 
 __all__ = [
@@ -265,8 +267,10 @@ class RrdStreamDecoder:
 
     def __init__(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  max_decompressed_bytes: Optional[int] = None) -> None:
+        # the server hands over each message's buffer for good: large payloads stay in it
         self._dec = rrd.RrdDecoder(max_message_bytes=max_message_bytes,
-                                   max_decompressed_bytes=max_decompressed_bytes, resync=False)
+                                   max_decompressed_bytes=max_decompressed_bytes, resync=False,
+                                   share_payloads=True)
         self.messages = 0
 
     def _check(self) -> None:
@@ -616,9 +620,11 @@ class _GrpcFrontend:
                     raise _Busy(f"a {size}-byte {KIND_NAMES[kind]} message waited {srv.limits.busy_wait_s:g} s "
                                 f"for the {srv._budget.capacity}-byte in-flight budget")
                 try:
-                    frame = bytearray(size)  # the decoder takes whole frames
-                    frame[: len(header)] = header
-                    frame[len(header):] = body
+                    # the decoder takes whole frames; a large one's payload stays in this
+                    # buffer (the store keeps it), so its pages are taken ready-faulted
+                    frame = shared_pool().take(size)
+                    frame[: len(header)] = np.frombuffer(header, np.uint8)
+                    frame[len(header):] = np.frombuffer(body, np.uint8)
                     with srv._lock:
                         srv.stats.bytes_received += len(req)
                     del req, body  # grpcio's copy goes before the decode's transient comes
