@@ -36,3 +36,16 @@ PR_HOST_EXPORT(pr_table_i64)
 PR_HOST_EXPORT(pr_table_f16)
 PR_HOST_EXPORT(pr_table_f32)
 PR_HOST_EXPORT(pr_table_f64)
+
+// Test hook: flush denormals to zero on the calling thread (x86 SSE FTZ and DAZ), as GPUs
+// built to flush them do; test_cupy_host_harness.py calls it in a process of its own.
+// Returns 0 where this processor has no such switch here.
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+extern "C" int pr_host_flush_denormals(void) {
+    _mm_setcsr(_mm_getcsr() | 0x8040);  // FTZ (bit 15) | DAZ (bit 6)
+    return 1;
+}
+#else
+extern "C" int pr_host_flush_denormals(void) { return 0; }
+#endif

@@ -83,31 +83,19 @@ def build_host_kernels(out_dir: Path) -> HostKernels:
     return HostKernels(build_host_library(out_dir))
 
 
-def build_host_library(out_dir: Path, flush_denormals: bool = False) -> Path:
-    """Compile the harness into out_dir (not loaded); raises CalledProcessError with g++'s output.
-
-    flush_denormals: link with -ffast-math (the code itself compiled without it), which on
-    x86 links crtfastmath.o: loading the library then sets the loading thread's FTZ and DAZ
-    flags, so float arithmetic flushes denormals to zero as GPUs built to flush them do.
-    Load such a build only in a process of its own: the flags stay set for its thread
-    (loaded in a test process, every later test of that thread would flush denormals).
-    """
+def build_host_library(out_dir: Path) -> Path:
+    """Compile the harness into out_dir (not loaded); raises CalledProcessError with g++'s output."""
     compiler = gxx()
     if compiler is None:
         raise FileNotFoundError("g++ is not installed")
-    out = Path(out_dir) / ("pixelrun_cuda_host_ftz.so" if flush_denormals else "pixelrun_cuda_host.so")
-    common = [compiler, "-std=c++17", "-O1", "-fPIC", "-Wall", "-Wno-unknown-pragmas",
-              "-I", str(CUDA_DIR), "-I", str(HERE)]
-    if flush_denormals:
-        obj = out.with_suffix(".o")
-        cmds = [common + ["-c", str(HARNESS_CPP), "-o", str(obj)],
-                [compiler, "-shared", "-ffast-math", str(obj), "-o", str(out)]]
-    else:
-        cmds = [common + ["-shared", str(HARNESS_CPP), "-o", str(out)]]
-    for cmd in cmds:
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
+    out = Path(out_dir) / "pixelrun_cuda_host.so"
+    cmd = [
+        compiler, "-std=c++17", "-O1", "-shared", "-fPIC", "-Wall", "-Wno-unknown-pragmas",
+        "-I", str(CUDA_DIR), "-I", str(HERE), str(HARNESS_CPP), "-o", str(out),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
     return out
 
 
