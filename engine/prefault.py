@@ -17,6 +17,7 @@ GIL (ctypes' memset), so the thread never stalls a window or ingest thread.
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import threading
 from collections import OrderedDict, deque
@@ -91,9 +92,12 @@ class PrefaultPool:
                     n = self._next_size()
                 self._reserved += n  # claimed while it is being touched
             try:
-                buf = np.empty(n, np.uint8)
+                # a mapping of its own, returned to the system when the last reference
+                # goes (the store evicting a frame): heap memory freed by another thread
+                # would stay in this thread's malloc arena, outside every memory limit
+                buf = np.frombuffer(mmap.mmap(-1, n), np.uint8)
                 ctypes.memset(buf.ctypes.data, 0, n)  # every page faulted in, without the GIL
-            except MemoryError:
+            except (MemoryError, OSError):
                 buf = None
             with self._cond:
                 queue = self._ready.get(n)

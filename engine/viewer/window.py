@@ -66,7 +66,11 @@ __all__ = [
 
 log = logging.getLogger("pixelrun.viewer")
 
-WINDOW_BACKGROUND = (13, 13, 13, 255)  # contract §4: the window's default background
+WINDOW_BACKGROUND = (13, 13, 13, 255)
+# Frames per second at most. rendercanvas looks for requested draws once per 1/MAX_FPS
+# tick; 120 halves that wait against 60 for 120 flag checks a second when idle (new data
+# does not wait for the tick: `Viewer._on_data`).
+MAX_FPS = 120  # contract §4: the window's default background
 VIEW_METADATA_KEY = "pixelrun:view"
 
 
@@ -238,7 +242,7 @@ class Viewer:
         if offscreen:
             from rendercanvas.offscreen import RenderCanvas  # noqa: PLC0415 - no display needed
 
-            loop = OffscreenLoop(max_fps=120)
+            loop = OffscreenLoop(max_fps=MAX_FPS)
         else:
             check_display()
             from rendercanvas.glfw import RenderCanvas, loop  # noqa: PLC0415 - window toolkit
@@ -250,11 +254,8 @@ class Viewer:
         self.status_source = status_source  # e.g. the ViewerServer, for its stats
         self._wgpu = wgpu
         self._loop = loop
-        # rendercanvas looks for a requested draw once per 1/max_fps tick, so new data
-        # waits up to one tick before its frame starts: 120 halves that part of the
-        # log -> pixel latency (60: up to 16.7 ms) for 120 flag checks a second when idle.
         self.canvas = RenderCanvas(
-            size=size, title=title, update_mode="ondemand", max_fps=120, vsync=False
+            size=size, title=title, update_mode="ondemand", max_fps=MAX_FPS, vsync=False
         )
         self.offscreen = offscreen
         if offscreen:
@@ -319,6 +320,8 @@ class Viewer:
         self.scene_draws = 0  # view composites (frames reuse the views whose layers did not change)
         self.view_draws: dict[str, int] = {}  # view key -> its composites
         self.last_frame_time = 0.0
+        self._frame_started = 0.0  # perf_counter when the last frame began
+        self._min_frame_interval = 1.0 / MAX_FPS
         self._last_tick = time.perf_counter()
         self._layers: list = []
         self._scene_key = None
@@ -396,6 +399,16 @@ class Viewer:
 
     def _on_data(self) -> None:
         self._redraw_pending.clear()
+        # New data is drawn now, not at the window loop's next tick (rendercanvas looks for
+        # requested draws once per 1/max_fps: up to 8 ms of every frame's log -> pixel time),
+        # unless the last frame began less than 1/max_fps ago: then the tick keeps the rate.
+        if (not self.offscreen and time.perf_counter() - self._frame_started >= self._min_frame_interval
+                and not self.canvas.get_closed()):
+            try:
+                self.canvas.force_draw()
+                return
+            except RuntimeError:  # a draw is under way (rendercanvas refuses to nest): the tick will do
+                pass
         self.request_draw()
 
     def request_screenshot(self, path: Optional[str] = None) -> None:
@@ -691,7 +704,7 @@ class Viewer:
             self._fail(f"{type(exc).__name__}: {exc}")
 
     def _draw_frame(self) -> None:
-        t0 = time.perf_counter()
+        t0 = self._frame_started = time.perf_counter()
         self._update_scene()
         self._update_readout()
         texture = self.context.get_current_texture()

@@ -38,21 +38,24 @@ def test_pool_hands_out_touched_buffers_of_the_asked_size_and_refills():
 
 
 def test_pool_is_bounded_and_forgets_old_sizes():
-    pool = PrefaultPool(per_size=3, sizes=2, max_bytes=10 * MB, min_bytes=MB)
+    pool = PrefaultPool(per_size=2, sizes=2, max_bytes=10 * MB, min_bytes=MB)
     for n in (2 * MB, 3 * MB):
         pool.take(n)
-    # filled until no buffer of either size fits: 3+3+3 (9 MB; when the filler saw both
-    # sizes at once) or 2+3+3+2 (10 MB; when it started on 2 MB alone)
-    assert wait_until(lambda: pool.reserved_bytes() >= 9 * MB, timeout=10)
+    # two of each size, whatever order the filler takes them in: 2+2+3+3 = 10 MB
+    assert wait_until(lambda: pool.reserved_bytes() == 10 * MB, timeout=10)
     time.sleep(0.3)
-    assert 9 * MB <= pool.reserved_bytes() <= 10 * MB  # never more than max_bytes
+    assert pool.reserved_bytes() == 10 * MB
+    assert {n: len(q) for n, q in pool._ready.items()} == {2 * MB: 2, 3 * MB: 2}
     pool.take(4 * MB)  # a third size: the oldest (2 MB) is forgotten, its buffers freed
     assert 2 * MB not in pool._ready
-    assert wait_until(lambda: any(len(q) for n, q in pool._ready.items() if n == 4 * MB), timeout=10)
-    assert pool.reserved_bytes() <= 10 * MB
+    # 3 + 3 + 4 = 10 MB ready; a second 4 MB would pass max_bytes: never more than that
+    assert wait_until(lambda: len(pool._ready.get(4 * MB, ())) == 1, timeout=10)
+    time.sleep(0.3)
+    assert pool.reserved_bytes() == 10 * MB
+    assert {n: len(q) for n, q in pool._ready.items()} == {3 * MB: 2, 4 * MB: 1}
     # small and huge requests are plain allocations, never pooled
     assert pool.take(1000).shape == (1000,) and pool.take(11 * MB).shape == (11 * MB,)
-    assert set(pool._ready) <= {3 * MB, 4 * MB}
+    assert set(pool._ready) == {3 * MB, 4 * MB}
 
 
 @pytest.mark.parametrize("kind", ["grey", "noise"])
