@@ -243,6 +243,10 @@ def _run(args) -> int:
             server.stop()
         return 1
     hook.attach(viewer)
+    if args.offscreen and not one_shot:
+        where = args.screenshot_dir or os.getcwd()
+        print(f"pixelrun viewer: drawing offscreen (no window); `kill -USR1 {os.getpid()}` saves a screenshot "
+              f"into {where}", flush=True)
     if args.probe:
         _install_probe(viewer, args.probe)
     try:
