@@ -31,6 +31,7 @@ from pixelrun.engine.rrd.messages import (
     MESSAGE_HEADER_SIZE,
     RERUN_DEFAULT_PORT,
     message_header,
+    read_varint,
 )
 
 __all__ = [
@@ -52,18 +53,7 @@ class WireError(ValueError):
 
 
 def _read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise WireError(f"truncated varint at byte {pos}")
-        if shift > 63:
-            raise WireError(f"varint longer than 10 bytes at byte {pos}")
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return value, pos
+    return read_varint(buf, pos, WireError)
 
 
 def request_from_frame(parts: Sequence) -> bytes:

@@ -67,6 +67,7 @@ from pixelrun.engine.rrd.messages import (
     RrdContents,
     StoreInfo,
     StoreInfoMsg,
+    read_varint,
     store_from_pb,
     version_from_bits,
 )
@@ -553,16 +554,16 @@ def _split_payload(body) -> Optional[tuple[bytes, memoryview]]:
     try:
         while pos < n:
             start = pos
-            tag, pos = _varint(view, pos)
+            tag, pos = read_varint(view, pos)
             wire = tag & 7
             if wire == 0:
-                _, pos = _varint(view, pos)
+                _, pos = read_varint(view, pos)
             elif wire == 1:
                 pos += 8
             elif wire == 5:
                 pos += 4
             elif wire == 2:
-                length, pos = _varint(view, pos)
+                length, pos = read_varint(view, pos)
                 if tag == _PAYLOAD_TAG:
                     if found is not None:
                         return None  # repeated: protobuf's rule (last wins) is protobuf's to apply
@@ -570,25 +571,12 @@ def _split_payload(body) -> Optional[tuple[bytes, memoryview]]:
                 pos += length
             else:
                 return None
-    except IndexError:
+    except ValueError:  # a truncated or over-long varint
         return None
     if pos != n or found is None:
         return None
     start, data, end = found
     return bytes(view[:start]) + bytes(view[end:]), view[data:end]
-
-
-def _varint(view: memoryview, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        b = view[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise IndexError("varint too long")
 
 
 def index_of(data, max_decompressed_bytes: Optional[int] = None) -> tuple:

@@ -194,3 +194,20 @@ def store_from_pb(sid, fallback_app: str = "") -> StoreInfo:
 def message_header(kind: int, length: int) -> bytes:
     """The 16-byte header of a message of `kind` with a `length`-byte body."""
     return MESSAGE_HEADER.pack(kind, length)
+
+
+def read_varint(buf, pos: int, error: type = ValueError) -> tuple[int, int]:
+    """The protobuf varint at byte `pos` of `buf`: (value, position after it). Raises
+    `error` for one that runs past the end or over 10 bytes."""
+    value = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise error(f"truncated varint at byte {pos}")
+        if shift > 63:
+            raise error(f"varint longer than 10 bytes at byte {pos}")
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, pos

@@ -9,20 +9,18 @@ frame. Expected colours are the logged images' own (solid colours written here).
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from viewer_helpers import image_chunk, rrd_stream, wait_until
+from viewer_helpers import LiveViewer, image_chunk, rrd_stream, viewer_cmd, wait_until
 
 from pixelrun.engine.viewer.window import OffscreenLoop, read_view_metadata
 from pixelrun.kernels.formats import ImageFormat
-from tests.net_helpers import free_port, grpc_send, rrd_messages
+from tests.net_helpers import grpc_send, rrd_messages
 
 RED, GREEN = (255, 0, 0, 255), (0, 255, 0, 255)
 FMT = ImageFormat(300, 200, color_model="RGB", channel_datatype="U8")
@@ -49,15 +47,11 @@ def window_pixel(png: Path, u: int, v: int, entity: str | None = None) -> tuple[
         return tuple(im.convert("RGBA").getpixel((int((u + 0.5) * s + ox), int((v + 0.5) * s + oy))))
 
 
-def viewer_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pixelrun.engine.cli.main", "view", "--offscreen", *args]
-
-
 def test_screenshot_of_a_recording_without_a_display(tmp_path):
     rec = tmp_path / "rec.rrd"
     rec.write_bytes(rrd_stream([image_chunk("image", red_with_green_square(), FMT)]))
     out = tmp_path / "out.png"
-    r = subprocess.run(viewer_cmd(str(rec), "--screenshot-to", str(out), "--window-size", "900x600"),
+    r = subprocess.run(viewer_cmd(str(rec), "--offscreen", "--screenshot-to", str(out), "--window-size", "900x600"),
                        capture_output=True, text=True, timeout=120, env=no_display_env())
     assert r.returncode == 0, r.stderr
     with Image.open(out) as im:
@@ -68,57 +62,17 @@ def test_screenshot_of_a_recording_without_a_display(tmp_path):
     assert read_view_metadata(out)["canvas"] == [300, 200]
 
 
-class OffscreenViewer:
+def offscreen_viewer(tmp: Path, *extra: str) -> LiveViewer:
     """A live `pixelrun view --offscreen` with no display; screenshots on SIGUSR1."""
-
-    def __init__(self, tmp: Path, *extra: str) -> None:
-        self.port = free_port()
-        self.shots = tmp / "shots"
-        self.shots.mkdir(exist_ok=True)
-        self.log = open(tmp / "viewer.log", "w+")
-        self.proc = subprocess.Popen(
-            viewer_cmd("--port", str(self.port), "--screenshot-dir", str(self.shots), "--window-size", "1000x700",
-                       *extra),
-            stdout=self.log, stderr=subprocess.STDOUT, env=no_display_env(),
-        )
-        assert wait_until(lambda: "listening" in self.output() or self.proc.poll() is not None, timeout=60)
-        assert self.proc.poll() is None, self.output()
-
-    def output(self) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()
-
-    def screenshot(self, timeout: float = 30) -> Path:
-        before = set(self.shots.glob("*.png"))
-        self.proc.send_signal(signal.SIGUSR1)
-        assert wait_until(lambda: set(self.shots.glob("*.png")) - before, timeout=timeout), self.output()
-        (new,) = set(self.shots.glob("*.png")) - before
-        return new
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+    return LiveViewer(tmp, extra=("--offscreen", *extra), env=no_display_env())
 
 
 def test_live_data_reaches_the_offscreen_frame(tmp_path):
-    v = OffscreenViewer(tmp_path)
+    v = offscreen_viewer(tmp_path)
     try:
         grpc_send(v.port, rrd_messages(rrd_stream([image_chunk("image", red_with_green_square(), FMT, step=0)],
                                                   end=False)))
-        deadline = time.monotonic() + 60
-        while True:
-            png = v.screenshot()
-            shown = read_view_metadata(png)["views"] and window_pixel(png, 100, 100) == GREEN
-            if shown or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        png = v.screenshot_until(lambda p: bool(read_view_metadata(p)["views"]) and window_pixel(p, 100, 100) == GREEN)
         assert window_pixel(png, 10, 10) == RED
         assert window_pixel(png, 100, 100) == GREEN
         assert v.proc.poll() is None
@@ -130,7 +84,7 @@ def test_the_probe_reads_the_same_image_pixel_in_every_view(tmp_path):
     """--probe (benchmarks/viewer.py's hook): one RGBA per view after every frame, first
     view first; two cameras in their own subtrees get a view each (Rerun's rule)."""
     probe = tmp_path / "probe.txt"
-    v = OffscreenViewer(tmp_path, "--probe", str(probe), "20", "10")
+    v = offscreen_viewer(tmp_path, "--probe", str(probe), "20", "10")
     fmt = ImageFormat(64, 32, color_model="RGB", channel_datatype="U8")
     blue = np.zeros((32, 64, 3), np.uint8)
     blue[..., 2] = 255

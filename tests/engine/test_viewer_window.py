@@ -9,7 +9,6 @@ window's own surface texture; the PNG carries the view transform, so an image pi
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from viewer_helpers import image_chunk, rrd_stream, wait_until
+from viewer_helpers import LiveViewer, image_chunk, rrd_stream, viewer_cmd, wait_until
 
 from pixelrun.engine.viewer.view import default_view_key
 from pixelrun.engine.viewer.window import read_view_metadata
@@ -59,66 +58,6 @@ def view_pixel(png: Path, entity: str, u: int, v: int) -> tuple[int, ...] | None
                 return tuple(im.convert("RGBA").getpixel((int((u + 0.5) * s + ox), int((v + 0.5) * s + oy))))
     return None
 
-
-
-def viewer_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pixelrun.engine.cli.main", "view", *args]
-
-
-class LiveViewer:
-    """A `pixelrun view --port N` process; screenshots on SIGUSR1 into `shots`."""
-
-    def __init__(self, tmp: Path, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.shots = tmp / "shots"
-        self.shots.mkdir(exist_ok=True)
-        self.log = open(tmp / "viewer.log", "w+")
-        self.proc = subprocess.Popen(
-            viewer_cmd("--port", str(self.port), "--screenshot-dir", str(self.shots), "--window-size", "1000x700"),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        assert wait_until(self.accepts, timeout=60), self.output()
-
-    def accepts(self) -> bool:
-        if self.proc.poll() is not None:
-            return False
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-
-    def output(self) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()
-
-    def screenshot(self, timeout: float = 30) -> Path:
-        before = set(self.shots.glob("*.png"))
-        self.proc.send_signal(signal.SIGUSR1)
-        assert wait_until(lambda: set(self.shots.glob("*.png")) - before, timeout=timeout), self.output()
-        (new,) = set(self.shots.glob("*.png")) - before
-        return new
-
-    def screenshot_until(self, check, timeout: float = 60) -> Path:
-        """Screenshots until `check(png)` holds (data may still be arriving)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            png = self.screenshot()
-            if check(png) or time.monotonic() > deadline:
-                return png
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 @pytest.fixture

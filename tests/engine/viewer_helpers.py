@@ -5,9 +5,14 @@ Streaming into a viewer goes over gRPC: tests/net_helpers.py (grpc_send, H2Conn)
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import numpy as np
@@ -138,3 +143,69 @@ class FakeInput:
 
     def close(self) -> None:
         self.x11.XCloseDisplay(self.dpy)
+
+
+def viewer_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pixelrun.engine.cli.main", "view", *args]
+
+
+class LiveViewer:
+    """A `pixelrun view --port N` process; screenshots on SIGUSR1 into `shots`.
+
+    `extra`: more arguments (e.g. --offscreen); `env`: its environment (default: ours)."""
+
+    def __init__(self, tmp: Path, port: Optional[int] = None, extra: tuple = (), env: Optional[dict] = None) -> None:
+        from tests.net_helpers import free_port
+
+        self.port = port or free_port()
+        self.shots = tmp / "shots"
+        self.shots.mkdir(exist_ok=True)
+        self.log = open(tmp / "viewer.log", "w+")
+        self.proc = subprocess.Popen(
+            viewer_cmd("--port", str(self.port), "--screenshot-dir", str(self.shots), "--window-size", "1000x700",
+                       *extra),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        assert wait_until(self.accepts, timeout=60), self.output()
+
+    def accepts(self) -> bool:
+        if self.proc.poll() is not None:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def output(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def screenshot(self, timeout: float = 30) -> Path:
+        before = set(self.shots.glob("*.png"))
+        self.proc.send_signal(signal.SIGUSR1)
+        assert wait_until(lambda: set(self.shots.glob("*.png")) - before, timeout=timeout), self.output()
+        (new,) = set(self.shots.glob("*.png")) - before
+        return new
+
+    def screenshot_until(self, check, timeout: float = 60) -> Path:
+        """Screenshots until `check(png)` holds (data may still be arriving)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            png = self.screenshot()
+            if check(png) or time.monotonic() > deadline:
+                return png
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
