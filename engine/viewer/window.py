@@ -85,8 +85,8 @@ def check_display() -> None:
     ):
         raise ViewerError(
             "no display: DISPLAY and WAYLAND_DISPLAY are unset, so no window can open. "
-            "Use `pixelrun render` for headless images, or run under a virtual X server "
-            "(e.g. `xvfb-run pixelrun view ...`)."
+            "Use `pixelrun view --offscreen` (the viewer without a window: live data, screenshots), "
+            "`pixelrun render` for headless images, or a virtual X server (e.g. `xvfb-run pixelrun view ...`)."
         )
     try:
         import glfw  # noqa: PLC0415 - needs a display library; a missing one becomes a ViewerError

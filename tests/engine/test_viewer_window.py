@@ -97,6 +97,7 @@ def test_no_display_is_a_clear_error(tmp_path):
     r = subprocess.run(viewer_cmd("--port", str(free_port())), capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 1
     assert "no display" in r.stderr
+    assert "pixelrun view --offscreen" in r.stderr  # what to run instead
 
 
 def test_bad_window_size_is_rejected():
