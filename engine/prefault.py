@@ -73,8 +73,12 @@ class PrefaultPool:
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._fill, name="pixelrun-prefault", daemon=True)
-            self._thread.start()
+            t = threading.Thread(target=self._fill, name="pixelrun-prefault", daemon=True)
+            try:
+                t.start()
+            except RuntimeError:  # interpreter shutting down: takes are plain allocations from now on
+                return
+            self._thread = t
 
     def _next_size(self) -> Optional[int]:
         # the most recently asked size first: the stream being received now
