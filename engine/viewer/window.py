@@ -66,11 +66,11 @@ __all__ = [
 
 log = logging.getLogger("pixelrun.viewer")
 
-WINDOW_BACKGROUND = (13, 13, 13, 255)
+WINDOW_BACKGROUND = (13, 13, 13, 255)  # contract §4: the window's default background
 # Frames per second at most. rendercanvas looks for requested draws once per 1/MAX_FPS
 # tick; 120 halves that wait against 60 for 120 flag checks a second when idle (new data
 # does not wait for the tick: `Viewer._on_data`).
-MAX_FPS = 120  # contract §4: the window's default background
+MAX_FPS = 120
 VIEW_METADATA_KEY = "pixelrun:view"
 
 
@@ -321,7 +321,6 @@ class Viewer:
         self.view_draws: dict[str, int] = {}  # view key -> its composites
         self.last_frame_time = 0.0
         self._frame_started = 0.0  # perf_counter when the last frame began
-        self._min_frame_interval = 1.0 / MAX_FPS
         self._last_tick = time.perf_counter()
         self._layers: list = []
         self._scene_key = None
@@ -402,7 +401,7 @@ class Viewer:
         # New data is drawn now, not at the window loop's next tick (rendercanvas looks for
         # requested draws once per 1/max_fps: up to 8 ms of every frame's log -> pixel time),
         # unless the last frame began less than 1/max_fps ago: then the tick keeps the rate.
-        if (not self.offscreen and time.perf_counter() - self._frame_started >= self._min_frame_interval
+        if (not self.offscreen and time.perf_counter() - self._frame_started >= 1.0 / MAX_FPS
                 and not self.canvas.get_closed()):
             try:
                 self.canvas.force_draw()

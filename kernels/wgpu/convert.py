@@ -353,10 +353,7 @@ class WgslConverter:
             # float64 values far outside f32's range are still told apart
             shift = math.frexp(big)[1] - 1 - 64
             lo_f, hi_f = math.ldexp(lo_f, -shift), math.ldexp(hi_f, -shift)
-        words = RANGE.pack(
-            lo_f=lo_f, hi_f=hi_f, mode=_MODE_FLOAT,
-            prescale=1 if max(abs(lo_f), abs(hi_f)) > 2.0**100 else 0, shift=shift,  # color.wgsl
-        )
+        words = RANGE.pack(lo_f=lo_f, hi_f=hi_f, mode=_MODE_FLOAT, shift=shift)
         return words, None
 
     # ----------------------------------------------------------------- decode

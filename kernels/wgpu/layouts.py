@@ -181,7 +181,7 @@ RANGE = Struct("Range", [
     ("lo_f", "f32", "MODE_FLOAT"),
     ("hi_f", "f32", ""),
     ("mode", "u32", ""),
-    ("prescale", "u32", "MODE_FLOAT: scale v, lo, hi by 2^-64 first (|lo| or |hi| > 2^100; see color.wgsl)"),
+    ("_pad3", "u32", ""),
     ("shift", "i32", "F64: values are narrowed as v * 2^-shift (lo_f, hi_f too)"),
     ("_pad0", "u32", ""),
     ("_pad1", "u32", ""),

@@ -166,7 +166,6 @@ fn reduce_final(@builtin(local_invocation_id) lid3: vec3<u32>) {
     r.span = vec2<u32>(0u, 0u);
     r.lo_f = 0.0;
     r.hi_f = 1.0;
-    r.prescale = 0u;
     r.shift = 0;
     if (DT_KIND == 2u && DT_BYTES == 8u) {
         // float64: the rule is decided on exact 64-bit keys, then lo/hi are narrowed
@@ -202,7 +201,6 @@ fn reduce_final(@builtin(local_invocation_id) lid3: vec3<u32>) {
                 r.mode = MODE_CONSTANT; // [v-1, v+1]: every finite sample is at 0.5
             } else {
                 r.lo_f = fmn; r.hi_f = fmx;
-                r.prescale = select(0u, 1u, abs(fmn) > PRESCALE_ABOVE || abs(fmx) > PRESCALE_ABOVE);
             }
         }
     } else {
@@ -261,7 +259,7 @@ const PRESCALE_ABOVE: f32 = 0x1p100f;
 const PRESCALE: f32 = 0x1p-64f;
 
 fn scale_float(v: f32, r: Range) -> f32 {
-    if (r.prescale != 0u) {
+    if (max(abs(r.lo_f), abs(r.hi_f)) > PRESCALE_ABOVE) { // uniform: the same branch for every pixel
         return (v * PRESCALE - r.lo_f * PRESCALE) / (r.hi_f * PRESCALE - r.lo_f * PRESCALE);
     }
     return (v - r.lo_f) / (r.hi_f - r.lo_f);
