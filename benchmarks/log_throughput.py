@@ -172,6 +172,7 @@ def main() -> None:
     p.add_argument("--rerun-python", default=None, help="interpreter with rerun-sdk 0.41 (the peer)")
     p.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated subset")
     p.add_argument("--frames", type=int, default=None, help="override frames per workload")
+    p.add_argument("--dir", default="/dev/shm", help="folder for the files (default /dev/shm: no disk in the timing)")
     p.add_argument("--compression", default="adaptive,off",
                    help="pixelrun rows: comma-separated PIXELRUN_COMPRESSION modes (adaptive, off, always)")
     args = bench_args(__doc__, parser=p, repeat=5, quick_repeat=2)
@@ -182,7 +183,7 @@ def main() -> None:
     if args.rerun_python:
         contenders = {"rerun 0.41": (args.rerun_python, "rerun", {}), **contenders}
     rows = []
-    workdir = tempfile.mkdtemp(prefix="pixelrun_bench_", dir="/dev/shm")
+    workdir = tempfile.mkdtemp(prefix="pixelrun_bench_", dir=args.dir)
     for wname in args.workloads.split(","):
         spec = dict(WORKLOADS[wname])
         if args.frames:
