@@ -1,4 +1,4 @@
-"""Logging throughput: pixelrun's SDK vs rerun-sdk 0.41, same data, files on /dev/shm.
+"""Logging throughput: pixelrun's SDK vs rerun-sdk 0.41, same data, files on /dev/shm (or --dir).
 
 Every run is a fresh process (so import costs, caches and RSS are per run), and
 contenders alternate A B C A B C. Workloads (issue 4):
@@ -156,6 +156,7 @@ def run_child(python: str, module: str, spec: dict, workdir: str, extra_env: dic
     for k in ("PIXELRUN_SAVE", "PIXELRUN_STRICT", "PIXELRUN_COMPRESSION"):
         env.pop(k, None)
     env.update(extra_env)
+    os.sync()  # on a disk (--dir): no contender pays for writeback of what ran before it
     try:
         r = subprocess.run([python, "-c", CHILD, module, path, json.dumps(spec)], capture_output=True,
                            text=True, env=env, timeout=900)
@@ -217,7 +218,7 @@ def main() -> None:
             rows.append(t)
     os.rmdir(workdir)
     footer = ("_Wall time = first log call until the file is flushed and closed; "
-              "ceiling = one copy per frame + raw writes on a thread; files on /dev/shm; "
+              f"ceiling = one copy per frame + raw writes on a thread; files in {args.dir}; "
               f"{args.repeat} fresh processes per contender, alternating._")
     print_table(rows, title="Logging throughput to an .rrd file", footer=footer)
 
