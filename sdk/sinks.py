@@ -178,9 +178,11 @@ class FileSink(_StreamWriter):
 
     The file is a pyarrow native file: writes are unbuffered system calls made with
     the GIL released, and chunk payloads are streamed from the chunk's own buffers
-    (no intermediate copy of the pixels). They run on a writer thread of the file's
-    own, so the recording's thread builds and encodes the next chunk while the kernel
-    copies this one (1080p frames: about an eighth more frames/s on two cores); at
+    (no intermediate copy of the pixels). Messages of 1 MiB or more are written by a
+    thread of the file's own, so the recording's thread builds and encodes the next
+    chunk while the kernel copies this one (raw 1080p frames: about an eighth more
+    frames/s on two cores); smaller ones, when nothing is queued, are written at once
+    (there a hand-off costs more than it saves). At
     most `MAX_QUEUED_BYTES` wait for it (more waits the recording's thread, which
     is back-pressure on ``log``). The first failed write stops the file there (its
     offsets would be wrong from then on): that chunk and every later one are counted
@@ -190,6 +192,7 @@ class FileSink(_StreamWriter):
     """
 
     MAX_QUEUED_BYTES = 64 << 20
+    INLINE_BYTES = 1 << 20  # smaller messages are written on the caller's thread when nothing waits
 
     def __init__(self, path: str, compression: bool = False, write_footer: bool = True) -> None:
         super().__init__(compression, write_footer)
@@ -237,6 +240,11 @@ class FileSink(_StreamWriter):
         item = (obj, rows, nbytes, self.offset, ledger)
         if self._failed:  # counted with the first failure's reason: one line in the summary
             self._count_lost(item, self._failed)
+            return
+        if nbytes < self.INLINE_BYTES and not self._wq:
+            # small (LZ4-compressed frames, headers) and nothing queued before it: a hand-off
+            # would cost more than the write (the writer must win the GIL back to go on)
+            self._write_item(item)
             return
         if not self._writer_alive():  # no thread at interpreter exit: write here
             self._write_item(item)
@@ -331,12 +339,14 @@ class FileSink(_StreamWriter):
     def abandon(self) -> None:
         with self._wcond:
             if not self._failed:
-                self._failed = "still queued when the close timed out"
-            left = list(self._wq)[1:]  # the first one is being written right now
-            for item in left:
+                self._failed = "not written within the close timeout (a write did not return)"
+            for k, item in enumerate(list(self._wq)):
+                # the first one is in a write that has not returned: counted (it may
+                # still land, but the file gets no footer to index it), left to the thread
                 self._count_lost(item, self._failed)
-                self._wq.remove(item)
-                self._wbytes -= item[2]
+                if k:
+                    self._wq.remove(item)
+                    self._wbytes -= item[2]
             self._wstop = True
             self._wcond.notify_all()
         self.loss.notice(f"pixelrun: {self.path} is left without its footer (the close timed out); "

@@ -20,7 +20,9 @@ from pixelrun.engine import chunk as ch
 from pixelrun.engine.rrd import read_rrd
 from pixelrun.sinks import FileSink
 
-H, W = 1000, 1000  # 1 MB frames: the file-size limit below lets exactly three through
+# noise frames (stored raw) under and over FileSink.INLINE_BYTES: written on the recording's
+# thread, and by the file's own writer thread
+SIZES = [(1000, 1000), (1100, 1000)]
 
 FULL_DISK = r"""
 import json, resource, signal, sys, warnings
@@ -44,7 +46,8 @@ print(json.dumps(dict(dropped=rec.dropped_rows, before_close=dropped_before_clos
 """
 
 
-def test_a_write_that_fails_counts_that_chunk_and_every_later_one_and_the_program_goes_on(tmp_path):
+@pytest.mark.parametrize("H, W", SIZES)
+def test_a_write_that_fails_counts_that_chunk_and_every_later_one_and_the_program_goes_on(tmp_path, H, W):
     path = tmp_path / "full.rrd"
     limit = 3 * H * W + 200_000  # three frames and their message framing; the fourth hits the limit
     r = run_isolated(FULL_DISK, path, limit, H, W, env=dict(os.environ), timeout=120)
@@ -95,10 +98,19 @@ def test_a_hanging_write_never_holds_the_close_past_its_timeout_and_what_waits_i
     rec = rr.RecordingStream("stuck", batcher_config=rr.BatcherConfig(flush_num_rows=1), send_properties=False)
     sink = FileSink(str(path))
     stuck = sink._f = _StuckFile(sink._f)
+    stuck.gate.set()  # the disk works at first ...
     rec.set_sinks(sink)
-    for i in range(5):
+
+    def frame(i):  # noise (stored raw), over FileSink.INLINE_BYTES: written by the file's thread
+        return np.random.default_rng(i).integers(0, 256, (1100, 1000), dtype=np.uint8)
+
+    rec.set_time("i", sequence=0)
+    rec.log("cam", rr.Image(frame(0)))
+    rec.flush(timeout_sec=30)
+    stuck.gate.clear()  # ... then hangs
+    for i in range(1, 6):
         rec.set_time("i", sequence=i)
-        rec.log("cam", rr.Image(np.full((4, 4), i, np.uint8)))
+        rec.log("cam", rr.Image(frame(i)))
     t0 = time.monotonic()
     with pytest.warns(rr.DataLossWarning, match=r"5 row\(s\)"):
         with pytest.warns(rr.PixelrunWarning, match=r"left without its footer \(the close timed out\)"):
@@ -109,6 +121,9 @@ def test_a_hanging_write_never_holds_the_close_past_its_timeout_and_what_waits_i
     stuck.gate.set()  # let the writer thread go; it writes nothing after the close
     sink._wthread.join(5)
     assert not sink._wthread.is_alive()
+    frames = [int(c.timelines["i"].values[r]) for c in read_rrd(path).chunks
+              if ch.IMAGE_BUFFER in c.components for r in range(c.num_rows)]
+    assert frames[0] == 0 and set(frames) <= {0, 1}  # frame 1 was in the hung write: it may land
 
 
 def test_flush_means_every_logged_frame_is_in_the_file(tmp_path):
