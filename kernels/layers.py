@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
-from pixelrun.kernels.formats import ImageFormat
+from pixelrun.kernels.formats import COLOR_MODELS, ImageFormat
 
 __all__ = [
     "DEFAULT_OPACITY",
@@ -31,6 +31,8 @@ __all__ = [
     "check_background",
     "premultiplied_background",
     "canvas_size",
+    "decodes_opaque",
+    "drop_occluded",
     "q",
     "srgb_encode",
     "srgb_decode",
@@ -137,6 +139,43 @@ def check_background(background) -> tuple[int, int, int, int]:
     if len(bg) != 4 or not all(0 <= v <= 255 for v in bg):
         raise ValueError(f"background must be 4 bytes (r, g, b, a) in 0..255, got {background!r}")
     return bg  # type: ignore[return-value]
+
+
+def decodes_opaque(layer: Layer) -> bool:
+    """Whether every pixel of `layer` blends with weight exactly 1 (contract §3, §4), so
+    that its blend replaces what lies under it: an ordinary Image without a colormap (the
+    costmap palettes are transparent at 0) whose format has no alpha (colour models
+    without alpha and every pixel format give alpha 255; NaN is opaque magenta), drawn
+    at opacity 1 and sampled nearest (a bilinear mix's weights need not add up to
+    exactly 1 in float32)."""
+    if layer.kind != LayerKind.IMAGE or layer.colormap is not None:
+        return False
+    if blend_opacity(layer.opacity) < 1.0 or layer.magnification == MAGNIFICATION_LINEAR:
+        return False
+    fmt = layer.format
+    return fmt.pixel_format is not None or COLOR_MODELS[fmt.model].alpha_index < 0
+
+
+def drop_occluded(ordered: list[Layer], can_cover: Optional[Callable[[Layer], bool]] = None) -> list[Layer]:
+    """The layers of `ordered` (draw order, bottom first) that can change a pixel.
+
+    A layer whose rectangle lies inside the rectangle of a `decodes_opaque` layer above
+    it (every rectangle starts at the origin) cannot: each pixel it covers is blended
+    over by a = 1 (c·1 + acc·0), which leaves exactly the upper layer's colour, so the
+    image is the same without it, to the bit, and it need not be decoded. `can_cover`
+    may refuse a layer as a cover (one that will not be drawn after all).
+    """
+    covers: list[tuple[int, int]] = []
+    keep = []
+    for layer in reversed(ordered):
+        w, h = layer.format.width, layer.format.height
+        if any(w <= cw and h <= ch for cw, ch in covers):
+            continue
+        keep.append(layer)
+        if decodes_opaque(layer) and (can_cover is None or can_cover(layer)):
+            covers.append((w, h))
+    keep.reverse()
+    return keep
 
 
 def canvas_size(layers: list[Layer]) -> tuple[int, int]:

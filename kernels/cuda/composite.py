@@ -44,6 +44,8 @@ from pixelrun.kernels.layers import (
     blend_opacity,
     canvas_size,
     decode_key,
+    decodes_opaque,
+    drop_occluded,
     layer_decode_args,
     order_layers,
     premultiplied_background,
@@ -136,6 +138,27 @@ def _cupy():
     return cupy
 
 
+def _invalid(layer: Layer) -> Optional[str]:
+    """Why the layer's bytes do not fit its format, or None."""
+    buf = layer.buffer  # a NumPy view, or a CuPy array (an EncodedImage decoded on the GPU)
+    return validate(int(buf.size if hasattr(buf, "__cuda_array_interface__") else np.asarray(buf).size),
+                    layer.format)
+
+
+def _visible(layers: list[Layer], cache: _DecodedCache) -> list[Layer]:
+    """The layers in draw order that can change a pixel (`drop_occluded`), decoded: an
+    opaque layer that cannot be decoded hides nothing."""
+    ordered = order_layers(layers)
+    failed: set = set()
+    while True:
+        visible = drop_occluded(ordered, lambda l, failed=failed: id(l) not in failed)
+        _decode_missing([l for l in visible if id(l) not in failed], cache)
+        lost = {id(l) for l in visible if id(l) not in failed and decodes_opaque(l) and cache.get(_key(l)) is None}
+        if not lost or len(visible) == len(ordered):
+            return visible
+        failed.update(lost)  # they hid layers that must be drawn after all
+
+
 def _decode_missing(layers: Iterable[Layer], cache: _DecodedCache) -> None:
     """Decode every layer not yet cached, all frames of one format in one batch.
 
@@ -147,9 +170,7 @@ def _decode_missing(layers: Iterable[Layer], cache: _DecodedCache) -> None:
         key = _key(layer)
         if cache.get(key) is not None or key in groups.get(key[1], {}):
             continue
-        buf = layer.buffer  # a NumPy view, or a CuPy array (an EncodedImage decoded on the GPU)
-        msg = validate(int(buf.size if hasattr(buf, "__cuda_array_interface__") else np.asarray(buf).size),
-                       layer.format)
+        msg = _invalid(layer)
         if msg is not None:
             warnings.warn(f"layer left out of the composite: {layer.entity}: {msg}", CompositeWarning,
                           stacklevel=user_stacklevel())
@@ -171,10 +192,9 @@ def _decode_missing(layers: Iterable[Layer], cache: _DecodedCache) -> None:
 
 
 def _composite_on_device(cupy, layers: list[Layer], background: Background, cache: _DecodedCache):
-    ordered = order_layers(layers)
-    width, height = canvas_size(ordered)
-    _decode_missing(ordered, cache)
-    decoded = [(cache.get(_key(l)), l.opacity) for l in ordered]
+    width, height = canvas_size(layers)  # every layer's rectangle counts, hidden or not
+    # layers under an opaque one are neither decoded nor blended: the same frame to the bit
+    decoded = [(cache.get(_key(l)), l.opacity) for l in _visible(layers, cache)]
     pairs = [(rgba, opacity) for rgba, opacity in decoded if rgba is not None]
     _, out, plan = plan_composite(cupy, pairs, width, height, background)
     cupy_convert.launch(plan)
@@ -225,7 +245,9 @@ def render_many(
         batch = [list(s) for _, s in zip(range(window), scenes)]
         if not batch:
             break
-        _decode_missing((l for s in batch for l in s), cache)
+        # decoded together, one batch per format; what an opaque layer hides is left out
+        _decode_missing((l for s in batch
+                         for l in drop_occluded(order_layers(s), lambda l: _invalid(l) is None)), cache)
         for layers in batch:
             out = _composite_on_device(cupy, layers, background, cache)
             copy_stream.wait_event(cupy.cuda.get_current_stream().record())

@@ -71,6 +71,8 @@ from pixelrun.kernels.layers import (
     canvas_size,
     check_background,
     decode_key,
+    decodes_opaque,
+    drop_occluded,
     layer_decode_args,
     order_layers,
     premultiplied_background,
@@ -102,7 +104,8 @@ class DrawStats:
     held; blended_pixels: target pixels visited by blend passes, all layers together;
     levels: entity -> k for layers drawn from a reduced level (every k-th texel);
     over_budget: the part of `levels` that is coarser than the zoom asks for, because
-    the frame's textures would not fit the texture budget together.
+    the frame's textures would not fit the texture budget together; hidden: entities
+    left out because an opaque layer above covers them (`drop_occluded`), not decoded.
     """
 
     target_pixels: int = 0
@@ -110,6 +113,7 @@ class DrawStats:
     blended_pixels: int = 0
     levels: dict = field(default_factory=dict)
     over_budget: dict = field(default_factory=dict)
+    hidden: list = field(default_factory=list)
 
 
 @dataclass
@@ -454,23 +458,38 @@ class Renderer:
         """
         self.last_errors = {}
         ordered = order_layers(list(layers))
-        shifts = [0] * len(ordered) if zoom is None else self._shifts(ordered, zoom)
-        out = []
-        for layer, shift in zip(ordered, shifts, strict=True):
-            try:
-                entry = self._entry(layer, shift, encoder)
-            except ValueError as exc:
-                msg = str(exc)
-                if not msg.startswith(f"{layer.entity}:"):
-                    msg = f"{layer.entity}: {msg}"
-                self.last_errors[layer.entity] = msg
-                warnings.warn(f"layer left out of the frame: {msg}", RenderWarning, stacklevel=user_stacklevel())
-                continue
-            out.append((layer, entry, shift))
-            if shift:
-                stats.levels[layer.entity] = 1 << shift
-                if shift > zoom:
-                    stats.over_budget[layer.entity] = 1 << shift
+        failed: set = set()  # ids of layers that could not be decoded: they hide nothing
+        while True:
+            # layers under an opaque one are neither decoded nor blended (the frame is
+            # the same to the bit); a stack of same-size cameras decodes its top only
+            visible = drop_occluded(ordered, lambda l: id(l) not in failed)
+            drawn = [l for l in visible if id(l) not in failed]
+            stats.levels, stats.over_budget = {}, {}
+            stats.hidden = [l.entity for l in ordered if all(l is not v for v in visible)]
+            shifts = [0] * len(drawn) if zoom is None else self._shifts(drawn, zoom)
+            out, again = [], False
+            for layer, shift in zip(drawn, shifts, strict=True):
+                try:
+                    entry = self._entry(layer, shift, encoder)
+                except ValueError as exc:
+                    msg = str(exc)
+                    if not msg.startswith(f"{layer.entity}:"):
+                        msg = f"{layer.entity}: {msg}"
+                    self.last_errors[layer.entity] = msg
+                    warnings.warn(f"layer left out of the frame: {msg}", RenderWarning,
+                                  stacklevel=user_stacklevel())
+                    failed.add(id(layer))
+                    if decodes_opaque(layer) and len(visible) < len(ordered):
+                        again = True  # it hid layers that must be drawn after all
+                        break
+                    continue
+                out.append((layer, entry, shift))
+                if shift:
+                    stats.levels[layer.entity] = 1 << shift
+                    if shift > zoom:
+                        stats.over_budget[layer.entity] = 1 << shift
+            if not again:
+                break
         self._evict({(self._key(layer), shift) for layer, _, shift in out})
         return out
 
