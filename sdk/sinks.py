@@ -116,7 +116,7 @@ class _StreamWriter(Sink):
 
     @property
     def offset(self) -> int:
-        """Bytes of the stream written so far."""
+        """Bytes of the stream encoded so far (a file sink may still be writing the last ones)."""
         return self._enc.offset
 
     def _write(self, parts: list) -> None:  # pragma: no cover - abstract
@@ -180,15 +180,16 @@ class FileSink(_StreamWriter):
     the GIL released, and chunk payloads are streamed from the chunk's own buffers
     (no intermediate copy of the pixels). Messages of 1 MiB or more are written by a
     thread of the file's own, so the recording's thread builds and encodes the next
-    chunk while the kernel copies this one (raw 1080p frames: about an eighth more
+    chunk while the kernel copies this one (raw 1080p frames: about a sixth more
     frames/s on two cores); smaller ones, when nothing is queued, are written at once
-    (there a hand-off costs more than it saves). At
-    most `MAX_QUEUED_BYTES` wait for it (more waits the recording's thread, which
-    is back-pressure on ``log``). The first failed write stops the file there (its
-    offsets would be wrong from then on): that chunk and every later one are counted
-    as lost, naming the error. A path that cannot be opened raises
-    `PixelrunSaveError` naming it. Prefer `open_file_sink`, which never lets two
-    writers in this process truncate each other's file.
+    (there a hand-off costs more than it saves). At most `MAX_QUEUED_BYTES` wait for
+    the writer; more waits the recording's thread, which is back-pressure on ``log``.
+
+    The first failed write stops the file there (its offsets would be wrong from then
+    on): that chunk and every later one are counted as lost, naming the error. A path
+    that cannot be opened raises `PixelrunSaveError` naming it. Prefer
+    `open_file_sink`, which never lets two writers in this process truncate each
+    other's file.
     """
 
     MAX_QUEUED_BYTES = 64 << 20
@@ -246,8 +247,13 @@ class FileSink(_StreamWriter):
             # would cost more than the write (the writer must win the GIL back to go on)
             self._write_item(item)
             return
-        if not self._writer_alive():  # no thread at interpreter exit: write here
-            self._write_item(item)
+        if not self._writer_alive():  # no thread (interpreter exit, or it died): write here, in order
+            with self._wcond:
+                pending = list(self._wq)
+                self._wq.clear()
+                self._wbytes = 0
+            for it in [*pending, item]:
+                self._write_item(it)
             return
         with self._wcond:
             while (self._wq and self._wbytes + nbytes > self.MAX_QUEUED_BYTES

@@ -465,7 +465,8 @@ class Renderer:
             visible = drop_occluded(ordered, lambda l: id(l) not in failed)
             drawn = [l for l in visible if id(l) not in failed]
             stats.levels, stats.over_budget = {}, {}
-            stats.hidden = [l.entity for l in ordered if all(l is not v for v in visible)]
+            shown = {id(l) for l in visible}
+            stats.hidden = [l.entity for l in ordered if id(l) not in shown]
             shifts = [0] * len(drawn) if zoom is None else self._shifts(drawn, zoom)
             out, again = [], False
             for layer, shift in zip(drawn, shifts, strict=True):

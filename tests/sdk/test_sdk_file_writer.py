@@ -116,7 +116,7 @@ def test_a_hanging_write_never_holds_the_close_past_its_timeout_and_what_waits_i
         with pytest.warns(rr.PixelrunWarning, match=r"left without its footer \(the close timed out\)"):
             rec.close(timeout=0.5)
     took = time.monotonic() - t0
-    assert took < 3.0, f"close took {took:.1f} s with a 0.5 s timeout"
+    assert took < 10.0, f"close took {took:.1f} s with a 0.5 s timeout (the write hangs for 30 s)"
     assert rec.dropped_rows == 5  # the one being written when time ran out is counted too
     stuck.gate.set()  # let the writer thread go; it writes nothing after the close
     sink._wthread.join(5)
