@@ -21,9 +21,14 @@ writer thread (what any SDK must at least do). `--compression` picks pixelrun's 
 Columns: wall time from the first log call until the file is complete (flush and
 close included), frames/s, MB/s of pixel data, p50/p99 of the individual log call,
 peak RSS of the process, the file size and its ratio to Rerun's file, and for
-pixelrun how many chunks were written LZ4 / raw. Usage:
+pixelrun how many chunks were written LZ4 / raw.
 
-    python3 benchmarks/log_throughput.py --rerun-python .venv-rerun/bin/python [--quick]
+Files go to /dev/shm by default (no disk in the timing; there the write itself, the new
+tmpfs pages, is most of a raw frame's cost). ``--dir`` puts them on a disk's file system
+instead, as a user's recordings are: the page cache takes the writes, each file is deleted
+right after its run (before writeback) and ``os.sync()`` runs before every run. Usage:
+
+    python3 benchmarks/log_throughput.py --rerun-python .venv-rerun/bin/python [--quick] [--dir DIR]
 """
 
 from __future__ import annotations
