@@ -33,6 +33,7 @@ __all__ = [
     "canvas_size",
     "decodes_opaque",
     "drop_occluded",
+    "decode_uncovered",
     "q",
     "srgb_encode",
     "srgb_decode",
@@ -176,6 +177,22 @@ def drop_occluded(ordered: list[Layer], can_cover: Optional[Callable[[Layer], bo
             covers.append((w, h))
     keep.reverse()
     return keep
+
+
+def decode_uncovered(ordered: list[Layer], decode: Callable[[list[Layer]], set]) -> list[Layer]:
+    """`drop_occluded` for a compositor that decodes: `decode(layers)` decodes the layers it
+    is given and returns the ids of those it could not (it reports them). An opaque layer
+    that could not be decoded hides nothing, so what it covered is decoded after all.
+    Returns the layers decoded, in draw order; the last `decode` call is for exactly them
+    and the failed ones (compositors keep what that call produced)."""
+    failed: set = set()
+    while True:
+        visible = drop_occluded(ordered, lambda l, failed=failed: id(l) not in failed)
+        todo = [l for l in visible if id(l) not in failed]
+        lost = decode(todo)
+        failed.update(lost)
+        if len(visible) == len(ordered) or not any(id(l) in lost and decodes_opaque(l) for l in todo):
+            return [l for l in todo if id(l) not in lost]
 
 
 def canvas_size(layers: list[Layer]) -> tuple[int, int]:

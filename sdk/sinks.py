@@ -242,12 +242,11 @@ class FileSink(_StreamWriter):
         if self._failed:  # counted with the first failure's reason: one line in the summary
             self._count_lost(item, self._failed)
             return
-        if nbytes < self.INLINE_BYTES and not self._wq:
-            # small (LZ4-compressed frames, headers) and nothing queued before it: a hand-off
-            # would cost more than the write (the writer must win the GIL back to go on)
-            self._write_item(item)
-            return
-        if not self._writer_alive():  # no thread (interpreter exit, or it died): write here, in order
+        # Written here: a small message (LZ4-compressed frame, header) with nothing queued
+        # before it, where a hand-off would cost more than the write (the writer must win
+        # the GIL back to go on); or anything once there is no writer thread (interpreter
+        # exit, or it died), after what it had queued, in order.
+        if (nbytes < self.INLINE_BYTES and not self._wq) or not self._writer_alive():
             with self._wcond:
                 pending = list(self._wq)
                 self._wq.clear()

@@ -44,7 +44,7 @@ from pixelrun.kernels.layers import (
     blend_opacity,
     canvas_size,
     decode_key,
-    decodes_opaque,
+    decode_uncovered,
     drop_occluded,
     layer_decode_args,
     order_layers,
@@ -146,17 +146,13 @@ def _invalid(layer: Layer) -> Optional[str]:
 
 
 def _visible(layers: list[Layer], cache: _DecodedCache) -> list[Layer]:
-    """The layers in draw order that can change a pixel (`drop_occluded`), decoded: an
-    opaque layer that cannot be decoded hides nothing."""
-    ordered = order_layers(layers)
-    failed: set = set()
-    while True:
-        visible = drop_occluded(ordered, lambda l, failed=failed: id(l) not in failed)
-        _decode_missing([l for l in visible if id(l) not in failed], cache)
-        lost = {id(l) for l in visible if id(l) not in failed and decodes_opaque(l) and cache.get(_key(l)) is None}
-        if not lost or len(visible) == len(ordered):
-            return visible
-        failed.update(lost)  # they hid layers that must be drawn after all
+    """The layers in draw order that can change a pixel, decoded (`decode_uncovered`)."""
+
+    def decode(todo: list[Layer]) -> set:
+        _decode_missing(todo, cache)
+        return {id(l) for l in todo if cache.get(_key(l)) is None}
+
+    return decode_uncovered(order_layers(layers), decode)
 
 
 def _decode_missing(layers: Iterable[Layer], cache: _DecodedCache) -> None:

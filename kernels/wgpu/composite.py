@@ -71,8 +71,7 @@ from pixelrun.kernels.layers import (
     canvas_size,
     check_background,
     decode_key,
-    decodes_opaque,
-    drop_occluded,
+    decode_uncovered,
     layer_decode_args,
     order_layers,
     premultiplied_background,
@@ -458,18 +457,16 @@ class Renderer:
         """
         self.last_errors = {}
         ordered = order_layers(list(layers))
-        failed: set = set()  # ids of layers that could not be decoded: they hide nothing
-        while True:
-            # layers under an opaque one are neither decoded nor blended (the frame is
-            # the same to the bit); a stack of same-size cameras decodes its top only
-            visible = drop_occluded(ordered, lambda l: id(l) not in failed)
-            drawn = [l for l in visible if id(l) not in failed]
+        out: list = []
+
+        def decode(todo: list) -> set:
+            # every call is a fresh plan (the last one is what gets drawn); entries a
+            # previous call decoded come from the cache, and no layer fails twice
+            out.clear()
             stats.levels, stats.over_budget = {}, {}
-            shown = {id(l) for l in visible}
-            stats.hidden = [l.entity for l in ordered if id(l) not in shown]
-            shifts = [0] * len(drawn) if zoom is None else self._shifts(drawn, zoom)
-            out, again = [], False
-            for layer, shift in zip(drawn, shifts, strict=True):
+            shifts = [0] * len(todo) if zoom is None else self._shifts(todo, zoom)
+            lost = set()
+            for layer, shift in zip(todo, shifts, strict=True):
                 try:
                     entry = self._entry(layer, shift, encoder)
                 except ValueError as exc:
@@ -479,18 +476,20 @@ class Renderer:
                     self.last_errors[layer.entity] = msg
                     warnings.warn(f"layer left out of the frame: {msg}", RenderWarning,
                                   stacklevel=user_stacklevel())
-                    failed.add(id(layer))
-                    if decodes_opaque(layer) and len(visible) < len(ordered):
-                        again = True  # it hid layers that must be drawn after all
-                        break
+                    lost.add(id(layer))
                     continue
                 out.append((layer, entry, shift))
                 if shift:
                     stats.levels[layer.entity] = 1 << shift
                     if shift > zoom:
                         stats.over_budget[layer.entity] = 1 << shift
-            if not again:
-                break
+            return lost
+
+        # layers under an opaque one are neither decoded nor blended (the frame is the
+        # same to the bit); a stack of same-size cameras decodes its top only
+        drawn = decode_uncovered(ordered, decode)
+        shown = {id(l) for l in drawn}
+        stats.hidden = [l.entity for l in ordered if id(l) not in shown and l.entity not in self.last_errors]
         self._evict({(self._key(layer), shift) for layer, _, shift in out})
         return out
 
