@@ -11,7 +11,9 @@ driver adds to each texture: the socket and message buffers, the decoded chunk a
 store's copy, the GPU upload with its staging copy, the decode output, and lavapipe's
 padding of textures (about 15%): about 60 MB measured here for 1080p NV12. Before the
 limit covered textures and in-flight messages, the same run ended about 2 GB above
-the empty viewer.
+the empty viewer. With glibc's default per-thread malloc arenas it ended 30 to 170 MB
+above the limit, run to run (a CI run failed on it); `pixelrun view` now runs with one
+arena (engine/cli/view.py `_one_malloc_arena`) and ends within a few MB of the limit.
 """
 
 from __future__ import annotations
