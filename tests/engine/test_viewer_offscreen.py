@@ -9,12 +9,14 @@ frame. Expected colours are the logged images' own (solid colours written here).
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from viewer_helpers import LiveViewer, image_chunk, rrd_stream, viewer_cmd, wait_until
 
@@ -203,3 +205,30 @@ def test_callbacks_from_other_threads_wake_the_loop():
     assert time.monotonic() - t_send < 0.45  # woken, not found at the 0.5 s fallback wake-up
     loop.stop()
     t.join(5)
+
+
+def _environ(pid: int) -> dict:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
+def test_the_viewer_process_runs_with_one_malloc_arena_unless_the_user_chose(tmp_path):
+    # Why one arena: tests/engine/test_viewer_memory.py. The restart keeps the process id
+    # (a spawning SDK or a script holding the pid still has the viewer) and its arguments.
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip(f"glibc's malloc arenas only; this is {platform.libc_ver()[0] or 'not glibc'}")
+    for chosen, expected in ((None, "1"), ("4", "4")):
+        env = no_display_env()
+        env.pop("MALLOC_ARENA_MAX", None)
+        if chosen is not None:
+            env["MALLOC_ARENA_MAX"] = chosen
+        (tmp_path / f"v{chosen}").mkdir()
+        v = LiveViewer(tmp_path / f"v{chosen}", extra=("--offscreen",), env=env)
+        try:
+            assert _environ(v.proc.pid).get("MALLOC_ARENA_MAX") == expected
+            grpc_send(v.port, rrd_messages(rrd_stream([image_chunk("image", red_with_green_square(), FMT, step=0)],
+                                                      end=False)))
+            png = v.screenshot_until(lambda p: bool(read_view_metadata(p)["views"]))
+            assert window_pixel(png, 100, 100) == GREEN  # the restarted process is the viewer, and it works
+        finally:
+            v.stop()
