@@ -5,6 +5,10 @@ contenders alternate A B C A B C. Workloads (issue 4):
 
 - rgb1080:   1920x1080 RGB u8 random pixels x 300 frames, rr.log to a file
 - rgb1080_grad: the same with a compressible gradient (LZ4 shrinks it ~60x)
+- scene1080: 1080p RGB like a simulator's camera (flat-shaded boxes and discs over a sky
+  gradient, moving per frame): compressible the way rendered images are
+- depth480:  640x480 u16 DepthImage x 1000 frames (a floor ramp, a box, a moving disc):
+  a depth camera's stream, the other common compressible case
 - rgb480:    640x480 RGB u8 x 2000 frames
 - nv12_1080: NV12 1920x1080 (bytes=) x 300 frames
 - columns:   one send_columns of 300 x 640x480 RGB u8
@@ -47,6 +51,8 @@ from _bench import Timing, bench_args, print_table
 WORKLOADS = {
     "rgb1080": dict(kind="log", w=1920, h=1080, n=300, fmt="rgb"),
     "rgb1080_grad": dict(kind="log", w=1920, h=1080, n=300, fmt="grad"),
+    "scene1080": dict(kind="log", w=1920, h=1080, n=300, fmt="scene"),
+    "depth480": dict(kind="log", w=640, h=480, n=1000, fmt="depth"),
     "rgb480": dict(kind="log", w=640, h=480, n=2000, fmt="rgb"),
     "nv12_1080": dict(kind="log", w=1920, h=1080, n=300, fmt="nv12"),
     "columns": dict(kind="columns", w=640, h=480, n=300, fmt="rgb"),
@@ -54,7 +60,8 @@ WORKLOADS = {
     # SDK's own cost, not back-pressure from a saturated writer.
     "rgb1080_30fps": dict(kind="log", w=1920, h=1080, n=300, fmt="rgb", fps=30),
 }
-QUICK_FRAMES = {"rgb1080": 60, "rgb1080_grad": 60, "rgb480": 400, "nv12_1080": 60, "columns": 60, "rgb1080_30fps": 30}
+QUICK_FRAMES = {"rgb1080": 60, "rgb1080_grad": 60, "scene1080": 60, "depth480": 200, "rgb480": 400,
+                "nv12_1080": 60, "columns": 60, "rgb1080_30fps": 30}
 
 # One child script for every contender: `MODULE` is "pixelrun", "rerun" or "ceiling".
 CHILD = r'''
@@ -73,6 +80,31 @@ elif fmt == "grad":  # compressible: a diagonal colour gradient, shifted per fra
     frames = [np.broadcast_to(((x + y + 7 * k + np.arange(3) * 40) % 256).astype(np.uint8), (h, w, 3)).copy()
               for k in range(POOL)]
     frame_bytes = w * h * 3
+elif fmt == "scene":  # a rendered scene: sky gradient, flat-shaded boxes and discs, moving
+    yy, xx = np.mgrid[0:h, 0:w]
+    frames = []
+    for k in range(POOL):
+        img = np.empty((h, w, 3), np.uint8)
+        img[:] = np.stack([90 + yy // 12, 140 + yy // 16, 230 - yy // 10], -1)[:, :1].astype(np.uint8)
+        img[h // 2:] = (96, 104, 88)  # the ground
+        for j, (bx, by, bw, bh) in enumerate([(200, 500, 300, 250), (900, 450, 420, 330), (1500, 560, 260, 200)]):
+            x0 = bx + 9 * k
+            img[by:by + bh, x0:x0 + bw] = (40 + 60 * j, 180 - 50 * j, 60 + 70 * j)
+            img[by:by + bh // 6, x0:x0 + bw] = (70 + 60 * j, 210 - 50 * j, 90 + 70 * j)  # a lit top face
+        disc = (xx - 700 - 15 * k) ** 2 + (yy - 300) ** 2 < 90 ** 2
+        img[disc] = (250, 200, 40)
+        frames.append(img)
+    frame_bytes = w * h * 3
+elif fmt == "depth":  # millimetres: floor ramp, a box, a disc moving across
+    yy, xx = np.mgrid[0:h, 0:w]
+    frames = []
+    for k in range(POOL):
+        d = (4000 - 5 * yy).astype(np.uint16)
+        d[150:330, 80:240] = 1800
+        d[(xx - 400 - 12 * k) ** 2 + (yy - 220) ** 2 < 60 ** 2] = 1200
+        d[:20, :] = 0  # no return
+        frames.append(d)
+    frame_bytes = w * h * 2
 else:
     nb = w * h + 2 * ((w + 1) // 2) * ((h + 1) // 2)
     frames = [rng.integers(0, 256, nb, dtype=np.uint8).tobytes() for _ in range(POOL)]
@@ -129,8 +161,10 @@ else:
             a = time.perf_counter()
             rr.set_time("frame", sequence=i)
             f = frames[i % POOL]
-            if fmt in ("rgb", "grad"):
+            if fmt in ("rgb", "grad", "scene"):
                 rr.log("cam", rr.Image(f))
+            elif fmt == "depth":
+                rr.log("cam", rr.DepthImage(f, meter=1000.0))
             else:
                 rr.log("cam", rr.Image(bytes=f, width=w, height=h, pixel_format=rr.PixelFormat.NV12))
             lat.append(time.perf_counter() - a)

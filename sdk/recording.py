@@ -104,12 +104,24 @@ def _property_chunk(field_name: str, component_type: str, value: pa.Array) -> Ch
                  component_meta={column: meta})
 
 
-def _blob_size(v: Any) -> int:
-    if v is None:
-        return 0
-    if isinstance(v, np.ndarray):
-        return int(v.nbytes)
-    return len(v)
+ROW_OVERHEAD_BYTES = 64  # a row's ids, times and small components, as the batcher counts them
+
+
+def _value_bytes(v: Any) -> int:
+    """Bytes of one component value that is an array or bytes (0 for anything else)."""
+    if isinstance(v, (bytes, bytearray)):
+        return len(v)
+    nb = getattr(v, "nbytes", None)  # NumPy, memoryview, CuPy, torch through DLPack
+    return int(nb) if isinstance(nb, (int, np.integer)) else 0
+
+
+def _row_bytes(row: dict) -> int:
+    """The bytes a logged row holds, as the batcher's byte threshold and in-flight bound
+    count them: every array or bytes value of any archetype (Image's and DepthImage's
+    buffer, SegmentationImage's, EncodedImage's blob, a GPU array), plus ROW_OVERHEAD_BYTES.
+    Counting Image:buffer alone let a DepthImage stream build chunks of hundreds of
+    megabytes, past the in-flight bound."""
+    return ROW_OVERHEAD_BYTES + sum(_value_bytes(v) for v in row.values())
 
 
 def exit_timeout() -> float:
@@ -439,7 +451,7 @@ class RecordingStream:
         if static and fmt is not None:
             self._static_formats[path] = fmt
         warn_not_shown_by_rerun(path, (fmt,))  # kept: pixelrun reads it; said once when Rerun cannot
-        nbytes = _blob_size(buf) + 64
+        nbytes = _row_bytes(row)
         if static:
             timepoint = None
         else:
@@ -553,7 +565,7 @@ class RecordingStream:
             fmts = cols.get(IMAGE_FORMAT)
             static_fmt = self._static_formats.get(path)
             sizes = (np.full(n, bufs.shape[1]) if isinstance(bufs, np.ndarray)
-                     else np.array([_blob_size(b) for b in bufs]))
+                     else np.array([_value_bytes(b) for b in bufs]))
             # Expected byte count per row (-1: no format to check against), computed
             # once per distinct format, then compared for all rows at once.
             if fmts is not None:
@@ -582,11 +594,13 @@ class RecordingStream:
         self._queue_columns(path, tcols, cols, idx)
 
     def _queue_columns(self, path: str, tcols: list, cols: dict, idx: np.ndarray) -> None:
-        bufs = cols.get(IMAGE_BUFFER)
-        per_row = 64
-        if bufs is not None:
-            per_row += int(bufs.shape[1]) if isinstance(bufs, np.ndarray) else max(
-                (_blob_size(bufs[i]) for i in idx), default=0)
+        # the largest row's bytes over every column (any archetype's buffers and blobs)
+        per_row = ROW_OVERHEAD_BYTES
+        for vals in cols.values():
+            if isinstance(vals, np.ndarray):
+                per_row += vals.nbytes // max(len(vals), 1)
+            else:
+                per_row += max((_value_bytes(vals[i]) for i in idx), default=0)
         # Chunks of about flush_num_bytes each (Rerun's chunk size target), at least one
         # row; buffers are zero-copy slices of the caller-protecting copy.
         rows_per_chunk = max(1, self.config.flush_num_bytes // max(per_row, 1))
@@ -602,14 +616,13 @@ class RecordingStream:
                     nbytes += part.nbytes
                 else:
                     part = [vals[i] for i in sel]
-                    if name == IMAGE_BUFFER:
-                        nbytes += sum(_blob_size(b) for b in part)
+                    nbytes += sum(_value_bytes(b) for b in part)
                 comps[name] = part
             timelines = {t.timeline_name: ChunkTimeColumn(t.kind, t.values[sel]) for t in tcols}
             row_ids = ROW_IDS.next_many(sel.size)
             chunk = Chunk(path, row_ids, timelines,
                           {k: build_column(k, v) for k, v in comps.items()}, ROW_IDS.next_bytes())
-            if not self._batcher.push_chunk(chunk, nbytes + 64 * sel.size):
+            if not self._batcher.push_chunk(chunk, nbytes + ROW_OVERHEAD_BYTES * sel.size):
                 self._refuse_closed(f"send_columns({path!r})", sel.size)
 
     # ------------------------------------------------------------ sinks (thread)

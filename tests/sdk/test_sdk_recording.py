@@ -431,3 +431,21 @@ def test_lz4_compression_option(tmp_path, monkeypatch):
     assert cm.compressed
     assert bytes(ch.buffer_row(cm.chunk.components[ch.IMAGE_BUFFER], 0)) == bytes(256 * 256)
     assert len(data) < 256 * 256 // 2  # zeros compress
+
+
+@pytest.mark.parametrize("make", [
+    lambda k: rr.DepthImage(np.full((30, 40), k, np.uint16), meter=1000.0),  # 2400 bytes
+    lambda k: rr.SegmentationImage(np.full((40, 60), k % 7, np.uint8)),  # 2400 bytes
+    lambda k: rr.EncodedImage(contents=bytes([k % 256]) * 2400, media_type="image/png"),
+], ids=["depth", "segmentation", "encoded"])
+def test_every_image_archetype_counts_its_bytes_toward_the_chunk_size(make):
+    # 2400 + 64 bytes a row against a 4900-byte threshold: two rows a chunk, whichever
+    # archetype carries the pixels (the batcher once counted Image:buffer alone, and a
+    # depth stream then went into one chunk per flush tick, hundreds of MB, unbounded)
+    rec, mem = _stream(flush_num_bytes=4900, flush_tick=3600.0)
+    for k in range(6):
+        rec.set_time("t", sequence=k)
+        rec.log("cam", make(k))
+    rec.flush()
+    assert [c.num_rows for c in _temporal(mem, "/cam")] == [2, 2, 2]
+
