@@ -38,6 +38,7 @@ __all__ = [
     "ENCODED_IMAGE",
     "ANNOTATION_CONTEXT",
     "ARCHETYPES",
+    "BUFFER_FORMAT_COLUMNS",
     "DRAWABLE",
     "SCENE_INPUTS",
     "COMPONENTS",
@@ -233,6 +234,14 @@ DRAWABLE: tuple[Archetype, ...] = (IMAGE, DEPTH_IMAGE, SEGMENTATION_IMAGE, ENCOD
 # Archetypes the scene reads without drawing them: an AnnotationContext colours the
 # SegmentationImages under it. Kept by the store, and not named "not drawn".
 SCENE_INPUTS: tuple[Archetype, ...] = (ANNOTATION_CONTEXT,) if SEGMENTATION_IMAGE in DRAWABLE else ()
+
+# (buffer column, format column) of every archetype whose pixels are an ImageBuffer
+# described by an ImageFormat (Image, DepthImage, SegmentationImage): where the SDK checks
+# a buffer's size against its format.
+BUFFER_FORMAT_COLUMNS: tuple[tuple[str, str], ...] = tuple(
+    (a.column("buffer"), a.column("format")) for a in ARCHETYPES
+    if {"buffer", "format"} <= {c.field for c in a.components}
+)
 
 # Column name -> its component, over every archetype.
 COMPONENTS: dict[str, ComponentSpec] = {c.column: c for a in ARCHETYPES for c in a.components}

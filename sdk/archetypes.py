@@ -88,7 +88,7 @@ def _to_format(value: Any) -> Optional[formats.ImageFormat]:
 
 
 def _blob_rows(column: str, values: Any) -> list:
-    return as_byte_rows(values, "Image.columns(buffer=)")
+    return as_byte_rows(values, column)
 
 
 def _format_rows(column: str, values: Any) -> list:
@@ -332,16 +332,7 @@ class Image:
         (repeated for every row) or one per row."""
         given = {"buffer": buffer, "format": format, "opacity": opacity, "draw_order": draw_order,
                  "magnification_filter": magnification_filter, "value_range": value_range}
-        cols: list[ComponentColumn] = []
-        for spec in cls.archetype.components:  # the table's order
-            vals = given[spec.field]
-            if vals is None:
-                continue
-            try:
-                cols.append(ComponentColumn(spec.column, _COLUMN_VALUES[spec.arrow_type](spec.column, vals)))
-            except ValueError as exc:
-                cols.append(ComponentColumn(spec.column, [], str(exc)))
-        return cols
+        return _component_columns(cls.archetype, given)
 
     def compress(self, jpeg_quality: int = 95) -> "EncodedImage | Image":
         """This image as a JPEG EncodedImage (Pillow), like Rerun 0.41: only U8 images
@@ -379,6 +370,41 @@ class Image:
 # ------------------------------------------------------------------ the image family
 
 
+def _each_row(parse: Callable[[Any, str], Any]) -> Callable[[str, Any], list]:
+    """A column's values from a one-value parser: one value (for every row) or one per row."""
+    return lambda column, values: [parse(v, column) for v in _per_row(values)]
+
+
+def _component_columns(archetype: Archetype, given: dict) -> list[ComponentColumn]:
+    """The ``send_columns`` columns of `archetype` from field -> values (None: not sent),
+    in the table's order. A field whose values cannot be read becomes a column carrying
+    the reason (send_columns reports it and sends nothing); an unknown field raises
+    TypeError, as an unexpected keyword does."""
+    owner = archetype.short_name
+    specs = {spec.field: spec for spec in archetype.components}
+    unknown = sorted(set(given) - set(specs))
+    if unknown:
+        raise TypeError(f"{owner}.columns() got unexpected keyword argument(s) {', '.join(unknown)} "
+                        f"(its fields: {', '.join(specs)})")
+    # by field where one Arrow type has several meanings (two enums), else by Arrow type
+    by_field = {"colormap": _each_row(_colormap), "media_type": _each_row(_media_type)}
+    cols: list[ComponentColumn] = []
+    for spec in archetype.components:
+        vals = given.get(spec.field)
+        if vals is None:
+            continue
+        parse = by_field.get(spec.field) or _COLUMN_VALUES.get(spec.arrow_type)
+        if parse is None:
+            cols.append(ComponentColumn(spec.column, [], f"{owner}.columns({spec.field}=): not supported as a "
+                                                        "column; log it per row with rr.log"))
+            continue
+        try:
+            cols.append(ComponentColumn(spec.column, parse(spec.column, vals)))
+        except ValueError as exc:
+            cols.append(ComponentColumn(spec.column, [], str(exc)))
+    return cols
+
+
 class _Archetype:
     """One row of an archetype: column -> value, or the reason it cannot be logged."""
 
@@ -409,6 +435,14 @@ class _Archetype:
     def indicator(cls) -> Indicator:
         """The (data-less) indicator, for seed-era code."""
         return Indicator(cls.archetype)
+
+    @classmethod
+    def columns(cls, **fields: Any) -> list[ComponentColumn]:
+        """Columns for ``send_columns``, Rerun 0.41's ``<Archetype>.columns(...)``: one
+        keyword per field of the archetype (``DepthImage.columns(buffer=, format=, meter=,
+        colormap=, depth_range=, ...)``). `buffer`/`blob`: an (N, ...) array or a list of
+        blobs, one per row; the others one value (for every row) or one per row."""
+        return _component_columns(cls.archetype, fields)
 
     def __repr__(self) -> str:
         fields = ", ".join(c.split(":", 1)[1] for c in self._row)

@@ -109,6 +109,11 @@ class DeferredBytes:
     def __len__(self) -> int:
         return self._nbytes
 
+    @property
+    def nbytes(self) -> int:
+        """The image's byte count, known before the copy ends (as a host array's)."""
+        return self._nbytes
+
     def resolve(self) -> np.ndarray:
         """Wait for the copy; a flat uint8 view of the image's bytes."""
         arr = np.ascontiguousarray(self._copy.result())

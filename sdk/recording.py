@@ -35,9 +35,9 @@ from pixelrun.batcher import (
 from pixelrun.buffer_pool import POOL
 from pixelrun.components import ComponentColumn
 from pixelrun.engine import rrd
+from pixelrun.engine.archetypes import BUFFER_FORMAT_COLUMNS
 from pixelrun.engine.chunk import (
     IMAGE_BUFFER,
-    IMAGE_FORMAT,
     Chunk,
     normalize_entity_path,
     to_record_batch,
@@ -249,7 +249,7 @@ class RecordingStream:
         self.compression = self._compressor.compressed_stream  # what stream headers announce
         self._time = ThreadTime()
         self._seconds_kinds: dict[str, str] = {}
-        self._static_formats: dict[str, formats.ImageFormat] = {}
+        self._static_formats: dict[tuple[str, str], formats.ImageFormat] = {}  # (entity, format column)
         self._loss = LossLedger(f"recording {self.application_id!r}: ")
         self._sinks: list[Sink] = []
         self._backlog: Optional[BacklogSink] = self._bound(BacklogSink())
@@ -437,20 +437,26 @@ class RecordingStream:
         row = self._collect(path, items, strict)
         if not row:
             return
-        buf, fmt = row.get(IMAGE_BUFFER), row.get(IMAGE_FORMAT)
-        if buf is not None:
+        for buf_col, fmt_col in BUFFER_FORMAT_COLUMNS:
+            buf, fmt = row.get(buf_col), row.get(fmt_col)
+            if buf is None:
+                continue
             # Checked here, where the mistake is (contract §1): against the row's own format,
-            # and for temporal rows also against a static ImageFormat, which shadows
-            # theirs (contract §5) and is therefore the one the buffer will be read with.
-            static_fmt = None if static else self._static_formats.get(path)
+            # and for temporal rows also against a static format, which shadows theirs
+            # (contract §5) and is therefore the one the buffer will be read with.
+            static_fmt = None if static else self._static_formats.get((path, fmt_col))
             for against, source in ((fmt, "ImageFormat"), (static_fmt, "static ImageFormat")):
                 msg = check_buffer(buf, against)
                 if msg:
                     self._report(f"{path}: {msg} (format from the {source}); row dropped", strict)
                     return
-        if static and fmt is not None:
-            self._static_formats[path] = fmt
-        warn_not_shown_by_rerun(path, (fmt,))  # kept: pixelrun reads it; said once when Rerun cannot
+        for _, fmt_col in BUFFER_FORMAT_COLUMNS:
+            fmt = row.get(fmt_col)
+            if fmt is None:
+                continue
+            if static:
+                self._static_formats[(path, fmt_col)] = fmt
+            warn_not_shown_by_rerun(path, (fmt,))  # kept: pixelrun reads it; said once when Rerun cannot
         nbytes = _row_bytes(row)
         if static:
             timepoint = None
@@ -560,10 +566,12 @@ class RecordingStream:
         if n == 0:
             return
         keep = np.ones(n, dtype=bool)
-        bufs = cols.get(IMAGE_BUFFER)
-        if bufs is not None:
-            fmts = cols.get(IMAGE_FORMAT)
-            static_fmt = self._static_formats.get(path)
+        for buf_col, fmt_col in BUFFER_FORMAT_COLUMNS:
+            bufs = cols.get(buf_col)
+            if bufs is None:
+                continue
+            fmts = cols.get(fmt_col)
+            static_fmt = self._static_formats.get((path, fmt_col))
             sizes = (np.full(n, bufs.shape[1]) if isinstance(bufs, np.ndarray)
                      else np.array([_value_bytes(b) for b in bufs]))
             # Expected byte count per row (-1: no format to check against), computed
@@ -583,14 +591,14 @@ class RecordingStream:
             for i in bad:  # only the bad rows are visited in Python, to name each one
                 report(f"{path}: row {int(i)}: {formats.validate(int(sizes[i]), fmts[i])}{why}; row dropped")
             keep[bad] = False
-        if not tcols and IMAGE_FORMAT in cols:
-            last = cols[IMAGE_FORMAT][-1]
-            if last is not None:
-                self._static_formats[path] = last
+        for _, fmt_col in BUFFER_FORMAT_COLUMNS:
+            if not tcols and fmt_col in cols and cols[fmt_col][-1] is not None:
+                self._static_formats[(path, fmt_col)] = cols[fmt_col][-1]
         idx = np.nonzero(keep)[0]
         if idx.size == 0:
             return
-        warn_not_shown_by_rerun(path, cols.get(IMAGE_FORMAT, ()))
+        for _, fmt_col in BUFFER_FORMAT_COLUMNS:
+            warn_not_shown_by_rerun(path, cols.get(fmt_col, ()))
         self._queue_columns(path, tcols, cols, idx)
 
     def _queue_columns(self, path: str, tcols: list, cols: dict, idx: np.ndarray) -> None:

@@ -449,3 +449,19 @@ def test_every_image_archetype_counts_its_bytes_toward_the_chunk_size(make):
     rec.flush()
     assert [c.num_rows for c in _temporal(mem, "/cam")] == [2, 2, 2]
 
+
+
+def test_a_gpu_image_still_being_copied_counts_its_bytes():
+    # a GPU image's row holds a DeferredBytes until the batcher resolves it; its size is
+    # known at once and must count like a host buffer's (a stand-in copy handle here: the
+    # CUDA path itself is tested in test_gpu_input_async.py where CuPy is installed)
+    from pixelrun.image_input import DeferredBytes
+    from pixelrun.recording import ROW_OVERHEAD_BYTES, _row_bytes
+
+    class Done:
+        def result(self):
+            return np.zeros((30, 40), np.uint16)
+
+    deferred = DeferredBytes(Done(), 2400)
+    assert _row_bytes({"DepthImage:buffer": deferred, "DepthImage:meter": 1000.0}) == 2400 + ROW_OVERHEAD_BYTES
+    assert deferred.resolve().nbytes == 2400
