@@ -181,8 +181,10 @@ class RerunServer:
         self.port = free_port()
         rerun = os.path.join(os.path.dirname(rerun_python), "rerun")
         env = dict(os.environ, RERUN_TELEMETRY_ENABLED="false")
+        # a group of its own: `rerun` is a Python launcher whose child is the real binary,
+        # and killing the launcher alone would leave the binary listening after the run
         self.proc = subprocess.Popen([rerun, "--serve-grpc", "--port", str(self.port),
-                                      "--server-memory-limit", "25%"], env=env,
+                                      "--server-memory-limit", "25%"], env=env, start_new_session=True,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
 
@@ -194,8 +196,12 @@ class RerunServer:
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever of the group is left
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
 
 
 def run_sender(python: str, module: str, url: str, spec: dict) -> dict:

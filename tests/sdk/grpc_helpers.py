@@ -15,6 +15,23 @@ RERUN_PY = ROOT / ".venv-rerun" / "bin" / "python"
 
 
 
+def start_rerun(args: list[str], **popen_kwargs) -> subprocess.Popen:
+    """``.venv-rerun/bin/rerun ARGS`` in a process group of its own. That `rerun` is a
+    Python launcher whose child is the real binary: killing the launcher alone would
+    leave the binary running (and listening) after the test; `kill_rerun` ends both."""
+    env = dict(os.environ, RERUN_TELEMETRY_ENABLED="false")
+    return subprocess.Popen([str(RERUN_BIN), *args], env=env, start_new_session=True, **popen_kwargs)
+
+
+def kill_rerun(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGKILL to `proc`'s whole process group (the launcher and the binary), then reap."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout)
+
+
 def listening(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):
@@ -38,9 +55,8 @@ class RerunSaver:
 
     def __init__(self, port: int, out: Path) -> None:
         self.port, self.out = port, out
-        env = dict(os.environ, RERUN_TELEMETRY_ENABLED="false")
-        self.proc = subprocess.Popen([str(RERUN_BIN), "--port", str(port), "--save", str(out)], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = start_rerun(["--port", str(port), "--save", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if not wait_until(lambda: listening(port) or self.proc.poll() is not None, 30):
             self.stop()
             raise RuntimeError(f"rerun did not listen on {port} within 30 s")
@@ -53,8 +69,9 @@ class RerunSaver:
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+                kill_rerun(self.proc, 5)
+        else:
+            kill_rerun(self.proc, 5)  # the launcher is gone; its binary must not outlive the test
         self.proc.stderr.close()
 
     def __enter__(self) -> "RerunSaver":

@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from grpc_helpers import RERUN_BIN, RERUN_PY, listening, wait_until
+from grpc_helpers import RERUN_BIN, RERUN_PY, kill_rerun, listening, start_rerun, wait_until
 
 import pixelrun as rr
 from pixelrun.engine import rrd
@@ -313,14 +313,13 @@ def test_a_raw_tcp_client_gets_http_400_as_from_rerun_and_the_viewer_goes_on(ser
     assert _stream_good(server.port) == server.sink.images()
     if RERUN_BIN.exists():  # Rerun's own gRPC server answers the same bytes with the same status line
         port = free_port()
-        proc = subprocess.Popen([str(RERUN_BIN), "--serve-grpc", "--port", str(port)], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env=dict(os.environ, RERUN_TELEMETRY_ENABLED="false"))
+        proc = start_rerun(["--serve-grpc", "--port", str(port)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
         try:
             assert wait_until(lambda: listening(port), 60)
             theirs = _answer_to_raw_bytes(port, raw)
         finally:
-            proc.kill()  # nothing to save: no need for an orderly end
-            proc.wait(20)
+            kill_rerun(proc)  # nothing to save: no need for an orderly end
         assert theirs.split(b"\r\n")[0] == b"HTTP/1.1 400 Bad Request", theirs
 
 
