@@ -108,7 +108,7 @@ def _one_malloc_arena(args) -> None:
     arenas, each keeping its own freed memory that only its threads reuse. A live viewer
     that evicts frames as fast as it receives them then holds the freed frames several
     times over: measured under a 1080p NV12 stream with a 500 MB limit, RSS ended 30 to
-    170 MB above the limit (run to run); with one arena, within 2 MB of it, at the same
+    170 MB above the limit (run to run); with one arena, within 6 MB of it, at the same
     ingest rate (large allocations are few, and most happen under the GIL anyway).
     The setting must be in place before the first thread allocates, and importing
     pyarrow already starts threads, hence a fresh start rather than mallopt() here.
