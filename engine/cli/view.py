@@ -101,6 +101,29 @@ def register(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=run)
 
 
+def _started_as_command(argv: list[str]) -> bool:
+    """Whether the interpreter's own argv (`sys.orig_argv`) started the `pixelrun` command
+    itself: the console script, ``python -m pixelrun`` or ``python -m
+    pixelrun.engine.cli.main``, so that starting the process again runs only the command
+    again. A program of the user's (a script, ``-c``, stdin) that calls ``main()`` is not."""
+    rest = argv[1:]
+    i = 0
+    while i < len(rest):
+        a = rest[i]
+        if a == "-m":
+            return rest[i + 1:i + 2] in (["pixelrun"], ["pixelrun.engine.cli.main"])
+        if a in ("-c", "-"):
+            return False
+        if a in ("-X", "-W"):  # options whose value is the next word
+            i += 2
+            continue
+        if a.startswith("-"):
+            i += 1
+            continue
+        return os.path.basename(a) in ("pixelrun", "pixelrun.exe")  # the console script
+    return False
+
+
 def _one_malloc_arena(args) -> None:
     """Start this process again with glibc's malloc limited to one arena (MALLOC_ARENA_MAX=1).
 
@@ -112,17 +135,19 @@ def _one_malloc_arena(args) -> None:
     ingest rate (large allocations are few, and most happen under the GIL anyway).
     The setting must be in place before the first thread allocates, and importing
     pyarrow already starts threads, hence a fresh start rather than mallopt() here.
-    Only when this command owns the process (the command line, not a caller's
-    main(argv)), on glibc, and when the user has not chosen MALLOC_ARENA_MAX. If the
-    restart fails, the viewer runs as it is.
+    Only when this command owns the process (started as the `pixelrun` command, not a
+    program of the user's calling main()), on glibc, and when the user has not chosen
+    MALLOC_ARENA_MAX. If the restart fails, the viewer runs as it is.
     """
+    argv = getattr(sys, "orig_argv", None)
     if (not getattr(args, "owns_process", False) or "MALLOC_ARENA_MAX" in os.environ
-            or platform.libc_ver()[0] != "glibc" or not sys.executable or not getattr(sys, "orig_argv", None)):
+            or platform.libc_ver()[0] != "glibc" or not sys.executable or not argv
+            or not _started_as_command(argv)):
         return
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], dict(os.environ, MALLOC_ARENA_MAX="1"))
+        os.execve(sys.executable, [sys.executable, *argv[1:]], dict(os.environ, MALLOC_ARENA_MAX="1"))
     except OSError as exc:
         print(f"pixelrun view: note: could not restart with one malloc arena ({exc}); "
               "memory may end above --memory-limit", file=sys.stderr)

@@ -232,3 +232,19 @@ def test_the_viewer_process_runs_with_one_malloc_arena_unless_the_user_chose(tmp
             assert window_pixel(png, 100, 100) == GREEN  # the restarted process is the viewer, and it works
         finally:
             v.stop()
+
+
+@pytest.mark.parametrize("argv, command", [
+    (["/usr/bin/python3", "/usr/local/bin/pixelrun", "view"], True),  # the console script
+    (["python3", "-m", "pixelrun", "view"], True),
+    (["python3", "-X", "dev", "-u", "-m", "pixelrun.engine.cli.main", "view", "--port", "9"], True),
+    (["python3", "-m", "mytool", "view"], False),
+    (["python3", "-c", "from pixelrun.engine.cli.main import main; main()", "view"], False),  # the user's code
+    (["python3", "-", "view"], False),  # a program on stdin cannot be read again
+    (["python3", "my_script.py", "view"], False),
+])
+def test_only_the_pixelrun_command_itself_restarts(argv, command):
+    # a restart runs the process's program again: only where that program is the command
+    from pixelrun.engine.cli.view import _started_as_command
+
+    assert _started_as_command(argv) is command
