@@ -107,12 +107,17 @@ def _property_chunk(field_name: str, component_type: str, value: pa.Array) -> Ch
 ROW_OVERHEAD_BYTES = 64  # a row's ids, times and small components, as the batcher counts them
 
 
+def _holds_bytes(v: Any) -> bool:
+    """Whether a component value is bytes or an array (NumPy, memoryview, CuPy, a GPU
+    image whose copy is in flight): what a row's size counts."""
+    return isinstance(v, (bytes, bytearray)) or isinstance(getattr(v, "nbytes", None), (int, np.integer))
+
+
 def _value_bytes(v: Any) -> int:
     """Bytes of one component value that is an array or bytes (0 for anything else)."""
     if isinstance(v, (bytes, bytearray)):
         return len(v)
-    nb = getattr(v, "nbytes", None)  # NumPy, memoryview, CuPy, torch through DLPack
-    return int(nb) if isinstance(nb, (int, np.integer)) else 0
+    return int(v.nbytes) if _holds_bytes(v) else 0
 
 
 def _row_bytes(row: dict) -> int:
@@ -602,13 +607,17 @@ class RecordingStream:
         self._queue_columns(path, tcols, cols, idx)
 
     def _queue_columns(self, path: str, tcols: list, cols: dict, idx: np.ndarray) -> None:
-        # the largest row's bytes over every column (any archetype's buffers and blobs)
+        # The largest row's bytes over every column (any archetype's buffers and blobs). A
+        # list column is sized row by row only when it holds bytes: each column is built by
+        # one parser, so its first present value says (formats and floats count as the overhead).
+        sized = {name for name, vals in cols.items() if not isinstance(vals, np.ndarray)
+                 and _holds_bytes(next((v for v in vals if v is not None), None))}
         per_row = ROW_OVERHEAD_BYTES
-        for vals in cols.values():
+        for name, vals in cols.items():
             if isinstance(vals, np.ndarray):
                 per_row += vals.nbytes // max(len(vals), 1)
-            else:
-                per_row += max((_value_bytes(vals[i]) for i in idx), default=0)
+            elif name in sized:
+                per_row += max(_value_bytes(vals[i]) for i in idx)
         # Chunks of about flush_num_bytes each (Rerun's chunk size target), at least one
         # row; buffers are zero-copy slices of the caller-protecting copy.
         rows_per_chunk = max(1, self.config.flush_num_bytes // max(per_row, 1))
@@ -624,7 +633,8 @@ class RecordingStream:
                     nbytes += part.nbytes
                 else:
                     part = [vals[i] for i in sel]
-                    nbytes += sum(_value_bytes(b) for b in part)
+                    if name in sized:
+                        nbytes += sum(_value_bytes(b) for b in part)
                 comps[name] = part
             timelines = {t.timeline_name: ChunkTimeColumn(t.kind, t.values[sel]) for t in tcols}
             row_ids = ROW_IDS.next_many(sel.size)

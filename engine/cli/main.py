@@ -62,7 +62,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv_from_process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     only = argv[0] if argv and argv[0] in COMMANDS else None
     parser = build_parser(only)
@@ -71,8 +70,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     prog = f"pixelrun {args.command}"
-    # the command owns this process (it may, e.g., re-execute it), not a caller's main(argv)
-    args.owns_process = argv_from_process
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # `pixelrun formats | head`: the reader left, not an error

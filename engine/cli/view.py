@@ -124,7 +124,7 @@ def _started_as_command(argv: list[str]) -> bool:
     return False
 
 
-def _one_malloc_arena(args) -> None:
+def _one_malloc_arena() -> None:
     """Start this process again with glibc's malloc limited to one arena (MALLOC_ARENA_MAX=1).
 
     Why: `--memory-limit` bounds the whole process, and glibc gives threads their own
@@ -135,14 +135,13 @@ def _one_malloc_arena(args) -> None:
     ingest rate (large allocations are few, and most happen under the GIL anyway).
     The setting must be in place before the first thread allocates, and importing
     pyarrow already starts threads, hence a fresh start rather than mallopt() here.
-    Only when this command owns the process (started as the `pixelrun` command, not a
-    program of the user's calling main()), on glibc, and when the user has not chosen
+    Only when the process was started as the `pixelrun` command (not a program of the
+    user's calling main(), nor a test), on glibc, and when the user has not chosen
     MALLOC_ARENA_MAX. If the restart fails, the viewer runs as it is.
     """
     argv = getattr(sys, "orig_argv", None)
-    if (not getattr(args, "owns_process", False) or "MALLOC_ARENA_MAX" in os.environ
-            or platform.libc_ver()[0] != "glibc" or not sys.executable or not argv
-            or not _started_as_command(argv)):
+    if ("MALLOC_ARENA_MAX" in os.environ or platform.libc_ver()[0] != "glibc" or not sys.executable
+            or not argv or not _started_as_command(argv)):
         return
     sys.stdout.flush()
     sys.stderr.flush()
@@ -154,7 +153,7 @@ def _one_malloc_arena(args) -> None:
 
 
 def run(args) -> int:
-    _one_malloc_arena(args)  # first: nothing started yet that a restart would lose
+    _one_malloc_arena()  # first: nothing started yet that a restart would lose
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if args.screenshot_to is None:
         return _run(args)
