@@ -754,7 +754,8 @@ class Viewer:
         accumulation buffer are never reused inside one command buffer.
         """
         wgpu = self._wgpu
-        layout_key = (size, tuple((sv.key, sv.rect) for sv in self.views))
+        backdrop = tuple(self.panels.backdrop_rects())
+        layout_key = (size, tuple((sv.key, sv.rect) for sv in self.views), backdrop)
         fresh = self._cache_tex is None or tuple(self._cache_tex.size[:2]) != size
         if fresh:
             if self._cache_tex is not None:
@@ -778,6 +779,7 @@ class Viewer:
             }])
             rp.end()
             self.device.queue.submit([clear.finish()])
+            self._paint_backdrop(backdrop)
             self._view_tex = {k: (tex, None) for k, (tex, _) in self._view_tex.items()}
             self._cache_key = layout_key
         live = set()
@@ -786,6 +788,17 @@ class Viewer:
             self._update_view(sv, size)
         for k in [k for k in self._view_tex if k not in live]:
             self._view_tex.pop(k)[0].destroy()
+
+    def _paint_backdrop(self, rects: tuple) -> None:
+        """The fixed panels' background, written into the cache under where imgui draws
+        them (they draw none themselves: see panels._no_backdrop)."""
+        rgba = self.panels.backdrop_rgba8(WINDOW_BACKGROUND[:3], self.surface_format.endswith("-srgb"))
+        px = bytes((rgba[2], rgba[1], rgba[0], rgba[3]) if self.cache_format.startswith("bgra") else rgba)
+        for x, y, w, h in rects:
+            self.device.queue.write_texture(
+                {"texture": self._cache_tex, "origin": (x, y, 0)}, px * (w * h),
+                {"bytes_per_row": w * 4, "rows_per_image": h}, (w, h, 1),
+            )
 
     def _update_view(self, sv: SpaceView, size: tuple[int, int]) -> None:
         wgpu = self._wgpu

@@ -348,6 +348,52 @@ def test_fifty_entities_at_1280x720_leave_every_panel_readable(xvfb_display, tmp
 # ----------------------------------------------------------------------- live speed
 
 
+def test_panel_backgrounds_painted_in_the_cache_look_as_imgui_draws_them(xvfb_display, tmp_path, monkeypatch):
+    """The fixed panels draw no background (the window paints it into its cache once per
+    layout): the window must look as when imgui draws those backgrounds itself."""
+    from viewer_helpers import image_chunk
+
+    from pixelrun.engine.viewer import panels as panels_mod
+    from pixelrun.kernels.formats import ImageFormat
+
+    d = ViewerData(ChunkStore(memory_limit=None))
+    for k, (w, h) in enumerate([(64, 48), (32, 24)]):  # two sizes: two views, two title strips
+        fmt = ImageFormat(w, h, color_model="RGB", channel_datatype="U8")
+        d.ingest([image_chunk(f"cam{k}/image", np.full((h, w, 3), 90 + 60 * k, np.uint8), fmt, step=0)])
+    v = open_viewer(d)
+    try:
+        assert len(v.views) == 2
+
+        def shot(name: str) -> np.ndarray:
+            for _ in range(3):  # imgui settles its layout over the first frames
+                v.canvas.force_draw()
+            v.request_screenshot(str(tmp_path / name))
+            v.canvas.force_draw()
+            with Image.open(tmp_path / name) as im:
+                return np.asarray(im.convert("RGBA")).astype(int)
+
+        painted = shot("painted.png")
+        monkeypatch.setattr(panels_mod, "_no_backdrop", lambda: None)
+        monkeypatch.setattr(Viewer, "_paint_backdrop", lambda self, rects: None)
+        v._cache_key = None  # clear the cache again: no backdrop in it now
+        by_imgui = shot("by_imgui.png")
+    finally:
+        v.close()
+    diff = np.abs(painted - by_imgui).max(axis=2)
+    # the panel borders' anti-aliased edge may round differently; nothing else differs
+    assert diff.max() <= 4, diff.max()
+    assert (diff > 0).sum() < 0.01 * diff.size
+    bg = (13, 13, 13)
+    inside_left = painted[400, 150, :3]  # the left panel, below its sections, above the status
+    inside_timeline = painted[715, 1200, :3]
+    assert tuple(inside_left) != bg and tuple(inside_left) == tuple(by_imgui[400, 150, :3])
+    assert tuple(inside_timeline) == tuple(by_imgui[715, 1200, :3]) != bg
+    for sv in v.views:  # each view's strip: under its buttons, the panel colour
+        t = sv.title_rect
+        x, y = int(t.x + t.w - 3), int(t.y + t.h / 2)
+        assert tuple(painted[y, x, :3]) == tuple(by_imgui[y, x, :3]) != bg
+
+
 def test_new_data_for_one_camera_recomposites_only_its_view(xvfb_display):
     from viewer_helpers import image_chunk
 
