@@ -25,7 +25,7 @@ from pixelrun.engine.viewer.inspect import pixel_value_labels
 from pixelrun.engine.viewer.view import BOTTOM_PANEL_H, LEFT_PANEL_W
 from pixelrun.kernels.colormaps import Colormap
 from pixelrun.kernels.formats import ColorModel
-from pixelrun.kernels.layers import LayerKind
+from pixelrun.kernels.layers import LayerKind, srgb_decode, srgb_encode
 
 if TYPE_CHECKING:  # pragma: no cover
     from pixelrun.engine.viewer.window import Viewer
@@ -77,14 +77,6 @@ GRID_MIN_SCALE = 8.0  # logical px per image pixel from which the pixel grid is 
 _MAX_VALUE_CELLS = 2000  # value labels drawn at most (per view and frame)
 _MARK_ROW_H = 7.0  # logical px per entity row of timeline marks
 _MARKS_MAX_ROWS = 3  # rows visible before the marks scroll
-
-
-def _srgb_to_linear(v: float) -> float:
-    return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
-
-
-def _linear_to_srgb(v: float) -> float:
-    return v * 12.92 if v <= 0.0031308 else 1.055 * v ** (1 / 2.4) - 0.055
 
 
 def _rgba32(r: int, g: int, b: int, a: int = 255) -> int:
@@ -152,8 +144,8 @@ class Panels:
         out = []
         for src, dst in zip((c.x, c.y, c.z), under):
             if srgb_target:
-                lin = float(src) ** 2.2 * a + _srgb_to_linear(dst / 255) * (1 - a)
-                v = _linear_to_srgb(lin)
+                lin = float(src) ** 2.2 * a + float(srgb_decode(dst / 255)) * (1 - a)
+                v = float(srgb_encode(lin))
             else:
                 v = float(src) * a + dst / 255 * (1 - a)
             out.append(int(round(min(max(v, 0.0), 1.0) * 255)))
