@@ -706,9 +706,16 @@ class Viewer:
         t0 = self._frame_started = time.perf_counter()
         self._update_scene()
         self._update_readout()
-        texture = self.context.get_current_texture()
+        # The views' composites are submitted before the surface is acquired: acquiring can
+        # wait on the presentation engine (up to 10 ms under Xvfb), and the GPU works on
+        # the new frame meanwhile. The surface follows the canvas's physical size; where it
+        # came out different (a resize in flight), the cache is made again at its size.
         encoder = self.device.create_command_encoder()
-        self._update_cache(encoder, (texture.size[0], texture.size[1]))
+        self._update_cache(encoder, tuple(max(1, int(v)) for v in self.physical_size()))
+        texture = self.context.get_current_texture()
+        size = (texture.size[0], texture.size[1])
+        if size != tuple(self._cache_tex.size[:2]):
+            self._update_cache(encoder, size)
         self._record_frame(encoder, texture)
         shot = self._screenshot_requests[:]
         self._screenshot_requests.clear()
