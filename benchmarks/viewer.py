@@ -364,13 +364,16 @@ def floor_cost(n: int, repeat: int, group: str, period: float | None = None, pee
     def frame():
         # one submission per view, as the window does (the renderer's buffers are reused
         # between draws, never inside one command buffer)
+        shown = []
         for k, (tex, size, scale, offset) in enumerate(targets):
             row[0] += 1  # a new row: decoded again, as a new frame is
+            shown.append(Layer(f"/cam{k}/image", row[0], buf, fmt))
             enc = device.create_command_encoder()
-            renderer.draw([Layer(f"/cam{k}/image", row[0], buf, fmt)], tex.create_view(), size,
+            renderer.draw(shown[-1:], tex.create_view(), size,
                           target_format="rgba8unorm", background=(13, 13, 13, 255), scale=scale, offset=offset,
                           encoder=enc)
             device.queue.submit([enc.finish()])
+        renderer.retain(shown)  # as the window does following live data: the next frame reuses this one's memory
         enc = device.create_command_encoder()
         enc.copy_texture_to_buffer({"texture": targets[-1][0]}, {"buffer": read, "bytes_per_row": 256,
                                                                    "rows_per_image": 1}, (1, 1, 1))

@@ -795,6 +795,10 @@ class Viewer:
             self._update_view(sv, size)
         for k in [k for k in self._view_tex if k not in live]:
             self._view_tex.pop(k)[0].destroy()
+        if self.data.playback.follow:
+            # following the newest data, frames newer ones replaced are not shown again
+            # unless the user goes back: the next frames are decoded into their memory
+            self.renderer.retain([layer for sv in self.views for layer in self.view_layers(sv)])
 
     def _paint_backdrop(self, rects: tuple) -> None:
         """The fixed panels' background, written into the cache under where imgui draws

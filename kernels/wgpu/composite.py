@@ -41,9 +41,13 @@ API (the window viewer and headless render both use it)::
   offset a reduced level gives exactly the full image's pixels. A layer not yet decoded
   is decoded straight to its level (``WgslConverter.decode(level=)``: only the texels the
   level keeps; Bayer images are decoded, then reduced). ``render_offscreen``
-  always uses full resolution. Images larger than the device's max texture size are kept
-  as several tiles; targets whose accumulation buffer exceeds one storage binding are
-  composited in bands of rows. ``max_texture_dim`` / ``max_acc_bytes`` lower those
+  always uses full resolution. ``forget(layers)`` / ``retain(layers)`` drop those layers' /
+  all other layers' textures and keep them as spares that the next decodes of the same
+  size write into (a live viewer retains what it shows, so a stream reuses its memory
+  instead of growing it);
+  spares count against the budget and are freed first. Images larger than the device's
+  max texture size are kept as several tiles; targets whose accumulation buffer exceeds
+  one storage binding are composited in bands of rows. ``max_texture_dim`` / ``max_acc_bytes`` lower those
   limits (for tests).
 - A layer that cannot be decoded (wrong byte count, too big for the device) is left out
   of the picture with a ``RenderWarning`` naming the entity; ``last_errors`` maps entity
@@ -79,7 +83,7 @@ from pixelrun.kernels.layers import (
 )
 from pixelrun.kernels.table_plan import plan_for
 from pixelrun.kernels.wgpu import device as gpu
-from pixelrun.kernels.wgpu.convert import DecodedTile, converter_for, read_texture, tile_grid
+from pixelrun.kernels.wgpu.convert import TEXTURE_USAGE, DecodedTile, converter_for, read_texture, tile_grid
 from pixelrun.kernels.wgpu.layouts import FRAME, TILE
 from pixelrun.kernels.wgpu.wgsl import load_wgsl
 
@@ -93,6 +97,8 @@ Color = tuple[int, int, int, int]
 _DEFAULT_BUDGET_MB = 1024
 _ACC_CAP = 1 << 30  # bytes of accumulation buffer a frame may hold at once
 _RECORD = 256  # bytes per parameter record (a multiple of every storage offset alignment)
+# a reduced level's texture (written by the reduce pass)
+_REDUCED_USAGE = wgpu.TextureUsage.TEXTURE_BINDING | wgpu.TextureUsage.STORAGE_BINDING | wgpu.TextureUsage.COPY_SRC
 
 
 @dataclass
@@ -195,6 +201,9 @@ class Renderer:
         self.last_draw = DrawStats()
         self._cache: "OrderedDict[tuple, _Entry]" = OrderedDict()
         self._cache_bytes = 0
+        # textures of forgotten layers, by (width, height, usage), for the next decodes
+        self._spares: dict[tuple[int, int, int], list] = {}
+        self._spare_bytes = 0
         self._acc = None
         self._acc_size = 0
         self._present_pipelines: dict[str, object] = {}
@@ -312,6 +321,8 @@ class Renderer:
         entry = _Entry(tiles, [t.texture.create_view() for t in tiles], _texture_bytes(tiles))
         self._cache[key] = entry
         self._cache_bytes += entry.nbytes
+        if self._spares and self._cache_bytes + self._spare_bytes > self.vram_budget:
+            self._free_spares()  # no spare is worth more than a cached frame
         return entry
 
     def _decode(self, layer: Layer, encoder, shift: int = 0) -> Optional[list[DecodedTile]]:
@@ -326,7 +337,8 @@ class Renderer:
         # wgpu keeps the raw buffer alive until the recorded work has run; dropping our
         # reference lets it go once that is done (the display textures are what we keep)
         return conv.decode(raw, layer.format, layer.value_range, plan=plan, max_tile=self.max_tile,
-                           encoder=encoder, level=shift)
+                           encoder=encoder, level=shift,
+                           new_texture=lambda w, h: self._texture(w, h, TEXTURE_USAGE))
 
     def _entry(self, layer: Layer, shift: int, encoder) -> _Entry:
         """The cached textures of `layer` at reduced level `shift` (0: full resolution),
@@ -359,11 +371,7 @@ class Renderer:
     def _reduce_tile(self, enc, tile: DecodedTile, shift: int) -> DecodedTile:
         k = 1 << shift
         w, h = -(-tile.width // k), -(-tile.height // k)
-        tex = self.device.create_texture(
-            size=(w, h, 1),
-            format=wgpu.TextureFormat.rgba8unorm,
-            usage=wgpu.TextureUsage.TEXTURE_BINDING | wgpu.TextureUsage.STORAGE_BINDING | wgpu.TextureUsage.COPY_SRC,
-        )
+        tex = self._texture(w, h, _REDUCED_USAGE)
         sbuf = self._shift_buffers.get(shift)
         if sbuf is None:
             sbuf = self._shift_buffers[shift] = self.device.create_buffer_with_data(
@@ -421,8 +429,63 @@ class Renderer:
             sizes[i] = self.level_bytes(fmt, shifts[i])
         return shifts
 
+    def _texture(self, width: int, height: int, usage: int):
+        """An rgba8unorm texture for a decode or reduce (which write all of it): a spare
+        one of that size where there is one, else a new one."""
+        pool = self._spares.get((width, height, int(usage)))
+        if pool:
+            self._spare_bytes -= width * height * 4
+            return pool.pop()
+        return self.device.create_texture(size=(width, height, 1), format=wgpu.TextureFormat.rgba8unorm,
+                                          usage=usage)
+
+    def forget(self, layers: Sequence[Layer], reuse: bool = True) -> None:
+        """Drop the cached textures of ``layers`` (every level).
+
+        With ``reuse`` their textures are kept as spares for the next decodes of the same
+        size, within the texture budget (the spares are the first thing eviction frees).
+        """
+        keys = {self._key(layer) for layer in layers}
+        self._drop(lambda base: base in keys, reuse)
+
+    def retain(self, layers: Sequence[Layer], reuse: bool = True) -> None:
+        """Drop the cached textures of every layer but ``layers``, as `forget` does.
+
+        A live viewer following the newest data keeps only what it shows: a frame a newer
+        one replaced is decoded again only if the user goes back to it, and the next frame
+        is decoded into its memory instead of new memory, so the textures of a stream stop
+        growing. On lavapipe a new texture kept cost a 3-4 ms ``queue.submit`` in one frame
+        out of ten (as device memory grew); a reused one, none.
+        """
+        keys = {self._key(layer) for layer in layers}
+        self._drop(lambda base: base not in keys, reuse)
+
+    def _drop(self, which, reuse: bool) -> None:
+        for key in [k for k in self._cache if which(k[0])]:
+            entry = self._cache.pop(key)
+            self._cache_bytes -= entry.nbytes
+            for t in entry.tiles:
+                tex = t.texture
+                if reuse:
+                    w, h = int(tex.size[0]), int(tex.size[1])
+                    self._spares.setdefault((w, h, int(tex.usage)), []).append(tex)
+                    self._spare_bytes += w * h * 4
+                else:
+                    tex.destroy()
+        self._evict(set())
+
+    def _free_spares(self) -> None:
+        for pool in self._spares.values():
+            for tex in pool:
+                tex.destroy()
+        self._spares.clear()
+        self._spare_bytes = 0
+
     def _evict(self, keep: set) -> None:
-        """Drop least recently used textures until the cache fits the budget."""
+        """Free spare textures, then drop least recently used cached ones, until both fit
+        the budget together."""
+        if self._spares and self._cache_bytes + self._spare_bytes > self.vram_budget:
+            self._free_spares()
         for key in list(self._cache):
             if self._cache_bytes <= self.vram_budget:
                 break
@@ -434,17 +497,23 @@ class Renderer:
                 t.texture.destroy()
 
     def clear_cache(self) -> None:
-        """Release every cached texture."""
+        """Release every cached texture, and the spares."""
         for entry in self._cache.values():
             for t in entry.tiles:
                 t.texture.destroy()
         self._cache.clear()
         self._cache_bytes = 0
+        self._free_spares()
 
     @property
     def cache_bytes(self) -> int:
         """Bytes of decoded textures currently cached."""
         return self._cache_bytes
+
+    @property
+    def spare_bytes(self) -> int:
+        """Bytes of textures kept for reuse (`forget`); within the budget with the cache."""
+        return self._spare_bytes
 
     # ------------------------------------------------------------------ compositing
 
@@ -703,11 +772,7 @@ class Renderer:
         layers = [Layer(f"warm-up {i}", -1, np.zeros(f.byte_count(), np.uint8), f) for i, f in enumerate(formats)]
         for layer in layers:
             self.draw([layer], tex.create_view(), (1, 1), target_format=target_format)
-        for key in [k for k in self._cache if k[0] in {self._key(l) for l in layers}]:
-            entry = self._cache.pop(key)
-            self._cache_bytes -= entry.nbytes
-            for t in entry.tiles:
-                t.texture.destroy()
+        self.forget(layers, reuse=False)
         tex.destroy()
         self.last_draw, self.last_errors = DrawStats(), {}
 

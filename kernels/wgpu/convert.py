@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import wgpu
@@ -80,7 +80,8 @@ _DECODE_PX = {"color.wgsl": 4, "yuv.wgsl": 8, "bayer.wgsl": 4, "table.wgsl": 4}
 _ROW_ALIGN = 256  # copy_buffer_to_texture's bytes_per_row alignment
 _RANGE_BYTES = RANGE.size  # color.wgsl's Range struct
 
-_TEXTURE_USAGE = wgpu.TextureUsage.COPY_DST | wgpu.TextureUsage.TEXTURE_BINDING | wgpu.TextureUsage.COPY_SRC
+# a decoded tile's texture (written by copies, sampled by the composite, read back)
+TEXTURE_USAGE = wgpu.TextureUsage.COPY_DST | wgpu.TextureUsage.TEXTURE_BINDING | wgpu.TextureUsage.COPY_SRC
 
 
 @dataclass
@@ -368,6 +369,7 @@ class WgslConverter:
         max_tile: Optional[int] = None,
         encoder=None,
         level: int = 0,
+        new_texture: Optional[Callable[[int, int], "wgpu.GPUTexture"]] = None,
     ) -> list[DecodedTile]:
         """Decode an uploaded raw buffer into display-RGBA8 textures (one per tile).
 
@@ -380,6 +382,8 @@ class WgslConverter:
         level: decode straight to that reduced level (``Renderer``'s levels: each tile's
         texture holds every 2^level-th texel, the same texels as decoding the tile and
         reducing it); only where ``decodes_level`` says so.
+        new_texture(width, height): where each tile's texture comes from (default: a new
+        rgba8unorm texture with ``TEXTURE_USAGE``); the decode writes every texel of it.
         """
         limit = self.max_texture_dim if max_tile is None else max(1, min(int(max_tile), self.max_texture_dim))
         tile_rects = tile_grid(fmt.width, fmt.height, limit)
@@ -457,18 +461,10 @@ class WgslConverter:
         def out_size(w: int, h: int) -> tuple[int, int]:  # a rectangle's texels at `level`
             return -(-w >> level), -(-h >> level)
 
-        tiles = [
-            DecodedTile(
-                x0,
-                y0,
-                tw,
-                th,
-                dev.create_texture(
-                    size=(*out_size(tw, th), 1), format=wgpu.TextureFormat.rgba8unorm, usage=_TEXTURE_USAGE
-                ),
-            )
-            for x0, y0, tw, th in tile_rects
-        ]
+        if new_texture is None:
+            def new_texture(w: int, h: int):
+                return dev.create_texture(size=(w, h, 1), format=wgpu.TextureFormat.rgba8unorm, usage=TEXTURE_USAGE)
+        tiles = [DecodedTile(x0, y0, tw, th, new_texture(*out_size(tw, th))) for x0, y0, tw, th in tile_rects]
         groups, outs = [], []
         for rect, words in zip(rects, params):
             bw, bh = out_size(*rect[2:])

@@ -486,6 +486,25 @@ def test_panel_only_frames_reuse_the_composited_scene(two_step_viewer):
     assert v.scene_draws == before + 2  # zoom: composited again
 
 
+def test_following_new_data_keeps_only_the_shown_frames_decoded(two_step_viewer, tmp_path):
+    """Following a live stream, a frame a newer one replaced lets go of its texture (the
+    next frame is decoded into it): the decoded textures stay at what is shown. Scrubbing
+    back (follow off) decodes the old frame again, and keeps what it decodes."""
+    v = two_step_viewer
+    fmt = ImageFormat(32, 16, color_model="RGB", channel_datatype="U8")
+    shown = v.renderer.cache_bytes
+    assert shown == (32 * 16 + 8 * 8) * 4  # cam's newest frame and 'top'
+    for step in range(2, 12):
+        v.data.ingest([image_chunk("cam", np.full((16, 32, 3), step * 20, np.uint8), fmt, step=step)])
+        v.canvas.force_draw()
+        assert v.renderer.cache_bytes == shown, step
+    assert window_pixel(_shot(v, tmp_path, "newest"), 20, 12) == (220, 220, 220, 255)  # step 11: 11 * 20
+    v.data.playback.follow = False
+    v.data.playback.time = 1
+    assert window_pixel(_shot(v, tmp_path, "step1"), 20, 12) == (0, 0, 255, 255)
+    assert v.renderer.cache_bytes == shown + 32 * 16 * 4  # step 11's frame is kept as well
+
+
 def test_data_that_does_not_change_the_shown_scene_costs_no_composite(two_step_viewer):
     v = two_step_viewer
     v.data.playback.follow = False

@@ -10,6 +10,11 @@ the CPU; the reduced textures are also compared with the GPU's decode-then-reduc
 
 2. Clearing the accumulator inside the first layer's blend (`blend_first`, when that
 layer's pixels cover the band) gives the same bytes as a separate clear pass.
+
+3. A frame decoded into the texture of a frame the renderer was told to let go
+(`Renderer.retain` / `forget`, what the live viewer does following new data) has its
+own texels, as the reference decodes them, at full resolution and at a reduced level;
+the spares stay within the texture budget.
 """
 
 from __future__ import annotations
@@ -162,3 +167,50 @@ def test_warm_up_builds_the_pipelines_and_keeps_nothing(device):
     assert {("yuv.wgsl", "decode"), ("color.wgsl", "decode")} <= built  # the NV12 and RGBA8 decodes
     assert "bgra8unorm" in r._present_pipelines
     assert r.cache_bytes == 0 and not r._cache and r.last_draw.target_pixels == 0 and r.last_errors == {}
+
+
+def _nv12_frames(n: int, w: int = 38, h: int = 22) -> list[Layer]:
+    fmt = ImageFormat(w, h, pixel_format=PixelFormat.NV12)
+    rng = np.random.default_rng(19)
+    return [Layer("/cam", 100 + i, rng.integers(0, 256, fmt.byte_count(), dtype=np.uint8), fmt) for i in range(n)]
+
+
+@pytest.mark.parametrize("shift", [0, 1])
+def test_a_new_frame_decoded_into_a_forgotten_frames_texture_has_its_own_texels(device, shift):
+    from pixelrun.kernels.wgpu.composite import Renderer
+
+    a, b, c = _nv12_frames(3)
+    r = Renderer(device)
+    (ta,) = r._entry(a, shift, None).tiles
+    one = r.cache_bytes
+    r.retain([a])  # what is shown stays
+    assert r.cache_bytes == one and r.spare_bytes == 0
+    r._entry(b, shift, None)
+    r.retain([b])  # a was replaced: its texture becomes a spare
+    assert r.cache_bytes == one and r.spare_bytes == one
+    (tc,) = r._entry(c, shift, None).tiles
+    assert tc.texture is ta.texture  # decoded into a's memory, not new memory
+    assert r.spare_bytes == 0
+    full = reference.to_display_rgba(c.buffer, c.format)
+    (expected,) = _expected(full, 8192, shift) if shift else [full]
+    (got,) = _read(device, [tc])
+    np.testing.assert_array_equal(got, expected)
+    r.forget([c])
+    assert r.cache_bytes == one and r.spare_bytes == one  # b is still cached; c's texture is spare
+
+
+def test_spares_count_against_the_budget_and_go_first(device):
+    from pixelrun.kernels.wgpu.composite import Renderer
+
+    frames = _nv12_frames(4)
+    r = Renderer(device)
+    for f in frames[:3]:
+        r.display_rgba(f)
+    one = r.cache_bytes // 3
+    r.forget(frames[:2])
+    assert r.cache_bytes == one and r.spare_bytes == 2 * one
+    r.vram_budget = 2 * one  # cache + spares = 3 frames: over, so the spares are freed
+    r.display_rgba(frames[3])  # one spare reused, then the rest freed for the budget
+    assert r.spare_bytes == 0 and r.cache_bytes == 2 * one
+    r.forget(frames[2:], reuse=False)
+    assert r.cache_bytes == 0 and r.spare_bytes == 0
