@@ -461,9 +461,10 @@ class Viewer:
         r = self.renderer
         store = self.data.store
         limit = getattr(store, "memory_limit", None)
+        textures = r.cache_bytes + r.spare_bytes  # spares are held too (Renderer.retain)
         lines = [
             f"store {mb(store.held_bytes)}" + (f" of {mb(limit)}" if limit is not None else "")
-            + f", {self.data.dropped_chunks} chunks dropped; textures {mb(r.cache_bytes)} of {mb(r.vram_budget)}"
+            + f", {self.data.dropped_chunks} chunks dropped; textures {mb(textures)} of {mb(r.vram_budget)}"
         ]
         for entity, k in sorted(r.last_draw.over_budget.items()):
             lines.append(f"{entity}: shown at 1/{k} resolution (its textures exceed the budget)")

@@ -44,11 +44,10 @@ API (the window viewer and headless render both use it)::
   always uses full resolution. ``forget(layers)`` / ``retain(layers)`` drop those layers' /
   all other layers' textures and keep them as spares that the next decodes of the same
   size write into (a live viewer retains what it shows, so a stream reuses its memory
-  instead of growing it);
-  spares count against the budget and are freed first. Images larger than the device's
-  max texture size are kept as several tiles; targets whose accumulation buffer exceeds
-  one storage binding are composited in bands of rows. ``max_texture_dim`` / ``max_acc_bytes`` lower those
-  limits (for tests).
+  instead of growing it); spares count against the budget and are freed first. Images
+  larger than the device's max texture size are kept as several tiles; targets whose
+  accumulation buffer exceeds one storage binding are composited in bands of rows.
+  ``max_texture_dim`` / ``max_acc_bytes`` lower those limits (for tests).
 - A layer that cannot be decoded (wrong byte count, too big for the device) is left out
   of the picture with a ``RenderWarning`` naming the entity; ``last_errors`` maps entity
   -> message for the last frame. Everything else is still drawn.
@@ -321,8 +320,7 @@ class Renderer:
         entry = _Entry(tiles, [t.texture.create_view() for t in tiles], _texture_bytes(tiles))
         self._cache[key] = entry
         self._cache_bytes += entry.nbytes
-        if self._spares and self._cache_bytes + self._spare_bytes > self.vram_budget:
-            self._free_spares()  # no spare is worth more than a cached frame
+        self._fit_spares()  # no spare is worth more than a cached frame
         return entry
 
     def _decode(self, layer: Layer, encoder, shift: int = 0) -> Optional[list[DecodedTile]]:
@@ -481,11 +479,15 @@ class Renderer:
         self._spares.clear()
         self._spare_bytes = 0
 
+    def _fit_spares(self) -> None:
+        """Free the spares when they and the cache together are over the budget."""
+        if self._spares and self._cache_bytes + self._spare_bytes > self.vram_budget:
+            self._free_spares()
+
     def _evict(self, keep: set) -> None:
         """Free spare textures, then drop least recently used cached ones, until both fit
         the budget together."""
-        if self._spares and self._cache_bytes + self._spare_bytes > self.vram_budget:
-            self._free_spares()
+        self._fit_spares()
         for key in list(self._cache):
             if self._cache_bytes <= self.vram_budget:
                 break
