@@ -711,12 +711,12 @@ class Viewer:
         # wait on the presentation engine (up to 10 ms under Xvfb), and the GPU works on
         # the new frame meanwhile. The surface follows the canvas's physical size; where it
         # came out different (a resize in flight), the cache is made again at its size.
-        encoder = self.device.create_command_encoder()
-        self._update_cache(encoder, tuple(max(1, int(v)) for v in self.physical_size()))
+        self._update_cache(tuple(max(1, int(v)) for v in self.physical_size()))
         texture = self.context.get_current_texture()
         size = (texture.size[0], texture.size[1])
         if size != tuple(self._cache_tex.size[:2]):
-            self._update_cache(encoder, size)
+            self._update_cache(size)
+        encoder = self.device.create_command_encoder()
         self._record_frame(encoder, texture)
         shot = self._screenshot_requests[:]
         self._screenshot_requests.clear()
@@ -750,7 +750,7 @@ class Viewer:
         if shot and self._screenshot_to in shot:
             self.canvas.close()
 
-    def _update_cache(self, encoder, size: tuple[int, int]) -> None:
+    def _update_cache(self, size: tuple[int, int]) -> None:
         """Composite again the views whose layers or pan/zoom changed, each into its own
         texture, copied into the window-sized cache at its place.
 
